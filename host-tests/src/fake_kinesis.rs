@@ -1,0 +1,432 @@
+//! An in-process fake of Kinesis Data Streams' PutRecords, reached through the harness's
+//! `send_request` hook. It checks signatures independently ([`crate::sigv4`]), enforces the real
+//! limits, stores what it accepts, and injects faults on demand.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::sigv4::{self, RawRequest};
+
+/// PutRecords limits the fake enforces, as the service does.
+pub const MAX_RECORDS: usize = 500;
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub const MAX_KEY_CHARS: usize = 256;
+const SHARDS: u64 = 4;
+
+/// One fault applied to a whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 InternalFailure, nothing stored.
+    ServerError,
+    /// The connection drops before the request is processed: nothing stored.
+    DropConnection,
+    /// The records are stored, then the response body is cut short (unreadable JSON).
+    TruncatedBody,
+    /// The records are stored, then the body stream breaks mid-way.
+    BrokenBody,
+    /// 200 with a body that is not a PutRecords response; nothing stored.
+    MalformedBody,
+    /// 400 AccessDeniedException.
+    AccessDenied,
+    /// 400 LimitExceededException (request throttled), nothing stored.
+    Throttled,
+    /// The request is processed normally after this delay.
+    Slow(Duration),
+}
+
+/// What the fake wants the transport to do.
+#[derive(Debug)]
+pub enum Reply {
+    Response {
+        status: u16,
+        body: Vec<u8>,
+        /// Send only the first bytes of `body`, then break the stream.
+        break_after: Option<usize>,
+        delay: Duration,
+    },
+    /// Fail the request as a connection error.
+    ConnectionError,
+}
+
+/// A record the fake stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    /// The request (0-based) that stored it.
+    pub request: usize,
+}
+
+/// A request the fake saw, with what it did about it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub records: usize,
+    pub status: u16,
+    pub fault: Option<Fault>,
+    pub headers: Vec<(String, String)>,
+    /// Whether the response the client got lost information about stored records.
+    pub response_damaged_after_store: bool,
+}
+
+#[derive(Default)]
+struct State {
+    stored: Vec<Stored>,
+    seen: Vec<Seen>,
+    scripted: VecDeque<Fault>,
+    rng: u64,
+    next_sequence: u64,
+}
+
+/// Fault settings applied at random (deterministically seeded).
+#[derive(Debug, Clone, Default)]
+pub struct RandomFaults {
+    /// Fraction of records answered `ProvisionedThroughputExceededException`.
+    pub throttle_records: f64,
+    /// Fraction of records answered `InternalFailure`.
+    pub fail_records: f64,
+    /// Fraction of requests that get one of `request_faults`, chosen at random.
+    pub request_fault_rate: f64,
+    pub request_faults: Vec<Fault>,
+}
+
+pub struct FakeKinesis {
+    pub region: String,
+    pub streams: Vec<String>,
+    credentials: HashMap<String, String>,
+    random: RandomFaults,
+    state: Mutex<State>,
+}
+
+impl FakeKinesis {
+    /// A fake with one stream and one access key.
+    pub fn new(stream: &str, access_key: &str, secret: &str) -> Self {
+        FakeKinesis {
+            region: "us-east-1".to_string(),
+            streams: vec![stream.to_string()],
+            credentials: HashMap::from([(access_key.to_string(), secret.to_string())]),
+            random: RandomFaults::default(),
+            state: Mutex::new(State {
+                rng: 0x9E37_79B9_7F4A_7C15,
+                ..State::default()
+            }),
+        }
+    }
+
+    pub fn with_random_faults(mut self, faults: RandomFaults, seed: u64) -> Self {
+        self.random = faults;
+        self.state.lock().unwrap().rng = seed | 1;
+        self
+    }
+
+    /// The next requests get these faults, one each, before random faults apply.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().scripted.extend(faults);
+    }
+
+    pub fn stored(&self) -> Vec<Stored> {
+        self.state.lock().unwrap().stored.clone()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Answer one request.
+    pub fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Reply {
+        let mut state = self.state.lock().unwrap();
+        let request = state.seen.len();
+        let fault = match state.scripted.pop_front() {
+            Some(f) => Some(f),
+            None if self.random.request_fault_rate > 0.0
+                && !self.random.request_faults.is_empty()
+                && next_unit(&mut state.rng) < self.random.request_fault_rate =>
+            {
+                let i = (next_u64(&mut state.rng) % self.random.request_faults.len() as u64) as usize;
+                Some(self.random.request_faults[i].clone())
+            }
+            None => None,
+        };
+        let delay = match fault {
+            Some(Fault::Slow(d)) => d,
+            _ => Duration::ZERO,
+        };
+        let mut seen = Seen {
+            records: 0,
+            status: 0,
+            fault: fault.clone(),
+            headers: headers.to_vec(),
+            response_damaged_after_store: false,
+        };
+
+        let outcome = self.process(
+            &mut state,
+            request,
+            method,
+            path,
+            query,
+            headers,
+            body,
+            fault.as_ref(),
+        );
+        let reply = match outcome {
+            Processed::Connection => Reply::ConnectionError,
+            Processed::Answer {
+                status,
+                body: resp,
+                records,
+            } => {
+                seen.records = records;
+                seen.status = status;
+                let stored_any = status == 200 && records > 0;
+                match fault {
+                    Some(Fault::TruncatedBody) if status == 200 => {
+                        seen.response_damaged_after_store = stored_any;
+                        let cut = resp.len() / 2;
+                        Reply::Response {
+                            status,
+                            body: resp[..cut].to_vec(),
+                            break_after: None,
+                            delay,
+                        }
+                    }
+                    Some(Fault::BrokenBody) if status == 200 => {
+                        seen.response_damaged_after_store = stored_any;
+                        let cut = resp.len() / 2;
+                        Reply::Response {
+                            status,
+                            body: resp,
+                            break_after: Some(cut),
+                            delay,
+                        }
+                    }
+                    _ => Reply::Response {
+                        status,
+                        body: resp,
+                        break_after: None,
+                        delay,
+                    },
+                }
+            }
+        };
+        state.seen.push(seen);
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &self,
+        state: &mut State,
+        request: usize,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        fault: Option<&Fault>,
+    ) -> Processed {
+        match fault {
+            Some(Fault::DropConnection) => return Processed::Connection,
+            Some(Fault::ServerError) => return error(500, "InternalFailure", "Internal service failure."),
+            _ => {}
+        }
+        let raw = RawRequest {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        if let Err(e) = sigv4::verify(
+            &raw,
+            |k| self.credentials.get(k).cloned(),
+            &self.region,
+            "kinesis",
+        ) {
+            let status = if e.code == "MissingAuthenticationTokenException" {
+                403
+            } else {
+                400
+            };
+            return error(status, e.code, &e.message);
+        }
+        if method != "POST" || path != "/" {
+            return error(404, "UnknownOperationException", "");
+        }
+        let target = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+            .map(|(_, v)| v.as_str());
+        if target != Some("Kinesis_20131202.PutRecords") {
+            return error(400, "UnknownOperationException", "");
+        }
+        match fault {
+            Some(Fault::AccessDenied) => {
+                return error(
+                    400,
+                    "AccessDeniedException",
+                    "User: arn:aws:iam::111111111111:user/x is not authorized to perform: kinesis:PutRecords",
+                )
+            }
+            Some(Fault::Throttled) => {
+                return error(400, "LimitExceededException", "Rate exceeded for stream")
+            }
+            Some(Fault::MalformedBody) => {
+                return Processed::Answer {
+                    status: 200,
+                    body: b"<html>gateway says hello</html>".to_vec(),
+                    records: 0,
+                }
+            }
+            _ => {}
+        }
+
+        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+            return error(400, "SerializationException", "body is not JSON");
+        };
+        let Some(stream) = parsed["StreamName"].as_str() else {
+            return error(400, "ValidationException", "StreamName is required");
+        };
+        if !self.streams.iter().any(|s| s == stream) {
+            return error(
+                400,
+                "ResourceNotFoundException",
+                &format!("Stream {stream} under account 111111111111 not found."),
+            );
+        }
+        let Some(records) = parsed["Records"].as_array() else {
+            return error(400, "ValidationException", "Records is required");
+        };
+        if records.is_empty() || records.len() > MAX_RECORDS {
+            return error(
+                400,
+                "ValidationException",
+                &format!("1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORDS} (got {})", records.len()),
+            );
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut total = 0usize;
+        for r in records {
+            let (Some(data), Some(key)) = (r["Data"].as_str(), r["PartitionKey"].as_str()) else {
+                return error(400, "ValidationException", "Data and PartitionKey are required");
+            };
+            let Ok(data) = base64::engine::general_purpose::STANDARD.decode(data) else {
+                return error(400, "SerializationException", "Data is not base64");
+            };
+            let chars = key.chars().count();
+            if chars == 0 || chars > MAX_KEY_CHARS {
+                return error(
+                    400,
+                    "ValidationException",
+                    &format!("Member must have length less than or equal to {MAX_KEY_CHARS} (partition key of {chars})"),
+                );
+            }
+            let size = data.len() + key.len();
+            if size > MAX_RECORD_BYTES {
+                return error(
+                    400,
+                    "ValidationException",
+                    &format!("record of {size} bytes exceeds {MAX_RECORD_BYTES}"),
+                );
+            }
+            total += size;
+            decoded.push((data, key.to_string()));
+        }
+        if total > MAX_REQUEST_BYTES {
+            return error(
+                400,
+                "InvalidArgumentException",
+                &format!("Records size exceeds {MAX_REQUEST_BYTES} bytes limit"),
+            );
+        }
+
+        let mut entries = Vec::with_capacity(decoded.len());
+        let mut failed = 0;
+        for (data, key) in decoded {
+            let roll = if self.random.throttle_records + self.random.fail_records > 0.0 {
+                next_unit(&mut state.rng)
+            } else {
+                1.0
+            };
+            if roll < self.random.throttle_records {
+                failed += 1;
+                entries.push(json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": format!("Rate exceeded for shard in stream {stream} under account 111111111111.")}));
+                continue;
+            }
+            if roll < self.random.throttle_records + self.random.fail_records {
+                failed += 1;
+                entries.push(
+                    json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."}),
+                );
+                continue;
+            }
+            state.next_sequence += 1;
+            let shard = key
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                % SHARDS;
+            let shard_id = format!("shardId-{shard:012}");
+            let sequence_number = format!(
+                "4954346307654800757710509270303956035997522851{:010}",
+                state.next_sequence
+            );
+            entries.push(json!({"SequenceNumber": sequence_number, "ShardId": shard_id}));
+            state.stored.push(Stored {
+                data,
+                partition_key: key,
+                shard_id,
+                sequence_number,
+                request,
+            });
+        }
+        Processed::Answer {
+            status: 200,
+            body: serde_json::to_vec(&json!({"FailedRecordCount": failed, "Records": entries})).unwrap(),
+            records: records.len(),
+        }
+    }
+}
+
+enum Processed {
+    Connection,
+    Answer {
+        status: u16,
+        body: Vec<u8>,
+        records: usize,
+    },
+}
+
+fn error(status: u16, code: &str, message: &str) -> Processed {
+    Processed::Answer {
+        status,
+        body: serde_json::to_vec(&json!({"__type": code, "message": message})).unwrap(),
+        records: 0,
+    }
+}
+
+fn next_u64(state: &mut u64) -> u64 {
+    // xorshift64*: deterministic, good enough to spread faults.
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn next_unit(state: &mut u64) -> f64 {
+    (next_u64(state) >> 11) as f64 / (1u64 << 53) as f64
+}

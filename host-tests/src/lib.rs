@@ -1,0 +1,8 @@
+//! The host side of kinesis-output: a wasmtime harness that runs the component ([`runtime`]),
+//! an in-process fake Kinesis with an independent SigV4 verifier ([`fake_kinesis`], [`sigv4`]),
+//! and the reference host `kinesis-ship` ([`ship`]).
+#![forbid(unsafe_code)]
+
+pub mod fake_kinesis;
+pub mod runtime;
+pub mod sigv4;

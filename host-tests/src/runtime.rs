@@ -1,0 +1,327 @@
+//! Running the component in wasmtime: one engine and one compiled component per process, one
+//! store per instance, and outgoing HTTP either to the network or to an in-process fake.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use crate::fake_kinesis::{FakeKinesis, Reply};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "sink",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        },
+    });
+}
+
+pub use bindings::exports::kinesis::output::shipper::{
+    ConfigError, Counters, Delivered, Event, Failed, Outcome, PutReport, Rejected, RejectionKind, Timestamp,
+};
+
+/// Guest stderr kept per instance (panic messages, if any).
+const STDERR_CAPACITY: usize = 1 << 20;
+
+/// Where the component's outgoing HTTP goes.
+#[derive(Clone)]
+pub enum Upstream {
+    /// The real network, through wasmtime-wasi-http's default client.
+    Network,
+    /// An in-process fake Kinesis.
+    Fake(Arc<FakeKinesis>),
+}
+
+/// The store's data.
+pub struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+}
+
+struct Hooks {
+    upstream: Upstream,
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> ResponseFuture {
+        drop(fut);
+        match &self.upstream {
+            Upstream::Network => Box::new(async move {
+                let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+                ))
+            }),
+            Upstream::Fake(fake) => {
+                let fake = fake.clone();
+                Box::new(async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let headers: Vec<(String, String)> = parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let reply = fake.handle(
+                        parts.method.as_str(),
+                        parts.uri.path(),
+                        parts.uri.query().unwrap_or(""),
+                        &headers,
+                        &body,
+                    );
+                    let (status, body, break_after, delay) = match reply {
+                        Reply::ConnectionError => {
+                            return Err(wasmtime_wasi_http::Error::ConnectionTerminated)
+                        }
+                        Reply::Response {
+                            status,
+                            body,
+                            break_after,
+                            delay,
+                        } => (status, body, break_after, delay),
+                    };
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let body: WasiBody = match break_after {
+                        None => Full::new(Bytes::from(body))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                        Some(cut) => BrokenBody {
+                            first: Some(Bytes::from(body).slice(..cut)),
+                        }
+                        .boxed_unsync(),
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/x-amz-json-1.1")
+                        .body(body)
+                        .expect("a valid response");
+                    Ok((
+                        response,
+                        Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>,
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// A response body that yields its first part, then fails like a dropped connection.
+struct BrokenBody {
+    first: Option<Bytes>,
+}
+
+impl http_body::Body for BrokenBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(data) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            None => std::task::Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated))),
+        }
+    }
+}
+
+/// The component's path: `$KINESIS_OUTPUT_WASM`, else `kinesis_output.wasm` beside the running
+/// executable, else the release build in the workspace's guest target directory.
+pub fn component_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("KINESIS_OUTPUT_WASM") {
+        return PathBuf::from(p);
+    }
+    if let Some(beside) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kinesis_output.wasm")))
+        .filter(|p| p.is_file())
+    {
+        return beside;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest/wasm32-wasip2/release/kinesis_output.wasm")
+}
+
+/// An engine and the compiled, pre-linked component.
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::SinkPre<Ctx>,
+}
+
+impl Runtime {
+    /// Compile the component at `path` and link it against WASI and wasi:http.
+    pub fn load(path: &Path) -> Result<Runtime> {
+        let config = wasmtime::Config::new();
+        let engine = Engine::new(&config).map_err(|e| anyhow!("{e}"))?;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "reading the component {} (build it with `make component`)",
+                path.display()
+            )
+        })?;
+        let component =
+            Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
+        let mut linker = Linker::<Ctx>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("linking: {e}"))?;
+        let pre = bindings::SinkPre::new(pre).map_err(|e| anyhow!("{e}"))?;
+        Ok(Runtime { engine, pre })
+    }
+
+    /// One runtime per process, from [`component_path`].
+    pub fn shared() -> &'static Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| Runtime::load(&component_path()).unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// A fresh instance with `env` as its environment and `upstream` for its HTTP.
+    pub async fn instantiate(&self, env: &[(&str, &str)], upstream: Upstream) -> Result<Instance> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().envs(env).stderr(stderr.clone()).build();
+        let ctx = Ctx {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: Hooks { upstream },
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        let sink = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("instantiating: {e}"))?;
+        Ok(Instance { store, sink, stderr })
+    }
+}
+
+/// One instance of the component.
+pub struct Instance {
+    store: Store<Ctx>,
+    sink: bindings::Sink,
+    stderr: MemoryOutputPipe,
+}
+
+/// An open sink inside an [`Instance`].
+#[derive(Clone, Copy)]
+pub struct SinkHandle(ResourceAny);
+
+impl Instance {
+    /// `sink.open(config)`: `Err` only for a trap; a refused config is the inner `Err`.
+    pub async fn open(&mut self, config: &str) -> Result<std::result::Result<SinkHandle, ConfigError>> {
+        let result = self
+            .sink
+            .kinesis_output_shipper()
+            .sink()
+            .call_open(&mut self.store, config)
+            .await
+            .map_err(|e| self.trap("open", e))?;
+        Ok(result.map(SinkHandle))
+    }
+
+    /// `sink.put(events)`.
+    pub async fn put(&mut self, sink: SinkHandle, events: &[Event]) -> Result<PutReport> {
+        self.sink
+            .kinesis_output_shipper()
+            .sink()
+            .call_put(&mut self.store, sink.0, events)
+            .await
+            .map_err(|e| self.trap("put", e))
+    }
+
+    /// Drop an open sink.
+    pub async fn close(&mut self, sink: SinkHandle) -> Result<()> {
+        sink.0
+            .resource_drop_async(&mut self.store)
+            .await
+            .map_err(|e| anyhow!("dropping the sink: {e}"))
+    }
+
+    /// What the guest wrote to stderr.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    fn trap(&self, call: &str, e: wasmtime::Error) -> anyhow::Error {
+        anyhow!(
+            "the component trapped in {call}: {e:?}\nguest stderr:\n{}",
+            self.stderr()
+        )
+    }
+}
+
+/// An event from a JSON record, with a fixed tag and the given time.
+pub fn event(record: impl Into<Vec<u8>>, seconds: i64) -> Event {
+    Event {
+        tag: "kube.var.log.containers".to_string(),
+        time: Timestamp {
+            seconds,
+            nanoseconds: 0,
+        },
+        record: record.into(),
+    }
+}
+
+/// A delay small enough for tests, long enough to be real.
+pub const TEST_DELAY: Duration = Duration::from_millis(30);

@@ -1,0 +1,478 @@
+//! The built component in wasmtime, against the in-process fake Kinesis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use host_tests::fake_kinesis::{FakeKinesis, Fault, RandomFaults};
+use host_tests::runtime::{event, Event, Instance, Outcome, PutReport, RejectionKind, Runtime, Upstream};
+use serde_json::json;
+
+const KEY_ID: &str = "AKIDTESTHARNESS";
+const SECRET: &str = "harness-secret/value+0123456789";
+const TOKEN: &str = "harness-session-token-value";
+const STREAM: &str = "logs";
+
+fn config(extra: serde_json::Value) -> String {
+    let mut base = json!({
+        "stream_name": STREAM,
+        "region": "us-east-1",
+        "endpoint": "http://kinesis.test:4567",
+        "aws_key_id": KEY_ID,
+        "aws_sec_key": SECRET,
+        "partition_key": "pod",
+        "retry_base_delay": 0.001,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base.to_string()
+}
+
+fn fake() -> Arc<FakeKinesis> {
+    Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET))
+}
+
+async fn instance(fake: &Arc<FakeKinesis>) -> Instance {
+    Runtime::shared()
+        .instantiate(&[], Upstream::Fake(fake.clone()))
+        .await
+        .unwrap()
+}
+
+/// Kubernetes-style records: pod names repeat, so keys repeat too.
+fn records(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let rec = json!({
+                "log": format!("line {i} \"quoted\" é ✓"),
+                "stream": "stdout",
+                "pod": format!("pod-{}", i % 7),
+                "seq": i,
+            });
+            event(rec.to_string(), 1_700_000_000 + i as i64)
+        })
+        .collect()
+}
+
+/// What the component should send for a record: compact JSON plus a newline.
+fn expected_data(e: &Event) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(&e.record).unwrap();
+    let mut data = serde_json::to_vec(&v).unwrap();
+    data.push(b'\n');
+    data
+}
+
+async fn ship(fake: &Arc<FakeKinesis>, cfg: &str, events: &[Event]) -> (PutReport, Instance) {
+    let mut inst = instance(fake).await;
+    let sink = inst.open(cfg).await.unwrap().expect("config accepted");
+    let report = inst.put(sink, events).await.unwrap();
+    assert_eq!(report.outcomes.len(), events.len(), "one outcome per event");
+    (report, inst)
+}
+
+/// Every event was stored, with the bytes and key the component formatted, and its outcome
+/// names what the fake stored. Records are stored more than once only where the fake damaged
+/// a response after storing them (the component could not know they arrived).
+fn assert_exactly_delivered(fake: &FakeKinesis, events: &[Event], report: &PutReport) {
+    let stored = fake.stored();
+    let damaged: Vec<bool> = fake
+        .seen()
+        .iter()
+        .map(|s| s.response_damaged_after_store)
+        .collect();
+    let mut by_seq = HashMap::new();
+    let mut copies: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for s in &stored {
+        by_seq.insert(s.sequence_number.clone(), s);
+        copies.entry(s.data.clone()).or_default().push(s.request);
+    }
+    for (e, o) in events.iter().zip(&report.outcomes) {
+        let Outcome::Delivered(d) = o else {
+            panic!("expected delivered, got {o:?}");
+        };
+        let s = by_seq
+            .get(&d.sequence_number)
+            .expect("the outcome names a stored record");
+        assert_eq!(s.data, expected_data(e));
+        let pod = serde_json::from_slice::<serde_json::Value>(&e.record).unwrap()["pod"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(s.partition_key, pod);
+        assert_eq!(s.shard_id, d.shard_id);
+        let requests = &copies[&s.data];
+        let extra = requests.iter().filter(|r| **r != s.request).count();
+        if extra > 0 {
+            assert!(
+                requests.iter().filter(|r| **r != s.request).all(|r| damaged[*r]),
+                "record stored again although its earlier response was intact: {requests:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivers_every_record_once_with_valid_signatures() {
+    let fake = fake();
+    let events = records(1200);
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+    assert_eq!(fake.stored().len(), 1200, "nothing stored twice");
+    let seen = fake.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.records).collect::<Vec<_>>(),
+        vec![500, 500, 200]
+    );
+    assert!(seen.iter().all(|s| s.status == 200), "every signature verified");
+    assert_eq!(report.counters.requests, 3);
+    assert_eq!(report.counters.retries, 0);
+    assert!(report.counters.bytes_sent > 1200 * 60);
+    let header = |name: &str| {
+        seen[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("host").as_deref(), Some("kinesis.test:4567"));
+    assert_eq!(
+        header("x-amz-target").as_deref(),
+        Some("Kinesis_20131202.PutRecords")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_tokens_are_sent_and_signed() {
+    let fake = fake();
+    let events = records(3);
+    let (report, _) = ship(&fake, &config(json!({"aws_ses_token": TOKEN})), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+    let seen = fake.seen();
+    let token = seen[0].headers.iter().find(|(k, _)| k == "x-amz-security-token");
+    assert_eq!(token.map(|(_, v)| v.as_str()), Some(TOKEN));
+    let auth = &seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap()
+        .1;
+    assert!(auth.contains("x-amz-security-token"), "{auth}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_of_every_kind_lose_nothing_and_resend_only_failures() {
+    let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(
+        RandomFaults {
+            throttle_records: 0.3,
+            fail_records: 0.05,
+            ..RandomFaults::default()
+        },
+        42,
+    ));
+    fake.script([
+        Fault::ServerError,
+        Fault::DropConnection,
+        Fault::TruncatedBody,
+        Fault::BrokenBody,
+        Fault::MalformedBody,
+        Fault::Slow(Duration::from_millis(50)),
+        Fault::Throttled,
+    ]);
+    let events = records(2000);
+    let (report, _) = ship(
+        &fake,
+        &config(json!({"retries_on_batch_request": 30, "max_concurrent_requests": 3})),
+        &events,
+    )
+    .await;
+    assert_exactly_delivered(&fake, &events, &report);
+    let seen = fake.seen();
+    assert!(
+        seen.iter().any(|s| s.response_damaged_after_store),
+        "the damaged responses happened"
+    );
+    assert!(report.counters.retries > 600, "{:?}", report.counters);
+    assert!(report.counters.throttled_records > 600, "{:?}", report.counters);
+    assert_eq!(report.counters.requests as usize, seen.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_run_out_with_the_last_code() {
+    let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(
+        RandomFaults {
+            throttle_records: 1.0,
+            ..RandomFaults::default()
+        },
+        7,
+    ));
+    let events = records(5);
+    let (report, _) = ship(&fake, &config(json!({"retries_on_batch_request": 2})), &events).await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "ProvisionedThroughputExceededException");
+        assert_eq!(f.attempts, 3);
+        assert!(f.message.contains("gave up after 2 retries"), "{}", f.message);
+    }
+    assert_eq!(fake.seen().len(), 3);
+    assert_eq!(report.counters.throttled_records, 15);
+    assert!(fake.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_requests_fail_at_once_with_the_service_error() {
+    // Access denied.
+    let fake = fake();
+    fake.script([Fault::AccessDenied]);
+    let events = records(4);
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "AccessDeniedException");
+        assert!(f.message.contains("not authorized"));
+        assert_eq!(f.attempts, 1);
+    }
+    assert_eq!(fake.seen().len(), 1);
+
+    // A wrong secret: the fake's own verifier refuses the signature.
+    let fake = self::fake();
+    let (report, _) = ship(
+        &fake,
+        &config(json!({"aws_sec_key": "not-the-right-secret"})),
+        &events,
+    )
+    .await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "InvalidSignatureException");
+        assert_eq!(f.attempts, 1);
+    }
+
+    // An unknown stream.
+    let fake = self::fake();
+    let (report, _) = ship(&fake, &config(json!({"stream_name": "nope"})), &events).await;
+    let Outcome::Failed(f) = &report.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(f.code, "ResourceNotFoundException");
+    assert!(fake.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_are_rejected_while_the_rest_ship() {
+    let fake = fake();
+    let big = json!({"pod": "p", "log": "x".repeat(2000)}).to_string();
+    let events = vec![
+        event(r#"{"pod":"a","log":"ok 1"}"#, 1),
+        event("this is not json", 2),
+        event(r#"{"log":"no pod field"}"#, 3),
+        event(big, 4),
+        event(r#"["an","array"]"#, 5),
+        event(r#"{"pod":null}"#, 6),
+        event(r#"{"pod":"b","log":"ok 2"}"#, 7),
+    ];
+    let (report, _) = ship(&fake, &config(json!({"max_record_size": 1024})), &events).await;
+    let kinds: Vec<Option<RejectionKind>> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Rejected(r) => Some(r.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            None,
+            Some(RejectionKind::NotJson),
+            Some(RejectionKind::NoPartitionKey),
+            Some(RejectionKind::TooLarge),
+            Some(RejectionKind::NotAnObject),
+            Some(RejectionKind::NoPartitionKey),
+            None
+        ]
+    );
+    let Outcome::Rejected(r) = &report.outcomes[3] else {
+        panic!()
+    };
+    assert!(r.message.contains("limit of 1024"), "{}", r.message);
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].data, b"{\"pod\":\"a\",\"log\":\"ok 1\"}\n");
+    assert_eq!(stored[1].partition_key, "b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_stay_within_the_service_limits() {
+    // Records of ~300 KiB: at most 16 fit in 5 MiB. The fake refuses any request over its limits.
+    let fake = fake();
+    let blob = "y".repeat(300 * 1024);
+    let events: Vec<Event> = (0..40)
+        .map(|i| event(json!({"pod": format!("p{i}"), "blob": blob}).to_string(), i))
+        .collect();
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    assert!(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))));
+    assert!(fake.seen().iter().all(|s| s.status == 200 && s.records <= 17));
+    assert_eq!(fake.stored().len(), 40);
+    // Keys of more than 256 characters are cut to 256 characters, never bytes.
+    let fake = self::fake();
+    let long = "ü".repeat(300);
+    let (report, _) = ship(
+        &fake,
+        &config(json!({})),
+        &[event(json!({"pod": long}).to_string(), 1)],
+    )
+    .await;
+    assert!(matches!(report.outcomes[0], Outcome::Delivered(_)));
+    assert_eq!(fake.stored()[0].partition_key.chars().count(), 256);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configuration_errors_name_the_field_and_never_a_secret() {
+    let fake = fake();
+    let mut inst = instance(&fake).await;
+    let cases = [
+        (
+            json!({"batch_request_max_count": 600}),
+            "batch_request_max_count",
+            "600 exceeds the limit of 500",
+        ),
+        (
+            json!({"batch_request_max_size": 11_000_000}),
+            "batch_request_max_size",
+            "exceeds the limit of 10485760",
+        ),
+        (
+            json!({"max_record_size": 10_485_761}),
+            "max_record_size",
+            "exceeds the limit",
+        ),
+        (json!({"stream_name": ""}), "stream_name", "1 to 128"),
+        (json!({"endpoint": "ftp://x"}), "endpoint", "http"),
+        (
+            json!({"format": {"type": "ltsv"}}),
+            "format.type",
+            "not supported yet",
+        ),
+        (
+            json!({"assume_role_credentials": {"role_arn": "a"}}),
+            "assume_role_credentials",
+            "not supported yet",
+        ),
+        (
+            json!({"process_credentials": {"process": "x"}}),
+            "process_credentials",
+            "not supported yet",
+        ),
+        (json!({"partition_key": 5}), "partition_key", "must be a string"),
+        (json!({"unknown_thing": 1}), "unknown_thing", "unknown setting"),
+        (
+            json!({"aws_key_id": null}),
+            "aws_key_id",
+            "required when aws_sec_key is set",
+        ),
+    ];
+    for (extra, field, rule) in cases {
+        let err = inst
+            .open(&config(extra.clone()))
+            .await
+            .unwrap()
+            .err()
+            .unwrap_or_else(|| panic!("{extra} accepted"));
+        assert_eq!(err.field, field, "{extra}");
+        assert!(err.message.contains(rule), "{extra}: {}", err.message);
+        assert!(!err.message.contains(SECRET));
+    }
+    let err = inst.open("{not json").await.unwrap().err().unwrap();
+    assert!(err.message.contains("not valid JSON"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn region_and_credentials_come_from_the_wasi_environment() {
+    let fake = fake();
+    let mut inst = Runtime::shared()
+        .instantiate(
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ],
+            Upstream::Fake(fake.clone()),
+        )
+        .await
+        .unwrap();
+    let cfg =
+        json!({"stream_name": STREAM, "endpoint": "http://kinesis.test", "partition_key": "pod"}).to_string();
+    let sink = inst.open(&cfg).await.unwrap().unwrap();
+    let events = records(10);
+    let report = inst.put(sink, &events).await.unwrap();
+    assert_exactly_delivered(&fake, &events, &report);
+    // A second put on the same sink works too.
+    let report = inst.put(sink, &events[..2]).await.unwrap();
+    assert!(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))));
+    inst.close(sink).await.unwrap();
+
+    // Without any credentials: a clear error.
+    let mut inst = Runtime::shared()
+        .instantiate(&[("AWS_REGION", "us-east-1")], Upstream::Fake(fake.clone()))
+        .await
+        .unwrap();
+    let err = inst.open(&cfg).await.unwrap().err().unwrap();
+    assert_eq!(err.field, "aws_key_id");
+    assert!(err.message.contains("no credentials"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_endpoint_fails_records_with_a_network_error() {
+    // A port nothing listens on, through the real network path.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut inst = Runtime::shared()
+        .instantiate(&[], Upstream::Network)
+        .await
+        .unwrap();
+    let cfg = config(json!({"endpoint": format!("http://127.0.0.1:{port}"), "retries_on_batch_request": 2}));
+    let sink = inst.open(&cfg).await.unwrap().unwrap();
+    let report = inst.put(sink, &records(3)).await.unwrap();
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "NetworkError");
+        assert!(f.message.contains("ConnectionRefused"), "{}", f.message);
+        assert_eq!(f.attempts, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_appears_in_any_report_error_or_log() {
+    let mut texts = Vec::new();
+    let fake = fake();
+    fake.script([Fault::AccessDenied, Fault::ServerError]);
+    for extra in [
+        json!({"aws_ses_token": TOKEN}),
+        json!({"aws_ses_token": TOKEN, "aws_sec_key": "wrong-secret-value-xyz"}),
+        json!({"aws_ses_token": TOKEN, "retries_on_batch_request": 1}),
+        json!({"aws_ses_token": TOKEN, "batch_request_max_count": 9999}),
+        json!({"aws_ses_token": TOKEN, "endpoint": "http://127.0.0.1:1"}),
+        json!({"aws_ses_token": TOKEN, "aws_key_id": null}),
+        json!({"aws_ses_token": 12}),
+    ] {
+        let mut inst = instance(&fake).await;
+        match inst.open(&config(extra)).await.unwrap() {
+            Ok(sink) => {
+                let mut events = records(3);
+                events.push(event("not json", 0));
+                let report = inst.put(sink, &events).await.unwrap();
+                texts.push(format!("{report:?}"));
+            }
+            Err(e) => texts.push(format!("{e:?} {}", e.message)),
+        }
+        texts.push(inst.stderr());
+    }
+    for t in &texts {
+        for secret in [SECRET, TOKEN, "wrong-secret-value-xyz"] {
+            assert!(!t.contains(secret), "a secret leaked into: {t}");
+        }
+    }
+}

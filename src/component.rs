@@ -1,0 +1,311 @@
+//! The WASI glue: the only module that touches generated bindings.
+//!
+//! It implements [`Platform`] with `wasi:clocks`, `wasi:random`, `wasi:cli/environment` and
+//! `wasi:http/outgoing-handler`, and maps the core's types to the `kinesis:output/shipper`
+//! interface.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::outcome::{Event, Outcome, RejectionKind};
+use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "sink",
+        path: "wit",
+        generate_all,
+    });
+}
+
+use bindings::exports::kinesis::output::shipper as api;
+use bindings::wasi::cli::environment;
+use bindings::wasi::clocks::{monotonic_clock, wall_clock};
+use bindings::wasi::http::outgoing_handler;
+use bindings::wasi::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use bindings::wasi::io::poll;
+use bindings::wasi::io::streams::StreamError;
+use bindings::wasi::random::random;
+
+/// [`Platform`] on WASI 0.2.
+struct Wasi;
+
+impl Platform for Wasi {
+    fn wall_clock(&mut self) -> SystemTime {
+        let now = wall_clock::now();
+        UNIX_EPOCH + Duration::new(now.seconds, now.nanoseconds)
+    }
+
+    fn monotonic(&mut self) -> Duration {
+        Duration::from_nanos(monotonic_clock::now())
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        if nanos > 0 {
+            monotonic_clock::subscribe_duration(nanos).block();
+        }
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        let bytes = random::get_random_bytes(buf.len() as u64);
+        buf.copy_from_slice(&bytes[..buf.len()]);
+    }
+
+    fn env_var(&mut self, name: &str) -> Option<String> {
+        environment::get_environment()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        // Start every request (handle first, then the body: writing first stalls large bodies),
+        // then wait for all responses together.
+        // A body that fails to send usually means the request failed: its future then holds the
+        // precise error (a refused connection, say), which wins over the write error.
+        let mut in_flight: Vec<Result<(FutureIncomingResponse, Option<TransportError>), TransportError>> =
+            requests.iter().map(start_request).collect();
+        let mut results: Vec<Option<Result<HttpResponse, TransportError>>> = vec![None; requests.len()];
+        for (i, started) in in_flight.iter().enumerate() {
+            if let Err(e) = started {
+                results[i] = Some(Err(e.clone()));
+            }
+        }
+        loop {
+            let waiting: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let pollables: Vec<_> = waiting
+                .iter()
+                .map(|i| in_flight[*i].as_ref().expect("started").0.subscribe())
+                .collect();
+            let refs: Vec<&poll::Pollable> = pollables.iter().collect();
+            let ready = poll::poll(&refs);
+            drop(refs);
+            drop(pollables);
+            for r in ready {
+                let i = waiting[r as usize];
+                let (future, write_error) = in_flight[i].as_mut().expect("started");
+                if let Some(result) = future.get() {
+                    results[i] = Some(match (finish_response(result), write_error.take()) {
+                        (Ok(_), Some(e)) => Err(e),
+                        (result, _) => result,
+                    });
+                }
+            }
+        }
+        in_flight.clear();
+        results
+            .into_iter()
+            .map(|r| r.expect("every request resolved"))
+            .collect()
+    }
+}
+
+fn transport_error(e: &ErrorCode) -> TransportError {
+    let text = format!("{e:?}");
+    let code = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("HttpError")
+        .to_string();
+    TransportError { code, message: text }
+}
+
+fn local_error(code: &str, message: impl Into<String>) -> TransportError {
+    TransportError {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+fn start_request(
+    request: &HttpRequest,
+) -> Result<(FutureIncomingResponse, Option<TransportError>), TransportError> {
+    let uri: http::Uri = request
+        .url
+        .parse()
+        .map_err(|_| local_error("HttpRequestUriInvalid", "the endpoint URL does not parse"))?;
+    let headers: Vec<(String, Vec<u8>)> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .collect();
+    let fields =
+        Fields::from_list(&headers).map_err(|e| local_error("HttpRequestHeaderInvalid", format!("{e:?}")))?;
+    let outgoing = OutgoingRequest::new(fields);
+    let method = match request.method {
+        "POST" => Method::Post,
+        "GET" => Method::Get,
+        "PUT" => Method::Put,
+        other => Method::Other(other.to_string()),
+    };
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        _ => Scheme::Https,
+    };
+    let set = |ok: Result<(), ()>, what: &str| {
+        ok.map_err(|_| local_error("HttpRequestUriInvalid", format!("invalid {what}")))
+    };
+    set(outgoing.set_method(&method), "method")?;
+    set(outgoing.set_scheme(Some(&scheme)), "scheme")?;
+    set(
+        outgoing.set_authority(uri.authority().map(|a| a.as_str())),
+        "authority",
+    )?;
+    set(
+        outgoing.set_path_with_query(Some(uri.path_and_query().map_or("/", |p| p.as_str()))),
+        "path",
+    )?;
+    let body = outgoing
+        .body()
+        .map_err(|_| local_error("HttpProtocolError", "request body unavailable"))?;
+    let future = outgoing_handler::handle(outgoing, None).map_err(|e| transport_error(&e))?;
+    let write_error = write_body(body, &request.body).err();
+    Ok((future, write_error))
+}
+
+fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), TransportError> {
+    let stream = body
+        .write()
+        .map_err(|_| local_error("HttpProtocolError", "request body stream unavailable"))?;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let permit = match stream.check_write() {
+            Ok(0) => {
+                stream.subscribe().block();
+                continue;
+            }
+            Ok(n) => n as usize,
+            Err(e) => return Err(stream_error(e)),
+        };
+        let end = bytes.len().min(offset + permit);
+        stream.write(&bytes[offset..end]).map_err(stream_error)?;
+        offset = end;
+    }
+    // No flush after the last write: the host may already have dropped the finished body.
+    drop(stream);
+    OutgoingBody::finish(body, None).map_err(|e| transport_error(&e))
+}
+
+fn stream_error(e: StreamError) -> TransportError {
+    match e {
+        StreamError::LastOperationFailed(err) => local_error("HttpIoError", err.to_debug_string()),
+        StreamError::Closed => local_error("ConnectionTerminated", "the connection closed while sending"),
+    }
+}
+
+fn finish_response(
+    result: Result<Result<bindings::wasi::http::types::IncomingResponse, ErrorCode>, ()>,
+) -> Result<HttpResponse, TransportError> {
+    let response = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(transport_error(&e)),
+        Err(()) => return Err(local_error("HttpProtocolError", "response already taken")),
+    };
+    let status = response.status();
+    let body = response
+        .consume()
+        .map_err(|_| local_error("HttpProtocolError", "response body unavailable"))?;
+    let stream = body
+        .stream()
+        .map_err(|_| local_error("HttpProtocolError", "response body stream unavailable"))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(local_error("HttpResponseIncomplete", e.to_debug_string()))
+            }
+        }
+    }
+    drop(stream);
+    drop(IncomingBody::finish(body));
+    Ok(HttpResponse { status, body: bytes })
+}
+
+/// The exported `sink` resource.
+struct SinkResource {
+    inner: RefCell<crate::sink::Sink>,
+}
+
+struct Component;
+
+impl api::Guest for Component {
+    type Sink = SinkResource;
+}
+
+impl api::GuestSink for SinkResource {
+    fn open(config: String) -> Result<api::Sink, api::ConfigError> {
+        crate::sink::Sink::open(&config, &mut Wasi)
+            .map(|sink| {
+                api::Sink::new(SinkResource {
+                    inner: RefCell::new(sink),
+                })
+            })
+            .map_err(|e| api::ConfigError {
+                field: e.field,
+                message: e.message,
+            })
+    }
+
+    fn put(&self, events: Vec<api::Event>) -> api::PutReport {
+        let events: Vec<Event<'_>> = events
+            .iter()
+            .map(|e| Event {
+                tag: &e.tag,
+                seconds: e.time.seconds,
+                nanoseconds: e.time.nanoseconds,
+                record: &e.record,
+            })
+            .collect();
+        let report = self.inner.borrow_mut().put(&events, &mut Wasi);
+        api::PutReport {
+            outcomes: report.outcomes.into_iter().map(outcome).collect(),
+            counters: api::Counters {
+                requests: report.counters.requests,
+                retries: report.counters.retries,
+                throttled_records: report.counters.throttled_records,
+                bytes_sent: report.counters.bytes_sent,
+            },
+        }
+    }
+}
+
+fn outcome(o: Outcome) -> api::Outcome {
+    match o {
+        Outcome::Delivered {
+            shard_id,
+            sequence_number,
+        } => api::Outcome::Delivered(api::Delivered {
+            shard_id,
+            sequence_number,
+        }),
+        Outcome::Failed {
+            code,
+            message,
+            attempts,
+        } => api::Outcome::Failed(api::Failed {
+            code,
+            message,
+            attempts,
+        }),
+        Outcome::Rejected(r) => api::Outcome::Rejected(api::Rejected {
+            kind: match r.kind {
+                RejectionKind::NotJson => api::RejectionKind::NotJson,
+                RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
+                RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
+                RejectionKind::TooLarge => api::RejectionKind::TooLarge,
+            },
+            message: r.message,
+        }),
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,349 @@
+//! The delivery loop: from a chunk of events to one outcome per event.
+//!
+//! Each round packs the records still pending into PutRecords requests (greedily, in input
+//! order), sends them, and reads back which records the service stored. Only the records that
+//! failed with a retryable error stay pending for the next round; a stored record is never sent
+//! again. Between rounds the loop waits `2^n × retry_base_delay` (±5% jitter, at most
+//! `retry_max_delay`), where `n` goes back to 0 after a round in which anything was stored when
+//! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, when
+//! `retries_on_batch_request` retries are spent, or when the next wait would pass `put_deadline`.
+
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::outcome::{Counters, Event, Outcome, PutReport};
+use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
+use crate::record::{prepare, PreparedRecord};
+use crate::sign::Signer;
+use crate::wire::{
+    classify_error_response, encode_put_records, is_retryable_record_error, is_throttling,
+    parse_put_records_response, EntryResult, CONTENT_TYPE, PUT_RECORDS_TARGET,
+};
+
+/// Our code for a request that got no complete response.
+pub const NETWORK_ERROR: &str = "NetworkError";
+/// Our code for a 200 response we could not read. The records may have been stored: they are
+/// sent again (at-least-once), which is the one way a duplicate can arise.
+pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
+/// Our code for a request that could not be signed.
+pub const SIGNING_ERROR: &str = "SigningError";
+
+/// An open sink: a validated configuration and a signer.
+#[derive(Debug)]
+pub struct Sink {
+    config: Config,
+    signer: Signer,
+    url: String,
+    body: Vec<u8>,
+}
+
+/// A record on its way: its place in the chunk, its bytes, and its history.
+struct Pending {
+    index: usize,
+    record: PreparedRecord,
+    attempts: u32,
+    last_error: (String, String),
+}
+
+/// The wait before retry round `n` (0-based): `base × 2^n`, jittered by `±5%` using `unit`
+/// (in `[0, 1)`), never more than `max`.
+pub fn backoff_delay(base: Duration, max: Duration, n: u32, unit: f64) -> Duration {
+    let factor = 2f64.powi(n.min(62) as i32) * (1.0 + 0.05 * (2.0 * unit - 1.0));
+    let secs = (base.as_secs_f64() * factor).min(max.as_secs_f64());
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+impl Sink {
+    /// Validate the JSON configuration and open a sink. Environment variables come from `platform`.
+    pub fn open(config_json: &str, platform: &mut dyn Platform) -> Result<Sink, ConfigError> {
+        let config = Config::from_json(config_json, &mut |name| platform.env_var(name))?;
+        Ok(Sink::from_config(config))
+    }
+
+    pub fn from_config(config: Config) -> Sink {
+        let signer = Signer::new(&config.credentials, &config.region);
+        let url = format!("{}/", config.endpoint);
+        Sink {
+            config,
+            signer,
+            url,
+            body: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Ship `events`; returns when each has an outcome, in input order.
+    pub fn put(&mut self, events: &[Event<'_>], platform: &mut dyn Platform) -> PutReport {
+        let started = platform.monotonic();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut counters = Counters::default();
+
+        let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            match prepare(&self.config, event.record, &mut |buf| platform.fill_random(buf)) {
+                Ok(record) => pending.push(Pending {
+                    index,
+                    record,
+                    attempts: 0,
+                    last_error: (String::new(), String::new()),
+                }),
+                Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
+            }
+        }
+
+        let mut backoff_exponent = 0u32;
+        let mut round = 0u32;
+        while !pending.is_empty() {
+            let any_stored = self.send_round(&mut pending, &mut outcomes, &mut counters, round > 0, platform);
+            pending.retain(|p| outcomes[p.index].is_none());
+            if pending.is_empty() {
+                break;
+            }
+            if round >= self.config.retries_on_batch_request {
+                let why = format!(
+                    "gave up after {} retries (retries_on_batch_request)",
+                    self.config.retries_on_batch_request
+                );
+                fail_all(&mut pending, &mut outcomes, &why);
+                break;
+            }
+            if any_stored && self.config.reset_backoff_if_success {
+                backoff_exponent = 0;
+            }
+            let mut unit = [0u8; 8];
+            platform.fill_random(&mut unit);
+            let unit = u64::from_le_bytes(unit) as f64 / (u64::MAX as f64 + 1.0);
+            let wait = backoff_delay(
+                self.config.retry_base_delay,
+                self.config.retry_max_delay,
+                backoff_exponent,
+                unit,
+            );
+            backoff_exponent += 1;
+            let elapsed = platform.monotonic().saturating_sub(started);
+            if elapsed + wait > self.config.put_deadline {
+                let why = format!(
+                    "gave up: the next retry would pass the put_deadline of {:?}",
+                    self.config.put_deadline
+                );
+                fail_all(&mut pending, &mut outcomes, &why);
+                break;
+            }
+            platform.sleep(wait);
+            round += 1;
+        }
+
+        PutReport {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.expect("every event gets an outcome"))
+                .collect(),
+            counters,
+        }
+    }
+
+    /// Send every pending record once, in requests of at most the batch limits, at most
+    /// `max_concurrent_requests` at a time. Returns whether the service stored any record.
+    fn send_round(
+        &mut self,
+        pending: &mut [Pending],
+        outcomes: &mut [Option<Outcome>],
+        counters: &mut Counters,
+        is_retry: bool,
+        platform: &mut dyn Platform,
+    ) -> bool {
+        let batches = plan_batches(
+            pending.iter().map(|p| p.record.size()),
+            self.config.batch_request_max_count,
+            self.config.batch_request_max_size,
+        );
+        let mut any_stored = false;
+        for wave in batches.chunks(self.config.max_concurrent_requests) {
+            let mut requests = Vec::with_capacity(wave.len());
+            let mut sendable = Vec::with_capacity(wave.len());
+            for range in wave {
+                let batch = &mut pending[range.clone()];
+                match self.build_request(batch, platform) {
+                    Ok(request) => {
+                        counters.requests += 1;
+                        counters.bytes_sent += request.body.len() as u64;
+                        for p in batch.iter_mut() {
+                            p.attempts += 1;
+                            if is_retry {
+                                counters.retries += 1;
+                            }
+                        }
+                        requests.push(request);
+                        sendable.push(range.clone());
+                    }
+                    Err(message) => {
+                        // Nothing can sign these records: no retry will help.
+                        for p in batch.iter_mut() {
+                            outcomes[p.index] = Some(Outcome::Failed {
+                                code: SIGNING_ERROR.to_string(),
+                                message: message.clone(),
+                                attempts: p.attempts,
+                            });
+                        }
+                    }
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            let responses = platform.send_all(requests);
+            debug_assert_eq!(responses.len(), sendable.len());
+            for (range, response) in sendable.into_iter().zip(responses) {
+                any_stored |= apply_response(&mut pending[range], response, outcomes, counters);
+            }
+        }
+        any_stored
+    }
+
+    fn build_request(
+        &mut self,
+        batch: &[Pending],
+        platform: &mut dyn Platform,
+    ) -> Result<HttpRequest, String> {
+        encode_put_records(
+            &self.config.stream_name,
+            batch.iter().map(|p| &p.record),
+            &mut self.body,
+        );
+        let mut headers = vec![
+            ("content-type".to_string(), CONTENT_TYPE.to_string()),
+            ("x-amz-target".to_string(), PUT_RECORDS_TARGET.to_string()),
+        ];
+        let signed = self
+            .signer
+            .sign("POST", &self.url, &headers, &self.body, platform.wall_clock())?;
+        headers.extend(signed);
+        Ok(HttpRequest {
+            method: "POST",
+            url: self.url.clone(),
+            headers,
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// Split records of the given sizes, in order, into contiguous batches of at most `max_count`
+/// records and `max_bytes` bytes. A record larger than `max_bytes` gets a batch of its own
+/// (configuration validation keeps records below the request limit).
+pub fn plan_batches(
+    sizes: impl IntoIterator<Item = usize>,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut batches = Vec::new();
+    let (mut start, mut count, mut bytes) = (0usize, 0usize, 0usize);
+    let mut end = 0usize;
+    for size in sizes {
+        if count > 0 && (count == max_count || bytes + size > max_bytes) {
+            batches.push(start..end);
+            start = end;
+            count = 0;
+            bytes = 0;
+        }
+        count += 1;
+        bytes += size;
+        end += 1;
+    }
+    if count > 0 {
+        batches.push(start..end);
+    }
+    batches
+}
+
+/// Record what one response says about its batch. Returns whether any record was stored.
+fn apply_response(
+    batch: &mut [Pending],
+    response: Result<HttpResponse, TransportError>,
+    outcomes: &mut [Option<Outcome>],
+    counters: &mut Counters,
+) -> bool {
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("{}: {}", e.code, e.message);
+            for p in batch.iter_mut() {
+                p.last_error = (NETWORK_ERROR.to_string(), message.clone());
+            }
+            return false;
+        }
+    };
+    if response.status != 200 {
+        let error = classify_error_response(response.status, &response.body);
+        if error.throttled {
+            counters.throttled_records += batch.len() as u64;
+        }
+        for p in batch.iter_mut() {
+            if error.retryable {
+                p.last_error = (error.code.clone(), error.message.clone());
+            } else {
+                outcomes[p.index] = Some(Outcome::Failed {
+                    code: error.code.clone(),
+                    message: error.message.clone(),
+                    attempts: p.attempts,
+                });
+            }
+        }
+        return false;
+    }
+    let entries = match parse_put_records_response(&response.body, batch.len()) {
+        Ok(entries) => entries,
+        Err(message) => {
+            for p in batch.iter_mut() {
+                p.last_error = (MALFORMED_RESPONSE.to_string(), message.clone());
+            }
+            return false;
+        }
+    };
+    let mut any_stored = false;
+    for (p, entry) in batch.iter_mut().zip(entries) {
+        match entry {
+            EntryResult::Stored {
+                shard_id,
+                sequence_number,
+            } => {
+                any_stored = true;
+                outcomes[p.index] = Some(Outcome::Delivered {
+                    shard_id,
+                    sequence_number,
+                });
+            }
+            EntryResult::Error { code, message } => {
+                if is_throttling(&code) {
+                    counters.throttled_records += 1;
+                }
+                if is_retryable_record_error(&code) {
+                    p.last_error = (code, message);
+                } else {
+                    outcomes[p.index] = Some(Outcome::Failed {
+                        code,
+                        message,
+                        attempts: p.attempts,
+                    });
+                }
+            }
+        }
+    }
+    any_stored
+}
+
+fn fail_all(pending: &mut [Pending], outcomes: &mut [Option<Outcome>], why: &str) {
+    for p in pending {
+        let (code, last) = std::mem::take(&mut p.last_error);
+        outcomes[p.index] = Some(Outcome::Failed {
+            code,
+            message: format!("{last} ({why})"),
+            attempts: p.attempts,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
