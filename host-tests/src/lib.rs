@@ -5,4 +5,5 @@
 
 pub mod fake_kinesis;
 pub mod runtime;
+pub mod ship;
 pub mod sigv4;

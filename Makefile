@@ -1,0 +1,60 @@
+# Every target is one thing CI does; `make test` is what .ci/run calls.
+SHELL := /bin/bash
+CARGO ?= cargo
+GUEST_TARGET_DIR := target/guest
+COMPONENT := $(GUEST_TARGET_DIR)/wasm32-wasip2/release/kinesis_output.wasm
+TOOLS := .tools/node/node_modules/kinesalite/package.json
+LOGS := examples/logs/kubernetes.ndjson
+
+.PHONY: all build component host run test fmt-check clippy unit host-tests wasm-target tools logs clean
+
+all: build
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# The component, in its own target dir so a host build never waits on the guest's lock.
+component: wasm-target
+	$(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p kinesis-output
+	@mkdir -p dist && cp $(COMPONENT) dist/kinesis_output.wasm
+	@echo "component: dist/kinesis_output.wasm ($$(stat -c %s dist/kinesis_output.wasm) bytes)"
+
+# The reference host, optimised but without the component's size settings (see [profile.host]).
+host:
+	$(CARGO) build --profile host -p host-tests --bin kinesis-ship
+	@mkdir -p dist && cp target/host/kinesis-ship dist/kinesis-ship
+
+build: component host
+
+# npm tools (kinesalite) go into the git-ignored .tools/node.
+tools: $(TOOLS)
+$(TOOLS):
+	@mkdir -p .tools/node
+	@[ -f .tools/node/package.json ] || echo '{"name":"kinesis-output-tools","private":true}' > .tools/node/package.json
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3
+
+logs: $(LOGS)
+$(LOGS): scripts/gen-logs.mjs
+	node scripts/gen-logs.mjs 10000 > $@
+
+run: build tools logs
+	scripts/demo.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: wasm-target
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 --target-dir $(GUEST_TARGET_DIR) -p kinesis-output --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test -p kinesis-output
+
+# The harness tests run the release component; the kinesalite test needs the npm tools.
+host-tests: component tools
+	$(CARGO) test -p host-tests
+
+test: fmt-check clippy unit host-tests
+
+clean:
+	rm -rf target dist

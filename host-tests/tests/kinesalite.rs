@@ -1,0 +1,313 @@
+//! End to end: kinesis-ship and the component against kinesalite, a real local Kinesis, with the
+//! records read back through GetRecords and compared with what was sent.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+const SHIP: &str = env!("CARGO_BIN_EXE_kinesis-ship");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// kinesalite on 127.0.0.1, stopped on drop.
+struct Kinesalite {
+    child: Child,
+    port: u16,
+    stream: String,
+}
+
+impl Kinesalite {
+    fn start(stream: &str) -> Kinesalite {
+        let kinesalite = root().join(".tools/node/node_modules/kinesalite");
+        assert!(
+            kinesalite.is_dir(),
+            "kinesalite is not installed: run `make tools`"
+        );
+        let mut child = Command::new("node")
+            .arg(root().join("scripts/kinesalite.mjs"))
+            .args(["serve", "--port", "0", "--stream", stream, "--shards", "3"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("kinesalite did not start: {err}");
+        });
+        let port = line
+            .strip_prefix("ready ")
+            .expect("ready PORT")
+            .trim()
+            .parse()
+            .unwrap();
+        Kinesalite {
+            child,
+            port,
+            stream: stream.to_string(),
+        }
+    }
+
+    /// Every record in the stream: (data, partition key).
+    fn read(&self) -> Vec<(Vec<u8>, String)> {
+        let out = Command::new("node")
+            .arg(root().join("scripts/kinesalite.mjs"))
+            .args(["read", "--port", &self.port.to_string(), "--stream", &self.stream])
+            .output()
+            .expect("node runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(v["data"].as_str().unwrap())
+                    .unwrap();
+                (data, v["partitionKey"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kinesis-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_config(dir: &Path, k: &Kinesalite, extra: Value) -> PathBuf {
+    let mut cfg = json!({
+        "stream_name": k.stream,
+        "region": "us-east-1",
+        "endpoint": format!("http://127.0.0.1:{}", k.port),
+        "partition_key": "pod",
+        "buffer": {"chunk_limit_records": 400, "flush_interval": "5s"},
+    });
+    for (key, v) in extra.as_object().unwrap() {
+        cfg[key] = v.clone();
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    path
+}
+
+fn ship(args: &[&str], stdin: Option<&[u8]>) -> (i32, String) {
+    let mut child = Command::new(SHIP)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDINTEGRATION")
+        .env("AWS_SECRET_ACCESS_KEY", "integration-secret-value")
+        .env("KINESIS_OUTPUT_WASM", host_tests::runtime::component_path())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("integration-secret-value"),
+        "secret in output: {stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// What the stream should hold for an input line: compact JSON plus a newline, keyed by `pod`.
+fn expected(line: &str) -> (Vec<u8>, String) {
+    let v: Value = match serde_json::from_str::<Value>(line) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({ "message": line }),
+    };
+    let key = match &v["pod"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut data = serde_json::to_vec(&v).unwrap();
+    data.push(b'\n');
+    (data, key)
+}
+
+fn multiset(items: impl IntoIterator<Item = (Vec<u8>, String)>) -> HashMap<(Vec<u8>, String), usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn ships_a_file_and_every_record_reads_back_from_kinesalite() {
+    let k = Kinesalite::start("it-logs");
+    let dir = temp_dir("file");
+    let mut lines: Vec<String> = (0..1500)
+        .map(|i| {
+            json!({"log": format!("GET /api/{i} 200 ✓\n"), "stream": "stdout", "pod": format!("web-{}", i % 11),
+                   "kubernetes": {"namespace_name": "shop", "labels": {"app": "web"}}})
+            .to_string()
+        })
+        .collect();
+    lines.push(r#"{"pod": 7, "log": "numeric key"}"#.to_string());
+    lines.push(json!({"pod": "big", "log": "z".repeat(5000)}).to_string());
+    let input = dir.join("in.ndjson");
+    // A blank line carries no record.
+    std::fs::write(&input, lines.join("\n") + "\n\n").unwrap();
+    let config = write_config(&dir, &k, json!({"max_record_size": 4096}));
+    let report = dir.join("report.json");
+    let (code, stderr) = ship(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "one record is too large: {stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 1501);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["rejected"], 1);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1);
+    assert_eq!(report["problems"][0]["line"], 1502);
+    assert_eq!(report["problems"][0]["outcome"], "rejected");
+    assert_eq!(report["problems"][0]["code"], "too-large");
+    assert!(report["requests"].as_u64().unwrap() >= 4, "{report}");
+
+    let stored = k.read();
+    let want = multiset(lines[..1501].iter().map(|l| expected(l)));
+    assert_eq!(stored.len(), 1501);
+    assert_eq!(
+        multiset(stored),
+        want,
+        "the stream holds exactly the records sent"
+    );
+}
+
+#[test]
+fn ships_standard_input_and_wraps_plain_lines() {
+    let k = Kinesalite::start("it-stdin");
+    let dir = temp_dir("stdin");
+    let config = write_config(&dir, &k, json!({"partition_key": null}));
+    let input = "plain text line\n{\"log\":\"json line\",\"n\":1}\n[1,2,3]\n";
+    let (code, stderr) = ship(
+        &["--config", config.to_str().unwrap(), "--input", "-"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("3 lines: 3 delivered, 0 failed, 0 rejected"),
+        "{stderr}"
+    );
+    let mut stored = k.read();
+    stored.sort();
+    let mut data: Vec<String> = stored
+        .iter()
+        .map(|(d, _)| String::from_utf8(d.clone()).unwrap())
+        .collect();
+    data.sort();
+    assert_eq!(
+        data,
+        vec![
+            "{\"log\":\"json line\",\"n\":1}\n",
+            "{\"message\":\"[1,2,3]\"}\n",
+            "{\"message\":\"plain text line\"}\n",
+        ]
+    );
+    // Random keys: 32 lowercase hex characters, all different.
+    for (_, key) in &stored {
+        assert_eq!(key.len(), 32);
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+    assert_ne!(stored[0].1, stored[1].1);
+}
+
+#[test]
+fn configuration_and_usage_errors_exit_with_2() {
+    let dir = temp_dir("usage");
+    let config = dir.join("bad.json");
+    std::fs::write(
+        &config,
+        r#"{"stream_name":"s","region":"us-east-1","batch_request_max_count":900,"aws_sec_key":"integration-secret-value","aws_key_id":"AKID"}"#,
+    )
+    .unwrap();
+    let (code, stderr) = ship(&["--config", config.to_str().unwrap()], Some(b""));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("batch_request_max_count: 900 exceeds the limit of 500"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &config,
+        r#"{"stream_name":"s","region":"us-east-1","buffer":{"chunk_limit_size":"lots"}}"#,
+    )
+    .unwrap();
+    let (code, stderr) = ship(&["--config", config.to_str().unwrap()], Some(b""));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("buffer.chunk_limit_size"), "{stderr}");
+
+    let (code, stderr) = ship(&["--input", "x"], None);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--config is required"), "{stderr}");
+}
+
+#[test]
+fn the_logging_operator_example_is_read_as_is() {
+    // The seed's own example spec, against kinesalite: only the endpoint is added.
+    let k = Kinesalite::start("example-stream-name");
+    let dir = temp_dir("operator");
+    let spec = std::fs::read_to_string(root().join("examples/logging-operator-output.yaml")).unwrap();
+    let spec = spec.replace(
+        "    region: us-east-1\n",
+        &format!(
+            "    region: us-east-1\n    endpoint: http://127.0.0.1:{}\n",
+            k.port
+        ),
+    );
+    let config = dir.join("output.yaml");
+    std::fs::write(&config, spec).unwrap();
+    let (code, stderr) = ship(
+        &["--config", config.to_str().unwrap()],
+        Some(b"{\"log\":\"hello\"}\n"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(k.read()[0].0, b"{\"log\":\"hello\"}\n");
+}
