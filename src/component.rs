@@ -24,7 +24,8 @@ use bindings::wasi::cli::environment;
 use bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use bindings::wasi::http::outgoing_handler;
 use bindings::wasi::http::types::{
-    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use bindings::wasi::io::poll;
 use bindings::wasi::io::streams::StreamError;
@@ -165,7 +166,13 @@ fn start_request(
     let body = outgoing
         .body()
         .map_err(|_| local_error("HttpProtocolError", "request body unavailable"))?;
-    let future = outgoing_handler::handle(outgoing, None).map_err(|e| transport_error(&e))?;
+    // Hosts that do not support a timeout refuse to set it; the request then runs with the host's own.
+    let options = RequestOptions::new();
+    let nanos = u64::try_from(request.timeout.as_nanos()).unwrap_or(u64::MAX);
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| transport_error(&e))?;
     let write_error = write_body(body, &request.body).err();
     Ok((future, write_error))
 }

@@ -29,6 +29,7 @@ const MAX_RETRIES: u64 = 1000;
 const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(300);
 const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 const DEFAULT_PUT_DEADLINE: Duration = Duration::from_secs(300);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONCURRENT_REQUESTS: u64 = 64;
 
 /// A configuration the sink refuses: which field, and which rule.
@@ -118,6 +119,7 @@ pub struct Config {
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
     pub put_deadline: Duration,
+    pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
 }
 
@@ -245,6 +247,9 @@ impl Config {
         let put_deadline = fields
             .seconds("put_deadline", 0.001, 86400.0)?
             .unwrap_or(DEFAULT_PUT_DEADLINE);
+        let request_timeout = fields
+            .seconds("request_timeout", 0.001, 3600.0)?
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let max_concurrent_requests = fields
             .integer("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS)?
             .map_or(1, |v| v as usize);
@@ -269,6 +274,7 @@ impl Config {
             retry_base_delay,
             retry_max_delay,
             put_deadline,
+            request_timeout,
             max_concurrent_requests,
         })
     }
@@ -610,6 +616,7 @@ mod tests {
         assert_eq!(c.partition_key, None);
         assert_eq!(c.credentials.source, "config");
         assert_eq!(c.max_concurrent_requests, 1);
+        assert_eq!(c.request_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -653,6 +660,7 @@ mod tests {
         );
         assert_eq!(err(r#""retry_base_delay":-1"#).field, "retry_base_delay");
         assert_eq!(err(r#""put_deadline":0"#).field, "put_deadline");
+        assert_eq!(err(r#""request_timeout":0"#).field, "request_timeout");
         assert_eq!(
             err(r#""max_concurrent_requests":0"#).field,
             "max_concurrent_requests"

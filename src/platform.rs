@@ -15,6 +15,9 @@ pub struct HttpRequest {
     /// Header names in lower case. `host` is left to the transport, which derives it from the URL.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Give up on connecting, on the first response byte, and between response bytes after this
+    /// long (each separately).
+    pub timeout: Duration,
 }
 
 /// The response to an [`HttpRequest`].

@@ -226,6 +226,7 @@ impl Sink {
             url: self.url.clone(),
             headers,
             body: self.body.clone(),
+            timeout: self.config.request_timeout,
         })
     }
 }

@@ -35,7 +35,8 @@ pub enum Fault {
     AccessDenied,
     /// 400 LimitExceededException (request throttled), nothing stored.
     Throttled,
-    /// The request is processed normally after this delay.
+    /// The request is processed normally after this delay; if the client's first-byte timeout
+    /// is shorter, it is never processed and the client times out.
     Slow(Duration),
 }
 
@@ -51,6 +52,8 @@ pub enum Reply {
     },
     /// Fail the request as a connection error.
     ConnectionError,
+    /// Nothing arrives within the client's first-byte timeout: fail after waiting that long.
+    Timeout(Duration),
 }
 
 /// A record the fake stored.
@@ -138,7 +141,7 @@ impl FakeKinesis {
         self.state.lock().unwrap().seen.clone()
     }
 
-    /// Answer one request.
+    /// Answer one request. `first_byte_timeout` is the client's, if it set one.
     pub fn handle(
         &self,
         method: &str,
@@ -146,6 +149,7 @@ impl FakeKinesis {
         query: &str,
         headers: &[(String, String)],
         body: &[u8],
+        first_byte_timeout: Option<Duration>,
     ) -> Reply {
         let mut state = self.state.lock().unwrap();
         let request = state.seen.len();
@@ -172,6 +176,10 @@ impl FakeKinesis {
             response_damaged_after_store: false,
         };
 
+        if let Some(limit) = first_byte_timeout.filter(|limit| delay > *limit) {
+            state.seen.push(seen);
+            return Reply::Timeout(limit);
+        }
         let outcome = self.process(
             &mut state,
             request,

@@ -126,10 +126,16 @@ impl WasiHttpHooks for Hooks {
                         parts.uri.query().unwrap_or(""),
                         &headers,
                         &body,
+                        options.and_then(|o| o.first_byte_timeout),
                     );
                     let (status, body, break_after, delay) = match reply {
                         Reply::ConnectionError => {
                             return Err(wasmtime_wasi_http::Error::ConnectionTerminated)
+                        }
+                        // Like the default client, give up when the first byte takes too long.
+                        Reply::Timeout(after) => {
+                            tokio::time::sleep(after).await;
+                            return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout);
                         }
                         Reply::Response {
                             status,

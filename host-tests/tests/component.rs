@@ -198,6 +198,22 @@ async fn faults_of_every_kind_lose_nothing_and_resend_only_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_slow_endpoint_times_out_and_the_records_are_sent_again() {
+    let fake = fake();
+    fake.script([Fault::Slow(Duration::from_secs(5))]);
+    let events = records(4);
+    let started = std::time::Instant::now();
+    let (report, _) = ship(&fake, &config(json!({"request_timeout": 0.2})), &events).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the wait short"
+    );
+    assert_exactly_delivered(&fake, &events, &report);
+    assert_eq!(fake.seen().len(), 2);
+    assert_eq!(report.counters.retries, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn retries_run_out_with_the_last_code() {
     let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(
         RandomFaults {
