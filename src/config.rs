@@ -441,23 +441,16 @@ impl Fields {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(ConfigError::new(
                 self.path(name),
-                format!("must be a string, got {}", kind_of(&other)),
+                format!("must be a string, got {}", json_kind(&other)),
             )),
         }
     }
 
-    /// Like [`Fields::string`], but an error never shows the value.
+    /// A non-empty string. Errors never show the value (neither does [`Fields::string`]).
     fn secret_string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => {
-                Err(ConfigError::new(self.path(name), "must not be empty"))
-            }
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(ConfigError::new(
-                self.path(name),
-                format!("must be a string, got {}", kind_of(&other)),
-            )),
+        match self.string(name)? {
+            Some(s) if s.is_empty() => Err(ConfigError::new(self.path(name), "must not be empty")),
+            other => Ok(other),
         }
     }
 
@@ -467,7 +460,7 @@ impl Fields {
             Some(Value::Object(m)) => Ok(Some(m)),
             Some(other) => Err(ConfigError::new(
                 self.path(name),
-                format!("must be an object, got {}", kind_of(&other)),
+                format!("must be an object, got {}", json_kind(&other)),
             )),
         }
     }
@@ -481,7 +474,7 @@ impl Fields {
             Some(Value::String(s)) if s == "false" => Ok(Some(false)),
             Some(other) => Err(ConfigError::new(
                 self.path(name),
-                format!("must be true or false, got {}", kind_of(&other)),
+                format!("must be true or false, got {}", json_kind(&other)),
             )),
         }
     }
@@ -553,7 +546,8 @@ impl Fields {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// How a JSON value is named in messages: "a string", "an array", …
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

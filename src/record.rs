@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::config::{Config, MAX_PARTITION_KEY_CHARS};
+use crate::config::{json_kind, Config, MAX_PARTITION_KEY_CHARS};
 use crate::outcome::{Rejected, RejectionKind};
 
 /// A record ready to be batched.
@@ -33,7 +33,7 @@ pub fn prepare(
     let Value::Object(fields) = &value else {
         return Err(Rejected {
             kind: RejectionKind::NotAnObject,
-            message: format!("record is {}, not a JSON object", describe(&value)),
+            message: format!("record is {}, not a JSON object", json_kind(&value)),
         });
     };
 
@@ -73,7 +73,7 @@ fn key_from_field(name: &str, value: Option<&Value>) -> Result<String, Rejected>
             let what = match other {
                 None => "is missing".to_string(),
                 Some(Value::String(_)) => "is an empty string".to_string(),
-                Some(v) => format!("is {}", describe(v)),
+                Some(v) => format!("is {}", json_kind(v)),
             };
             return Err(Rejected {
                 kind: RejectionKind::NoPartitionKey,
@@ -101,17 +101,6 @@ pub fn random_key(random: &mut dyn FnMut(&mut [u8])) -> String {
         key.push(char::from_digit(u32::from(b & 15), 16).unwrap());
     }
     key
-}
-
-fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

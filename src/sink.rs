@@ -34,7 +34,6 @@ pub struct Sink {
     config: Config,
     signer: Signer,
     url: String,
-    body: Vec<u8>,
 }
 
 /// A record on its way: its place in the chunk, its bytes, and its history.
@@ -63,12 +62,7 @@ impl Sink {
     pub fn from_config(config: Config) -> Sink {
         let signer = Signer::new(&config.credentials, &config.region);
         let url = format!("{}/", config.endpoint);
-        Sink {
-            config,
-            signer,
-            url,
-            body: Vec::new(),
-        }
+        Sink { config, signer, url }
     }
 
     pub fn config(&self) -> &Config {
@@ -203,15 +197,14 @@ impl Sink {
         any_stored
     }
 
-    fn build_request(
-        &mut self,
-        batch: &[Pending],
-        platform: &mut dyn Platform,
-    ) -> Result<HttpRequest, String> {
+    fn build_request(&self, batch: &[Pending], platform: &mut dyn Platform) -> Result<HttpRequest, String> {
+        // Base64 grows data by 4/3; keys and JSON framing add a little per record.
+        let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
+        let mut body = Vec::with_capacity(capacity);
         encode_put_records(
             &self.config.stream_name,
             batch.iter().map(|p| &p.record),
-            &mut self.body,
+            &mut body,
         );
         let mut headers = vec![
             ("content-type".to_string(), CONTENT_TYPE.to_string()),
@@ -219,13 +212,13 @@ impl Sink {
         ];
         let signed = self
             .signer
-            .sign("POST", &self.url, &headers, &self.body, platform.wall_clock())?;
+            .sign("POST", &self.url, &headers, &body, platform.wall_clock())?;
         headers.extend(signed);
         Ok(HttpRequest {
             method: "POST",
             url: self.url.clone(),
             headers,
-            body: self.body.clone(),
+            body,
             timeout: self.config.request_timeout,
         })
     }

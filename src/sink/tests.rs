@@ -155,6 +155,18 @@ fn events(records: &[Vec<u8>]) -> Vec<Event<'_>> {
         .collect()
 }
 
+/// The code, message and attempts of a failed outcome.
+fn failed(o: &Outcome) -> (&str, &str, u32) {
+    match o {
+        Outcome::Failed {
+            code,
+            message,
+            attempts,
+        } => (code, message, *attempts),
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
 fn assert_delivered_once(fake: &Fake, n: usize) {
     let mut keys: Vec<&str> = fake.stored.iter().map(|(_, k)| k.as_str()).collect();
     keys.sort_unstable();
@@ -266,18 +278,10 @@ fn backoff_doubles_from_the_base_with_five_percent_jitter() {
         );
     }
     for o in &report.outcomes {
-        match o {
-            Outcome::Failed {
-                code,
-                message,
-                attempts,
-            } => {
-                assert_eq!(code, "ProvisionedThroughputExceededException");
-                assert_eq!(*attempts, 5);
-                assert!(message.contains("gave up after 4 retries"), "{message}");
-            }
-            other => panic!("expected failed, got {other:?}"),
-        }
+        let (code, message, attempts) = failed(o);
+        assert_eq!(code, "ProvisionedThroughputExceededException");
+        assert_eq!(attempts, 5);
+        assert!(message.contains("gave up after 4 retries"), "{message}");
     }
     assert_eq!(report.counters.throttled_records, 10);
 }
@@ -329,18 +333,10 @@ fn waits_are_capped_and_the_deadline_is_kept() {
     let report = sink(r#","put_deadline":1.0"#).put(&events(&recs), &mut fake);
     // Waits of ~0.3 and ~0.6 fit in one second; the third (~1.2) would not.
     assert_eq!(fake.sleeps.len(), 2);
-    match &report.outcomes[0] {
-        Outcome::Failed {
-            code,
-            message,
-            attempts,
-        } => {
-            assert_eq!(code, "InternalFailure");
-            assert_eq!(*attempts, 3);
-            assert!(message.contains("put_deadline"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (code, message, attempts) = failed(&report.outcomes[0]);
+    assert_eq!(code, "InternalFailure");
+    assert_eq!(attempts, 3);
+    assert!(message.contains("put_deadline"), "{message}");
 }
 
 #[test]
@@ -377,18 +373,10 @@ fn last_error_is_reported_when_retries_run_out() {
         })
     });
     let report = sink(r#","retries_on_batch_request":1,"retry_base_delay":0"#).put(&events(&recs), &mut fake);
-    match &report.outcomes[0] {
-        Outcome::Failed {
-            code,
-            message,
-            attempts,
-        } => {
-            assert_eq!(code, NETWORK_ERROR);
-            assert!(message.contains("ConnectionRefused"), "{message}");
-            assert_eq!(*attempts, 2);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (code, message, attempts) = failed(&report.outcomes[0]);
+    assert_eq!(code, NETWORK_ERROR);
+    assert!(message.contains("ConnectionRefused"), "{message}");
+    assert_eq!(attempts, 2);
 }
 
 #[test]
