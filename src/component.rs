@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::config::Environment;
 use crate::outcome::{Event, Outcome, RejectionKind};
 use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
 
@@ -34,6 +35,20 @@ use bindings::wasi::random::random;
 /// [`Platform`] on WASI 0.2.
 struct Wasi;
 
+impl Environment for Wasi {
+    fn var(&mut self, name: &str) -> Option<String> {
+        environment::get_environment()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Through `wasi:filesystem`: the host must grant (preopen) the folder.
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| e.to_string())
+    }
+}
+
 impl Platform for Wasi {
     fn wall_clock(&mut self) -> SystemTime {
         let now = wall_clock::now();
@@ -56,11 +71,8 @@ impl Platform for Wasi {
         buf.copy_from_slice(&bytes[..buf.len()]);
     }
 
-    fn env_var(&mut self, name: &str) -> Option<String> {
-        environment::get_environment()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+    fn run_process(&mut self, command: &str) -> Result<String, String> {
+        bindings::kinesis::output::host::run_credential_process(command)
     }
 
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
@@ -281,6 +293,7 @@ impl api::GuestSink for SinkResource {
                 throttled_records: report.counters.throttled_records,
                 bytes_sent: report.counters.bytes_sent,
             },
+            credential_source: report.credential_source,
         }
     }
 }

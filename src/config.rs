@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::credentials::{AssumeRole, Credentials, Sts};
+
 /// PutRecords accepts at most this many records in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
 /// The request size PutRecords has accepted for years (data plus partition keys).
@@ -31,6 +33,9 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 const DEFAULT_PUT_DEADLINE: Duration = Duration::from_secs(300);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONCURRENT_REQUESTS: u64 = 64;
+const MAX_IAM_RETRIES: u64 = 20;
+/// AssumeRole session durations AWS accepts (the seed documents 900–3600).
+const ASSUME_ROLE_SECONDS: (u64, u64) = (900, 43_200);
 
 /// A configuration the sink refuses: which field, and which rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,14 +88,37 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Static AWS credentials and where they came from.
+/// Where credentials come from, as configured. Sources that depend on the environment (the
+/// default chain) are resolved when the sink opens, by [`crate::credentials::resolve`].
 #[derive(Debug, Clone)]
-pub struct StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-    /// `config` or `environment`.
-    pub source: &'static str,
+pub enum CredentialConfig {
+    /// `aws_key_id`, `aws_sec_key` and optionally `aws_ses_token`.
+    Static(Credentials),
+    /// `process_credentials.process`, run by the host.
+    Process(String),
+    /// Nothing explicit: environment, web identity, shared files, container, instance profile.
+    DefaultChain,
+}
+
+/// Environment variables and files, as the configuration may refer to them.
+pub trait Environment {
+    fn var(&mut self, name: &str) -> Option<String>;
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+/// An environment of variables only (tests, hosts without files).
+impl<F: FnMut(&str) -> Option<String>> Environment for F {
+    fn var(&mut self, name: &str) -> Option<String> {
+        self(name)
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{path}: no files are available here"))
+    }
+}
+
+/// A non-empty environment variable.
+pub fn env_nonempty(env: &mut dyn Environment, name: &str) -> Option<String> {
+    env.var(name).filter(|v| !v.trim().is_empty())
 }
 
 /// How a record is turned into bytes.
@@ -107,7 +135,13 @@ pub struct Config {
     pub region: String,
     /// `scheme://authority` of the Kinesis endpoint, no trailing slash.
     pub endpoint: String,
-    pub credentials: StaticCredentials,
+    pub credentials: CredentialConfig,
+    /// `assume_role_credentials`: wraps `credentials`.
+    pub assume_role: Option<AssumeRole>,
+    /// Retries of instance-profile (IMDS) requests.
+    pub aws_iam_retries: u32,
+    /// Fall back to IMDSv1 when IMDSv2 is unavailable.
+    pub imds_v1_fallback: bool,
     /// The record field whose value is the partition key; `None` means a random key per record.
     pub partition_key: Option<String>,
     pub format: Format,
@@ -123,38 +157,16 @@ pub struct Config {
     pub max_concurrent_requests: usize,
 }
 
-/// Settings that belong to other parts of a deployment or to later versions.
-const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
-    (
-        "assume_role_credentials",
-        "AssumeRole credentials are not supported yet; give static keys (aws_key_id, aws_sec_key) or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-    ),
-    (
-        "process_credentials",
-        "process credentials are not supported yet; give static keys (aws_key_id, aws_sec_key) or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-    ),
-    (
-        "aws_iam_retries",
-        "EC2 instance-profile credentials, which this setting tunes, are not supported yet",
-    ),
-];
-
 impl Config {
-    /// Parse and validate a JSON configuration. `env` looks up environment variables (region and
-    /// credential fallbacks).
-    pub fn from_json(text: &str, env: &mut dyn FnMut(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// Parse and validate a JSON configuration. `env` supplies environment variables (region
+    /// fallbacks, `{"env": …}` secrets) and files (`{"file": …}` secrets).
+    pub fn from_json(text: &str, env: &mut dyn Environment) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| ConfigError::new("", format!("the configuration is not valid JSON: {e}")))?;
         let Value::Object(map) = value else {
             return Err(ConfigError::new("", "the configuration must be a JSON object"));
         };
         let mut fields = Fields::new("", map);
-
-        for (name, why) in NOT_SUPPORTED_YET {
-            if fields.map.contains_key(*name) {
-                return Err(ConfigError::new(*name, *why));
-            }
-        }
 
         let stream_name = fields
             .string("stream_name")?
@@ -180,6 +192,14 @@ impl Config {
         };
 
         let credentials = credentials(&mut fields, env)?;
+        let assume_role = match fields.object("assume_role_credentials")? {
+            Some(section) => Some(assume_role(section, &region, env)?),
+            None => None,
+        };
+        let aws_iam_retries = fields
+            .integer("aws_iam_retries", 0, MAX_IAM_RETRIES)?
+            .map_or(5, |v| v as u32);
+        let imds_v1_fallback = fields.boolean("imds_v1_fallback")?.unwrap_or(false);
 
         let partition_key = fields.string("partition_key")?;
         if partition_key.as_deref() == Some("") {
@@ -264,6 +284,9 @@ impl Config {
             region,
             endpoint,
             credentials,
+            assume_role,
+            aws_iam_retries,
+            imds_v1_fallback,
             partition_key,
             format,
             max_record_size,
@@ -280,24 +303,34 @@ impl Config {
     }
 }
 
-fn env_nonempty(env: &mut dyn FnMut(&str) -> Option<String>, name: &str) -> Option<String> {
-    env(name).filter(|v| !v.is_empty())
-}
-
-fn credentials(
-    fields: &mut Fields,
-    env: &mut dyn FnMut(&str) -> Option<String>,
-) -> Result<StaticCredentials, ConfigError> {
-    let key_id = fields.secret_string("aws_key_id")?;
-    let secret = fields.secret_string("aws_sec_key")?;
-    let token = fields.secret_string("aws_ses_token")?;
+fn credentials(fields: &mut Fields, env: &mut dyn Environment) -> Result<CredentialConfig, ConfigError> {
+    let key_id = fields.secret("aws_key_id", env)?;
+    let secret = fields.secret("aws_sec_key", env)?;
+    let token = fields.secret("aws_ses_token", env)?;
+    let process = match fields.object("process_credentials")? {
+        Some(section) => {
+            let mut f = Fields::new("process_credentials", section);
+            let command = f
+                .string("process")?
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| ConfigError::new("process_credentials.process", "is required"))?;
+            f.finish()?;
+            Some(command)
+        }
+        None => None,
+    };
     match (key_id, secret) {
-        (Some(access_key_id), Some(secret)) => Ok(StaticCredentials {
-            access_key_id,
-            secret_access_key: Secret::new(secret),
-            session_token: token.map(Secret::new),
-            source: "config",
-        }),
+        (Some(_), Some(_)) if process.is_some() => Err(ConfigError::new(
+            "process_credentials",
+            "cannot be combined with aws_key_id and aws_sec_key",
+        )),
+        (Some(access_key_id), Some(secret)) => Ok(CredentialConfig::Static(Credentials {
+            // The key id is not secret, but it may be given in the same forms.
+            access_key_id: access_key_id.expose().to_string(),
+            secret_access_key: secret,
+            session_token: token,
+            expiration: None,
+        })),
         (Some(_), None) => Err(ConfigError::new(
             "aws_sec_key",
             "is required when aws_key_id is set",
@@ -306,30 +339,86 @@ fn credentials(
             "aws_key_id",
             "is required when aws_sec_key is set",
         )),
-        (None, None) => {
-            if token.is_some() {
-                return Err(ConfigError::new(
-                    "aws_ses_token",
-                    "needs aws_key_id and aws_sec_key beside it",
-                ));
-            }
-            match (
-                env_nonempty(env, "AWS_ACCESS_KEY_ID"),
-                env_nonempty(env, "AWS_SECRET_ACCESS_KEY"),
-            ) {
-                (Some(access_key_id), Some(secret)) => Ok(StaticCredentials {
-                    access_key_id,
-                    secret_access_key: Secret::new(secret),
-                    session_token: env_nonempty(env, "AWS_SESSION_TOKEN").map(Secret::new),
-                    source: "environment",
-                }),
-                _ => Err(ConfigError::new(
-                    "aws_key_id",
-                    "no credentials: set aws_key_id and aws_sec_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
-                )),
-            }
+        (None, None) if token.is_some() => Err(ConfigError::new(
+            "aws_ses_token",
+            "needs aws_key_id and aws_sec_key beside it",
+        )),
+        (None, None) => Ok(process.map_or(CredentialConfig::DefaultChain, CredentialConfig::Process)),
+    }
+}
+
+fn assume_role(
+    section: Map<String, Value>,
+    region: &str,
+    env: &mut dyn Environment,
+) -> Result<AssumeRole, ConfigError> {
+    let mut f = Fields::new("assume_role_credentials", section);
+    let role_arn = f
+        .string("role_arn")?
+        .ok_or_else(|| ConfigError::new("assume_role_credentials.role_arn", "is required"))?;
+    if !role_arn.starts_with("arn:") || role_arn.split(':').count() < 6 {
+        return Err(ConfigError::new(
+            "assume_role_credentials.role_arn",
+            format!("{role_arn:?} is not a role ARN like arn:aws:iam::123456789012:role/name"),
+        ));
+    }
+    let role_session_name = f
+        .string("role_session_name")?
+        .ok_or_else(|| ConfigError::new("assume_role_credentials.role_session_name", "is required"))?;
+    let session_ok = (2..=64).contains(&role_session_name.len())
+        && role_session_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
+    if !session_ok {
+        return Err(ConfigError::new(
+            "assume_role_credentials.role_session_name",
+            "must be 2 to 64 characters of letters, digits and =,.@-_",
+        ));
+    }
+    let policy = f.string("policy")?;
+    if let Some(p) = &policy {
+        if serde_json::from_str::<Value>(p)
+            .map(|v| !v.is_object())
+            .unwrap_or(true)
+        {
+            return Err(ConfigError::new(
+                "assume_role_credentials.policy",
+                "must be an IAM policy document in JSON",
+            ));
         }
     }
+    let (min, max) = ASSUME_ROLE_SECONDS;
+    let duration_seconds = f
+        .integer("duration_seconds", min, max)?
+        .map_or(3600, |v| v as u32);
+    let external_id = f.string("external_id")?;
+    let sts_region = f.string("sts_region")?.unwrap_or_else(|| region.to_string());
+    check_region(&sts_region)
+        .map_err(|e| ConfigError::new("assume_role_credentials.sts_region", e.message))?;
+    let sts = match f.string("sts_endpoint_url")? {
+        Some(url) => Sts {
+            endpoint: parse_endpoint(&url)
+                .map_err(|e| ConfigError::new("assume_role_credentials.sts_endpoint_url", e.message))?,
+            region: sts_region,
+        },
+        None => match env_nonempty(env, "AWS_ENDPOINT_URL_STS") {
+            Some(url) => Sts {
+                endpoint: parse_endpoint(&url)
+                    .map_err(|e| ConfigError::new("AWS_ENDPOINT_URL_STS", e.message))?,
+                region: sts_region,
+            },
+            None => Sts::regional(&sts_region),
+        },
+    };
+    f.finish()?;
+    Ok(AssumeRole {
+        role_arn,
+        role_session_name,
+        policy,
+        duration_seconds,
+        external_id,
+        sts,
+    })
 }
 
 fn check_stream_name(name: &str) -> Result<(), ConfigError> {
@@ -352,7 +441,7 @@ fn check_stream_name(name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_region(region: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_region(region: &str) -> Result<(), ConfigError> {
     let ok = !region.is_empty()
         && region.len() <= 64
         && region
@@ -388,7 +477,7 @@ pub fn default_endpoint(region: &str) -> String {
     format!("https://kinesis.{region}.{suffix}")
 }
 
-fn parse_endpoint(url: &str) -> Result<String, ConfigError> {
+pub(crate) fn parse_endpoint(url: &str) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError::new("endpoint", format!("{url:?} {why}"));
     let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
@@ -446,12 +535,59 @@ impl Fields {
         }
     }
 
-    /// A non-empty string. Errors never show the value (neither does [`Fields::string`]).
-    fn secret_string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
-        match self.string(name)? {
-            Some(s) if s.is_empty() => Err(ConfigError::new(self.path(name), "must not be empty")),
-            other => Ok(other),
+    /// A secret: a string, `{"value": "…"}`, `{"env": "NAME"}` or `{"file": "/path"}` (trailing
+    /// white space trimmed). Errors never show the value.
+    fn secret(&mut self, name: &str, env: &mut dyn Environment) -> Result<Option<Secret>, ConfigError> {
+        let path = self.path(name);
+        let value = match self.take(name) {
+            None => return Ok(None),
+            Some(Value::String(s)) => s,
+            Some(Value::Object(m)) if m.len() == 1 => {
+                let (kind, v) = m.into_iter().next().expect("one entry");
+                let Value::String(v) = v else {
+                    return Err(ConfigError::new(format!("{path}.{kind}"), "must be a string"));
+                };
+                match kind.as_str() {
+                    "value" => v,
+                    "env" => env_nonempty(env, &v).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{path}.env"),
+                            format!("environment variable {v} is not set"),
+                        )
+                    })?,
+                    "file" => {
+                        let bytes = env.read_file(&v).map_err(|e| {
+                            ConfigError::new(format!("{path}.file"), format!("cannot read: {e}"))
+                        })?;
+                        String::from_utf8(bytes)
+                            .map_err(|_| {
+                                ConfigError::new(format!("{path}.file"), format!("{v} is not UTF-8 text"))
+                            })?
+                            .trim_end()
+                            .to_string()
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            path,
+                            format!("unknown secret form {kind:?}; use a string, value, env or file"),
+                        ))
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    path,
+                    format!(
+                        "must be a string or one of {{\"value\"}}, {{\"env\"}}, {{\"file\"}}, got {}",
+                        json_kind(&other)
+                    ),
+                ))
+            }
+        };
+        if value.is_empty() {
+            return Err(ConfigError::new(path, "must not be empty"));
         }
+        Ok(Some(Secret::new(value)))
     }
 
     fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
@@ -608,7 +744,10 @@ mod tests {
         assert_eq!(c.retry_base_delay, Duration::from_millis(300));
         assert!(c.format.newline);
         assert_eq!(c.partition_key, None);
-        assert_eq!(c.credentials.source, "config");
+        assert!(matches!(&c.credentials, CredentialConfig::Static(k) if k.access_key_id == "AKID"));
+        assert_eq!(c.aws_iam_retries, 5);
+        assert!(!c.imds_v1_fallback);
+        assert!(c.assume_role.is_none());
         assert_eq!(c.max_concurrent_requests, 1);
         assert_eq!(c.request_timeout, Duration::from_secs(60));
     }
@@ -710,26 +849,15 @@ mod tests {
     }
 
     #[test]
-    fn region_and_credentials_fall_back_to_the_environment() {
-        let mut env = |name: &str| match name {
-            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
-            "AWS_ACCESS_KEY_ID" => Some("AKIDENV".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("envsecret".to_string()),
-            "AWS_SESSION_TOKEN" => Some("envtoken".to_string()),
-            _ => None,
-        };
+    fn region_falls_back_to_the_environment() {
+        let mut env = |name: &str| (name == "AWS_DEFAULT_REGION").then(|| "eu-west-1".to_string());
         let c = Config::from_json(r#"{"stream_name":"s"}"#, &mut env).unwrap();
         assert_eq!(c.region, "eu-west-1");
-        assert_eq!(c.credentials.access_key_id, "AKIDENV");
-        assert_eq!(c.credentials.source, "environment");
-        assert_eq!(
-            c.credentials.session_token.as_ref().map(Secret::expose),
-            Some("envtoken")
-        );
-        let mut env2 = |name: &str| {
-            (name == "AWS_REGION")
-                .then(|| "ap-south-1".to_string())
-                .or_else(|| env(name))
+        assert!(matches!(c.credentials, CredentialConfig::DefaultChain));
+        let mut env2 = |name: &str| match name {
+            "AWS_REGION" => Some("ap-south-1".to_string()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+            _ => None,
         };
         assert_eq!(
             Config::from_json(r#"{"stream_name":"s"}"#, &mut env2)
@@ -740,10 +868,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_partial_credentials_are_clear_errors() {
-        let e = parse(r#"{"stream_name":"s","region":"us-east-1"}"#).unwrap_err();
-        assert_eq!(e.field, "aws_key_id");
-        assert!(e.message.contains("no credentials"), "{e}");
+    fn partial_credentials_are_clear_errors() {
         let e = parse(r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID"}"#).unwrap_err();
         assert_eq!(e.field, "aws_sec_key");
         let e = parse(r#"{"stream_name":"s","region":"us-east-1","aws_sec_key":"SECRETVALUE"}"#).unwrap_err();
@@ -755,17 +880,123 @@ mod tests {
         assert!(!e.to_string().contains("TOKENVALUE"));
     }
 
-    #[test]
-    fn later_credential_sources_are_refused_not_ignored() {
-        for field in [
-            "assume_role_credentials",
-            "process_credentials",
-            "aws_iam_retries",
-        ] {
-            let e = err(&format!(r#""{field}":{{}}"#));
-            assert_eq!(e.field, field);
-            assert!(e.message.contains("not supported yet"), "{e}");
+    /// An environment with variables and files, for secret forms.
+    struct Env(
+        Vec<(&'static str, &'static str)>,
+        Vec<(&'static str, &'static str)>,
+    );
+
+    impl Environment for Env {
+        fn var(&mut self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
         }
+        fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+            self.1
+                .iter()
+                .find(|(k, _)| *k == path)
+                .map(|(_, v)| v.as_bytes().to_vec())
+                .ok_or_else(|| "No such file or directory".to_string())
+        }
+    }
+
+    #[test]
+    fn secrets_come_as_values_variables_or_files() {
+        let mut env = Env(
+            vec![("MY_KEY", "AKIDFROMENV")],
+            vec![("/run/secrets/sec", "SECRETFROMFILE\n")],
+        );
+        let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":{"env":"MY_KEY"},
+            "aws_sec_key":{"file":"/run/secrets/sec"},"aws_ses_token":{"value":"TOKENVALUE"}}"#;
+        let c = Config::from_json(json, &mut env).unwrap();
+        let CredentialConfig::Static(k) = &c.credentials else {
+            panic!()
+        };
+        assert_eq!(k.access_key_id, "AKIDFROMENV");
+        assert_eq!(k.secret_access_key.expose(), "SECRETFROMFILE");
+        assert_eq!(k.session_token.as_ref().unwrap().expose(), "TOKENVALUE");
+        assert!(!format!("{c:?}").contains("SECRETFROMFILE"));
+        for (secret, field, rule) in [
+            (r#"{"env":"UNSET"}"#, "aws_sec_key.env", "UNSET is not set"),
+            (r#"{"file":"/nope"}"#, "aws_sec_key.file", "cannot read"),
+            (r#"{"vault":"x"}"#, "aws_sec_key", "unknown secret form"),
+            (r#"{"value":""}"#, "aws_sec_key", "must not be empty"),
+            (
+                r#"{"value":"a","env":"b"}"#,
+                "aws_sec_key",
+                "must be a string or one of",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"A","aws_sec_key":{secret}}}"#
+            );
+            let e = Config::from_json(&json, &mut env).unwrap_err();
+            assert_eq!(e.field, field, "{secret}");
+            assert!(e.message.contains(rule), "{secret}: {e}");
+        }
+    }
+
+    #[test]
+    fn assume_role_and_process_blocks_are_checked() {
+        let c = with(r#""assume_role_credentials":{"role_arn":"arn:aws:iam::123456789012:role/logs","role_session_name":"fluentd","duration_seconds":"7200","external_id":"ext"}"#).unwrap();
+        let role = c.assume_role.unwrap();
+        assert_eq!(role.duration_seconds, 7200);
+        assert_eq!(role.sts.endpoint, "https://sts.us-east-1.amazonaws.com");
+        assert_eq!(role.external_id.as_deref(), Some("ext"));
+        let c = with(r#""assume_role_credentials":{"role_arn":"arn:aws:iam::1:role/r","role_session_name":"s1","sts_endpoint_url":"https://vpce-1.sts.us-east-1.vpce.amazonaws.com","sts_region":"eu-west-1"}"#).unwrap();
+        let role = c.assume_role.unwrap();
+        assert_eq!(
+            role.sts.endpoint,
+            "https://vpce-1.sts.us-east-1.vpce.amazonaws.com"
+        );
+        assert_eq!(role.sts.region, "eu-west-1");
+        assert_eq!(role.duration_seconds, 3600);
+        for (block, field) in [
+            (
+                r#"{"role_session_name":"s1"}"#,
+                "assume_role_credentials.role_arn",
+            ),
+            (
+                r#"{"role_arn":"arn:aws:iam::1:role/r"}"#,
+                "assume_role_credentials.role_session_name",
+            ),
+            (
+                r#"{"role_arn":"role/r","role_session_name":"s1"}"#,
+                "assume_role_credentials.role_arn",
+            ),
+            (
+                r#"{"role_arn":"arn:aws:iam::1:role/r","role_session_name":"s p"}"#,
+                "assume_role_credentials.role_session_name",
+            ),
+            (
+                r#"{"role_arn":"arn:aws:iam::1:role/r","role_session_name":"s1","duration_seconds":60}"#,
+                "assume_role_credentials.duration_seconds",
+            ),
+            (
+                r#"{"role_arn":"arn:aws:iam::1:role/r","role_session_name":"s1","policy":"allow all"}"#,
+                "assume_role_credentials.policy",
+            ),
+            (
+                r#"{"role_arn":"arn:aws:iam::1:role/r","role_session_name":"s1","mfa":"1"}"#,
+                "assume_role_credentials.mfa",
+            ),
+        ] {
+            let e = err(&format!(r#""assume_role_credentials":{block}"#));
+            assert_eq!(e.field, field, "{block}: {e}");
+        }
+        let json = r#"{"stream_name":"s","region":"us-east-1","process_credentials":{"process":"/bin/creds --profile x"}}"#;
+        let c = parse(json).unwrap();
+        assert!(matches!(&c.credentials, CredentialConfig::Process(p) if p == "/bin/creds --profile x"));
+        assert_eq!(
+            err(r#""process_credentials":{"process":"x"}"#).field,
+            "process_credentials"
+        );
+        let json = r#"{"stream_name":"s","region":"us-east-1","process_credentials":{}}"#;
+        assert_eq!(parse(json).unwrap_err().field, "process_credentials.process");
+        assert_eq!(err(r#""aws_iam_retries":21"#).field, "aws_iam_retries");
+        assert_eq!(with(r#""aws_iam_retries":"2""#).unwrap().aws_iam_retries, 2);
     }
 
     #[test]

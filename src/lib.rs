@@ -12,6 +12,8 @@
 //! - [`record`]: formatting and partition keys, per event.
 //! - [`wire`]: the PutRecords body, response and error classification.
 //! - [`sign`]: SigV4 with `aws-sigv4`.
+//! - [`credentials`]: credential sources (static, environment, web identity, shared files,
+//!   container, instance profile, credential process, AssumeRole), cached and refreshed.
 //! - [`sink`]: the delivery loop (batching, retries, backoff, deadline).
 //! - [`platform`]: the one trait through which the core reaches clocks, randomness, the
 //!   environment and HTTP.
@@ -30,6 +32,7 @@
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
 
 pub mod config;
+pub mod credentials;
 pub mod outcome;
 pub mod platform;
 pub mod record;

@@ -57,6 +57,8 @@ pub struct Counters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutReport {
     pub outcomes: Vec<Outcome>,
+    /// Where the credentials came from, without secrets.
+    pub credential_source: String,
     pub counters: Counters,
 }
 

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::config::Environment;
+
 /// An HTTP request the core wants sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -35,8 +37,8 @@ pub struct TransportError {
     pub message: String,
 }
 
-/// The core's view of the world.
-pub trait Platform {
+/// The core's view of the world: environment variables and files ([`Environment`]) and the rest.
+pub trait Platform: Environment {
     /// Wall-clock time, for signatures.
     fn wall_clock(&mut self) -> SystemTime;
     /// Monotonic time since an arbitrary origin, for deadlines.
@@ -45,9 +47,9 @@ pub trait Platform {
     fn sleep(&mut self, duration: Duration);
     /// Fill `buf` with cryptographically secure random bytes.
     fn fill_random(&mut self, buf: &mut [u8]);
-    /// An environment variable, if set.
-    fn env_var(&mut self, name: &str) -> Option<String>;
     /// Send all `requests` at once (concurrently where the platform can) and return one result
     /// per request, in the same order.
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>>;
+    /// Run a `credential_process` command through the host and return its standard output.
+    fn run_process(&mut self, command: &str) -> Result<String, String>;
 }

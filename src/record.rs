@@ -111,7 +111,7 @@ mod tests {
         let json = format!(
             r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b"{extra}}}"#
         );
-        Config::from_json(&json, &mut |_| None).unwrap()
+        Config::from_json(&json, &mut |_: &str| None).unwrap()
     }
 
     fn counting() -> impl FnMut(&mut [u8]) {

@@ -2,12 +2,11 @@
 
 use std::time::SystemTime;
 
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
-use crate::config::StaticCredentials;
+use crate::credentials::Credentials;
 
 /// The SigV4 service name of Kinesis Data Streams.
 pub const SERVICE: &str = "kinesis";
@@ -16,6 +15,7 @@ pub const SERVICE: &str = "kinesis";
 pub struct Signer {
     identity: Identity,
     region: String,
+    service: &'static str,
 }
 
 impl std::fmt::Debug for Signer {
@@ -27,17 +27,24 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    pub fn new(credentials: &StaticCredentials, region: &str) -> Self {
-        let creds = Credentials::new(
+    /// A signer for Kinesis.
+    pub fn new(credentials: &Credentials, region: &str) -> Self {
+        Signer::with_service(credentials, region, SERVICE)
+    }
+
+    /// A signer for another service (`sts`).
+    pub fn with_service(credentials: &Credentials, region: &str, service: &'static str) -> Self {
+        let creds = aws_credential_types::Credentials::new(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.expose().to_string(),
             credentials.session_token.as_ref().map(|t| t.expose().to_string()),
-            None,
-            credentials.source,
+            credentials.expiration,
+            "kinesis-output",
         );
         Signer {
             identity: creds.into(),
             region: region.to_string(),
+            service,
         }
     }
 
@@ -55,7 +62,7 @@ impl Signer {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
-            .name(SERVICE)
+            .name(self.service)
             .time(time)
             .settings(SigningSettings::default())
             .build()
@@ -85,12 +92,12 @@ mod tests {
     use crate::config::Secret;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn creds(token: Option<&str>) -> StaticCredentials {
-        StaticCredentials {
+    fn creds(token: Option<&str>) -> Credentials {
+        Credentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             session_token: token.map(Secret::new),
-            source: "config",
+            expiration: None,
         }
     }
 
@@ -103,37 +110,14 @@ mod tests {
     fn signs_like_the_aws_test_suite() {
         // get-vanilla from the AWS SigV4 test suite (service "service"): checks that our use of the
         // signer gives the suite's signature.
-        let signer = Signer {
-            identity: Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                None,
-                None,
-                "t",
-            )
-            .into(),
-            region: "us-east-1".into(),
-        };
-        let params = v4::SigningParams::builder()
-            .identity(&signer.identity)
-            .region("us-east-1")
-            .name("service")
-            .time(suite_time())
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let req = SignableRequest::new(
-            "GET",
-            "https://example.amazonaws.com/",
-            std::iter::empty(),
-            SignableBody::Bytes(&[]),
-        )
-        .unwrap();
-        let (_, signature) = sign(req, &params).unwrap().into_parts();
+        let signer = Signer::with_service(&creds(None), "us-east-1", "service");
+        let added = signer
+            .sign("GET", "https://example.amazonaws.com/", &[], b"", suite_time())
+            .unwrap();
+        let auth = &added.iter().find(|(k, _)| k == "authorization").unwrap().1;
         assert_eq!(
-            signature,
-            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+            auth,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
     }
 

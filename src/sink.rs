@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
+use crate::credentials::{resolve, Provider, CREDENTIALS_UNAVAILABLE};
 use crate::outcome::{Counters, Event, Outcome, PutReport};
 use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
 use crate::record::{prepare, PreparedRecord};
@@ -28,11 +29,11 @@ pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
 /// Our code for a request that could not be signed.
 pub const SIGNING_ERROR: &str = "SigningError";
 
-/// An open sink: a validated configuration and a signer.
+/// An open sink: a validated configuration and its credentials provider.
 #[derive(Debug)]
 pub struct Sink {
     config: Config,
-    signer: Signer,
+    credentials: Provider,
     url: String,
 }
 
@@ -55,14 +56,23 @@ pub fn backoff_delay(base: Duration, max: Duration, n: u32, unit: f64) -> Durati
 impl Sink {
     /// Validate the JSON configuration and open a sink. Environment variables come from `platform`.
     pub fn open(config_json: &str, platform: &mut dyn Platform) -> Result<Sink, ConfigError> {
-        let config = Config::from_json(config_json, &mut |name| platform.env_var(name))?;
-        Ok(Sink::from_config(config))
+        let config = Config::from_json(config_json, platform)?;
+        let credentials = resolve(&config, platform)?;
+        Ok(Sink::new(config, credentials))
     }
 
-    pub fn from_config(config: Config) -> Sink {
-        let signer = Signer::new(&config.credentials, &config.region);
+    pub fn new(config: Config, credentials: Provider) -> Sink {
         let url = format!("{}/", config.endpoint);
-        Sink { config, signer, url }
+        Sink {
+            config,
+            credentials,
+            url,
+        }
+    }
+
+    /// Where this sink's credentials come from, without secrets.
+    pub fn credential_source(&self) -> String {
+        self.credentials.source.describe()
     }
 
     pub fn config(&self) -> &Config {
@@ -90,8 +100,30 @@ impl Sink {
 
         let mut backoff_exponent = 0u32;
         let mut round = 0u32;
+        let mut refresh = false;
         while !pending.is_empty() {
-            let any_stored = self.send_round(&mut pending, &mut outcomes, &mut counters, round > 0, platform);
+            let any_stored = match self.credentials.get(platform, refresh) {
+                Ok(credentials) => {
+                    let signer = Signer::new(&credentials, &self.config.region);
+                    let (stored, expired) = self.send_round(
+                        &signer,
+                        &mut pending,
+                        &mut outcomes,
+                        &mut counters,
+                        round > 0,
+                        platform,
+                    );
+                    // An expired token forces one refresh before the next round.
+                    refresh = expired;
+                    stored
+                }
+                Err(e) => {
+                    for p in pending.iter_mut() {
+                        p.last_error = (CREDENTIALS_UNAVAILABLE.to_string(), e.message.clone());
+                    }
+                    false
+                }
+            };
             pending.retain(|p| outcomes[p.index].is_none());
             if pending.is_empty() {
                 break;
@@ -131,6 +163,7 @@ impl Sink {
         }
 
         PutReport {
+            credential_source: self.credential_source(),
             outcomes: outcomes
                 .into_iter()
                 .map(|o| o.expect("every event gets an outcome"))
@@ -140,27 +173,30 @@ impl Sink {
     }
 
     /// Send every pending record once, in requests of at most the batch limits, at most
-    /// `max_concurrent_requests` at a time. Returns whether the service stored any record.
+    /// `max_concurrent_requests` at a time. Returns whether the service stored any record, and
+    /// whether a response said the credentials had expired.
     fn send_round(
-        &mut self,
+        &self,
+        signer: &Signer,
         pending: &mut [Pending],
         outcomes: &mut [Option<Outcome>],
         counters: &mut Counters,
         is_retry: bool,
         platform: &mut dyn Platform,
-    ) -> bool {
+    ) -> (bool, bool) {
         let batches = plan_batches(
             pending.iter().map(|p| p.record.size()),
             self.config.batch_request_max_count,
             self.config.batch_request_max_size,
         );
         let mut any_stored = false;
+        let mut expired = false;
         for wave in batches.chunks(self.config.max_concurrent_requests) {
             let mut requests = Vec::with_capacity(wave.len());
             let mut sendable = Vec::with_capacity(wave.len());
             for range in wave {
                 let batch = &mut pending[range.clone()];
-                match self.build_request(batch, platform) {
+                match self.build_request(signer, batch, platform) {
                     Ok(request) => {
                         counters.requests += 1;
                         counters.bytes_sent += request.body.len() as u64;
@@ -191,13 +227,21 @@ impl Sink {
             let responses = platform.send_all(requests);
             debug_assert_eq!(responses.len(), sendable.len());
             for (range, response) in sendable.into_iter().zip(responses) {
-                any_stored |= apply_response(&mut pending[range], response, outcomes, counters);
+                let (stored, token_expired) =
+                    apply_response(&mut pending[range], response, outcomes, counters);
+                any_stored |= stored;
+                expired |= token_expired;
             }
         }
-        any_stored
+        (any_stored, expired)
     }
 
-    fn build_request(&self, batch: &[Pending], platform: &mut dyn Platform) -> Result<HttpRequest, String> {
+    fn build_request(
+        &self,
+        signer: &Signer,
+        batch: &[Pending],
+        platform: &mut dyn Platform,
+    ) -> Result<HttpRequest, String> {
         // Base64 grows data by 4/3; keys and JSON framing add a little per record.
         let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
         let mut body = Vec::with_capacity(capacity);
@@ -210,9 +254,7 @@ impl Sink {
             ("content-type".to_string(), CONTENT_TYPE.to_string()),
             ("x-amz-target".to_string(), PUT_RECORDS_TARGET.to_string()),
         ];
-        let signed = self
-            .signer
-            .sign("POST", &self.url, &headers, &body, platform.wall_clock())?;
+        let signed = signer.sign("POST", &self.url, &headers, &body, platform.wall_clock())?;
         headers.extend(signed);
         Ok(HttpRequest {
             method: "POST",
@@ -252,13 +294,14 @@ pub fn plan_batches(
     batches
 }
 
-/// Record what one response says about its batch. Returns whether any record was stored.
+/// Record what one response says about its batch. Returns whether any record was stored, and
+/// whether the service said the credentials had expired.
 fn apply_response(
     batch: &mut [Pending],
     response: Result<HttpResponse, TransportError>,
     outcomes: &mut [Option<Outcome>],
     counters: &mut Counters,
-) -> bool {
+) -> (bool, bool) {
     let response = match response {
         Ok(r) => r,
         Err(e) => {
@@ -266,7 +309,7 @@ fn apply_response(
             for p in batch.iter_mut() {
                 p.last_error = (NETWORK_ERROR.to_string(), message.clone());
             }
-            return false;
+            return (false, false);
         }
     };
     if response.status != 200 {
@@ -285,7 +328,7 @@ fn apply_response(
                 });
             }
         }
-        return false;
+        return (false, error.expired_token);
     }
     let entries = match parse_put_records_response(&response.body, batch.len()) {
         Ok(entries) => entries,
@@ -293,7 +336,7 @@ fn apply_response(
             for p in batch.iter_mut() {
                 p.last_error = (MALFORMED_RESPONSE.to_string(), message.clone());
             }
-            return false;
+            return (false, false);
         }
     };
     let mut any_stored = false;
@@ -325,7 +368,7 @@ fn apply_response(
             }
         }
     }
-    any_stored
+    (any_stored, false)
 }
 
 fn fail_all(pending: &mut [Pending], outcomes: &mut [Option<Outcome>], why: &str) {

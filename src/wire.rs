@@ -139,6 +139,8 @@ pub struct RequestError {
     pub message: String,
     pub retryable: bool,
     pub throttled: bool,
+    /// The credentials have expired: refresh them before retrying.
+    pub expired_token: bool,
 }
 
 #[derive(Deserialize)]
@@ -174,10 +176,8 @@ pub fn classify_error_response(status: u16, body: &[u8]) -> RequestError {
         }
     });
     let throttled = status == 429 || is_throttling(&code);
-    let expired = matches!(
-        code.as_str(),
-        "ExpiredTokenException" | "ExpiredToken" | "RequestExpired"
-    );
+    let expired_token = matches!(code.as_str(), "ExpiredTokenException" | "ExpiredToken");
+    let expired = expired_token || code == "RequestExpired";
     let retryable = status >= 500
         || throttled
         || expired
@@ -190,6 +190,7 @@ pub fn classify_error_response(status: u16, body: &[u8]) -> RequestError {
         message,
         retryable,
         throttled,
+        expired_token,
     }
 }
 
@@ -284,7 +285,7 @@ mod tests {
         );
         assert!(e.retryable && e.throttled);
         let e = classify_error_response(403, br#"{"__type":"ExpiredTokenException","message":"expired"}"#);
-        assert!(e.retryable && !e.throttled);
+        assert!(e.retryable && !e.throttled && e.expired_token);
         let e = classify_error_response(503, b"<html>Service Unavailable</html>");
         assert_eq!(e.code, "HTTP503");
         assert!(e.retryable);

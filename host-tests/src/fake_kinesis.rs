@@ -35,6 +35,8 @@ pub enum Fault {
     AccessDenied,
     /// 400 LimitExceededException (request throttled), nothing stored.
     Throttled,
+    /// 400 ExpiredTokenException, nothing stored.
+    ExpiredToken,
     /// The request is processed normally after this delay; if the client's first-byte timeout
     /// is shorter, it is never processed and the client times out.
     Slow(Duration),
@@ -291,6 +293,13 @@ impl FakeKinesis {
             }
             Some(Fault::Throttled) => {
                 return error(400, "LimitExceededException", "Rate exceeded for stream")
+            }
+            Some(Fault::ExpiredToken) => {
+                return error(
+                    400,
+                    "ExpiredTokenException",
+                    "The security token included in the request is expired",
+                )
             }
             Some(Fault::MalformedBody) => {
                 return Processed::Answer {

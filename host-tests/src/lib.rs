@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake_kinesis;
+pub mod process;
 pub mod runtime;
 pub mod ship;
 pub mod sigv4;

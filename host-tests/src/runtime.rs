@@ -1,6 +1,7 @@
 //! Running the component in wasmtime: one engine and one compiled component per process, one
 //! store per instance, and outgoing HTTP either to the network or to an in-process fake.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
@@ -49,16 +50,70 @@ pub enum Upstream {
     Fake(Arc<FakeKinesis>),
 }
 
+/// An in-process endpoint (fake STS, IMDS, container credentials): method, path and query,
+/// headers and body in; status and body out.
+pub type Endpoint = Arc<dyn Fn(&str, &str, &[(String, String)], &[u8]) -> (u16, Vec<u8>) + Send + Sync>;
+
+/// How to set up one instance.
+#[derive(Clone)]
+pub struct InstanceOptions {
+    pub env: Vec<(String, String)>,
+    pub upstream: Upstream,
+    /// Endpoints by authority (`sts.us-east-1.amazonaws.com`, `169.254.169.254`), answered
+    /// before `upstream`.
+    pub endpoints: HashMap<String, Endpoint>,
+    /// Folders granted read-only: (host path, guest path).
+    pub dirs: Vec<(PathBuf, String)>,
+    /// How long a credential process may run.
+    pub process_timeout: Duration,
+}
+
+impl InstanceOptions {
+    pub fn new(upstream: Upstream) -> Self {
+        InstanceOptions {
+            env: Vec::new(),
+            upstream,
+            endpoints: HashMap::new(),
+            dirs: Vec::new(),
+            process_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn env(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    pub fn endpoint(mut self, authority: &str, endpoint: Endpoint) -> Self {
+        self.endpoints.insert(authority.to_string(), endpoint);
+        self
+    }
+
+    pub fn dir(mut self, host: impl Into<PathBuf>, guest: &str) -> Self {
+        self.dirs.push((host.into(), guest.to_string()));
+        self
+    }
+}
+
 /// The store's data.
 pub struct Ctx {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: Hooks,
+    process_timeout: Duration,
 }
 
 struct Hooks {
     upstream: Upstream,
+    endpoints: HashMap<String, Endpoint>,
+}
+
+impl bindings::kinesis::output::host::Host for Ctx {
+    fn run_credential_process(&mut self, command: String) -> Result<String, String> {
+        crate::process::run(&command, self.process_timeout)
+    }
 }
 
 impl WasiView for Ctx {
@@ -97,6 +152,41 @@ impl WasiHttpHooks for Hooks {
         fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> ResponseFuture {
         drop(fut);
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        if let Some(endpoint) = self.endpoints.get(&authority).cloned() {
+            return Box::new(async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await?.to_bytes();
+                let headers: Vec<(String, String)> = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let (status, body) = endpoint(parts.method.as_str(), path, &headers, &body);
+                let response = http::Response::builder()
+                    .status(status)
+                    .body(
+                        Full::new(Bytes::from(body))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    )
+                    .expect("a valid response");
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>,
+                ))
+            });
+        }
         match &self.upstream {
             Upstream::Network => Box::new(async move {
                 let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -229,6 +319,11 @@ impl Runtime {
         let mut linker = Linker::<Ctx>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        bindings::kinesis::output::host::add_to_linker::<Ctx, wasmtime::component::HasSelf<Ctx>>(
+            &mut linker,
+            |c| c,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("linking: {e}"))?;
@@ -244,13 +339,29 @@ impl Runtime {
 
     /// A fresh instance with `env` as its environment and `upstream` for its HTTP.
     pub async fn instantiate(&self, env: &[(&str, &str)], upstream: Upstream) -> Result<Instance> {
+        self.instantiate_with(InstanceOptions::new(upstream).env(env))
+            .await
+    }
+
+    /// A fresh instance set up by `options`.
+    pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtx::builder().envs(env).stderr(stderr.clone()).build();
+        let mut builder = WasiCtx::builder();
+        builder.envs(&options.env).stderr(stderr.clone());
+        for (host, guest) in &options.dirs {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(|e| anyhow!("granting {}: {e}", host.display()))?;
+        }
         let ctx = Ctx {
             table: ResourceTable::new(),
-            wasi,
+            wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            hooks: Hooks { upstream },
+            hooks: Hooks {
+                upstream: options.upstream,
+                endpoints: options.endpoints,
+            },
+            process_timeout: options.process_timeout,
         };
         let mut store = Store::new(&self.engine, ctx);
         let sink = self

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::{json, Map, Value};
 
-use crate::runtime::{Event, Instance, Outcome, RejectionKind, Runtime, SinkHandle, Timestamp, Upstream};
+use crate::runtime::{
+    Event, Instance, InstanceOptions, Outcome, RejectionKind, Runtime, SinkHandle, Timestamp, Upstream,
+};
 
 /// Exit status: everything delivered.
 pub const EXIT_OK: i32 = 0;
@@ -18,14 +20,49 @@ pub const EXIT_NOT_DELIVERED: i32 = 1;
 /// Exit status: bad configuration or usage.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Environment variables handed to the component (region and credential fallbacks).
-const PASSED_ENV: &[&str] = &[
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
+/// The environment handed to the component: every `AWS_*` variable (region, credentials, web
+/// identity, container credentials, profiles) and `HOME` (for `~/.aws`).
+fn component_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME")
+        .collect()
+}
+
+/// Files the component may need to read: token files, shared AWS files, `{"file": …}` secrets.
+/// Their folders are granted read-only, at the same paths, with the folders given by `--allow-dir`.
+fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf]) -> Vec<PathBuf> {
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| PathBuf::from(v));
+    let mut files: Vec<PathBuf> = [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+    ]
+    .iter()
+    .filter_map(|k| get(k))
+    .collect();
+    if let Some(home) = get("HOME") {
+        files.push(home.join(".aws").join("credentials"));
+    }
+    for key in ["aws_key_id", "aws_sec_key", "aws_ses_token"] {
+        if let Some(path) = config
+            .get(key)
+            .and_then(|v| v.get("file"))
+            .and_then(Value::as_str)
+        {
+            files.push(PathBuf::from(path));
+        }
+    }
+    let mut dirs: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .chain(extra.iter().cloned())
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
 
 /// The `buffer` settings the reference host honours (Fluentd's names).
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +272,8 @@ pub struct Summary {
     pub bytes_sent: u64,
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
+    /// Where the component got its credentials (from the last chunk).
+    pub credential_source: String,
 }
 
 impl Summary {
@@ -248,6 +287,7 @@ impl Summary {
             "retries": self.retries,
             "throttled_records": self.throttled_records,
             "bytes_sent": self.bytes_sent,
+            "credential_source": self.credential_source,
             "warnings": self.warnings,
             "problems": self.problems.iter().map(|p| json!({
                 "line": p.line,
@@ -280,9 +320,11 @@ pub struct Options {
     pub component: Option<PathBuf>,
     pub tag: String,
     pub quiet: bool,
+    /// Extra folders the component may read (`--allow-dir`).
+    pub allow_dirs: Vec<PathBuf>,
 }
 
-pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--quiet]
+pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--allow-dir DIR]... [--quiet]
 
 Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output component.
   --config FILE     JSON or YAML configuration (the component's settings plus `buffer`)
@@ -290,6 +332,8 @@ Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output
   --report FILE     write a JSON report: delivered, failed, rejected and every problem
   --component FILE  the component (default: $KINESIS_OUTPUT_WASM, or kinesis_output.wasm beside this program)
   --tag TAG         the tag given to every event (default: kinesis-ship)
+  --allow-dir DIR   a folder the component may read (repeatable); the folders of AWS token
+                    files, shared AWS files and file secrets are granted by themselves
   --quiet           no progress or summary on stderr
 Exit status: 0 all delivered, 1 some not delivered, 2 configuration or usage error.";
 
@@ -300,6 +344,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
     let mut component = None;
     let mut tag = "kinesis-ship".to_string();
     let mut quiet = false;
+    let mut allow_dirs = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -309,6 +354,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
             "--report" => report = Some(PathBuf::from(value("--report")?)),
             "--component" => component = Some(PathBuf::from(value("--component")?)),
             "--tag" => tag = value("--tag")?,
+            "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
             "--quiet" => quiet = true,
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
@@ -323,6 +369,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         component,
         tag,
         quiet,
+        allow_dirs,
     })
 }
 
@@ -360,12 +407,14 @@ pub async fn run(opts: &Options) -> Result<Summary> {
         .clone()
         .unwrap_or_else(crate::runtime::component_path);
     let runtime = Runtime::load(&path).map_err(usage)?;
-    let env: Vec<(String, String)> = PASSED_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (mut instance, mut sink) = open(&runtime, &env_refs, &config_text).await?;
+    let env = component_env();
+    let mut options = InstanceOptions::new(Upstream::Network);
+    options.env = env.clone();
+    for dir in granted_dirs(&config, &env, &opts.allow_dirs) {
+        let guest = dir.to_string_lossy().into_owned();
+        options = options.dir(dir, &guest);
+    }
+    let (mut instance, mut sink) = open(&runtime, &options, &config_text).await?;
 
     let mut summary = Summary {
         warnings,
@@ -426,7 +475,7 @@ pub async fn run(opts: &Options) -> Result<Summary> {
                         message: message.clone(),
                     });
                 }
-                (instance, sink) = open(&runtime, &env_refs, &config_text).await?;
+                (instance, sink) = open(&runtime, &options, &config_text).await?;
             }
             if progress {
                 eprint!(
@@ -454,6 +503,9 @@ pub async fn run(opts: &Options) -> Result<Summary> {
             summary.bytes_sent,
             started.elapsed()
         );
+        if !summary.credential_source.is_empty() {
+            eprintln!("kinesis-ship: credentials: {}", summary.credential_source);
+        }
         for p in summary.problems.iter().take(10) {
             eprintln!("  line {}: {} {}: {}", p.line, p.outcome, p.code, p.message);
         }
@@ -464,8 +516,8 @@ pub async fn run(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-async fn open(runtime: &Runtime, env: &[(&str, &str)], config: &str) -> Result<(Instance, SinkHandle)> {
-    let mut instance = runtime.instantiate(env, Upstream::Network).await?;
+async fn open(runtime: &Runtime, options: &InstanceOptions, config: &str) -> Result<(Instance, SinkHandle)> {
+    let mut instance = runtime.instantiate_with(options.clone()).await?;
     match instance.open(config).await? {
         Ok(sink) => Ok((instance, sink)),
         Err(e) if e.field.is_empty() => Err(usage(format!("configuration: {}", e.message))),
@@ -529,6 +581,7 @@ async fn ship_chunk(
     summary.retries += report.counters.retries;
     summary.throttled_records += report.counters.throttled_records;
     summary.bytes_sent += report.counters.bytes_sent;
+    summary.credential_source = report.credential_source;
     for (line, outcome) in lines.iter().zip(report.outcomes) {
         match outcome {
             Outcome::Delivered(_) => summary.delivered += 1,

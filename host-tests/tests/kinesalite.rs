@@ -120,10 +120,27 @@ fn write_config(dir: &Path, k: &Kinesalite, extra: Value) -> PathBuf {
 }
 
 fn ship(args: &[&str], stdin: Option<&[u8]>) -> (i32, String) {
-    let mut child = Command::new(SHIP)
+    ship_env(
+        args,
+        stdin,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDINTEGRATION"),
+            ("AWS_SECRET_ACCESS_KEY", "integration-secret-value"),
+        ],
+    )
+}
+
+/// Run kinesis-ship with only `env` of the AWS variables (and no instance profile).
+fn ship_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(SHIP);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDINTEGRATION")
-        .env("AWS_SECRET_ACCESS_KEY", "integration-secret-value")
+        .envs(env.iter().copied())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", temp_dir("home"))
         .env("KINESIS_OUTPUT_WASM", host_tests::runtime::component_path())
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -310,4 +327,62 @@ fn the_logging_operator_example_is_read_as_is() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(k.read()[0].0, b"{\"log\":\"hello\"}\n");
+}
+
+#[test]
+fn credentials_come_from_shared_files_and_file_secrets() {
+    let k = Kinesalite::start("it-creds");
+    let dir = temp_dir("creds");
+    std::fs::write(
+        dir.join("credentials"),
+        "[default]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = file-secret-value\n",
+    )
+    .unwrap();
+    let config = write_config(&dir, &k, json!({}));
+    let report = dir.join("report.json");
+    let credentials = dir.join("credentials");
+    let (code, stderr) = ship_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        Some(b"{\"pod\":\"a\",\"log\":\"from the shared file\"}\n"),
+        &[("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("credentials: shared profile \"default\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("file-secret-value"));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["credential_source"], "shared profile \"default\"");
+
+    // A secret mounted as a file, as the logging-operator does; its folder is granted by itself.
+    std::fs::write(dir.join("aws_sec_key"), "mounted-secret-value\n").unwrap();
+    let config = write_config(
+        &dir,
+        &k,
+        json!({"aws_key_id": "AKIDMOUNTED", "aws_sec_key": {"file": dir.join("aws_sec_key")}}),
+    );
+    let (code, stderr) = ship_env(
+        &["--config", config.to_str().unwrap()],
+        Some(b"{\"pod\":\"b\",\"log\":\"from a mounted secret\"}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("credentials: static keys from the configuration"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mounted-secret-value"));
+    assert_eq!(k.read().len(), 2);
+
+    // No credentials anywhere: exit 2 naming the problem.
+    let config = write_config(&dir, &k, json!({}));
+    let (code, stderr) = ship_env(&["--config", config.to_str().unwrap()], Some(b""), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no credentials"), "{stderr}");
 }

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::config::Environment;
 use crate::outcome::RejectionKind;
 
 type Handler = Box<dyn FnMut(usize, &Value) -> Result<HttpResponse, TransportError>>;
@@ -41,6 +42,15 @@ impl Fake {
     }
 }
 
+impl Environment for Fake {
+    fn var(&mut self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{path}: no files here"))
+    }
+}
+
 impl Platform for Fake {
     fn wall_clock(&mut self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.now
@@ -58,8 +68,8 @@ impl Platform for Fake {
             self.random_counter = self.random_counter.wrapping_add(1);
         }
     }
-    fn env_var(&mut self, name: &str) -> Option<String> {
-        self.env.get(name).cloned()
+    fn run_process(&mut self, command: &str) -> Result<String, String> {
+        Err(format!("no process runner for {command}"))
     }
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         let mut out = Vec::new();
@@ -134,7 +144,17 @@ fn sink(extra: &str) -> Sink {
     let json = format!(
         r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE","partition_key":"k"{extra}}}"#
     );
-    Sink::from_config(Config::from_json(&json, &mut |_| None).unwrap())
+    open(&json)
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn open(json: &str) -> Sink {
+    let config = Config::from_json(json, &mut no_env).unwrap();
+    let credentials = crate::credentials::resolve(&config, &mut no_env).unwrap();
+    Sink::new(config, credentials)
 }
 
 fn records(n: usize) -> Vec<Vec<u8>> {
@@ -495,7 +515,7 @@ fn concurrent_waves_send_several_requests_at_once() {
 fn random_keys_are_32_hex_characters() {
     let recs = vec![br#"{"a":1}"#.to_vec(), br#"{"a":2}"#.to_vec()];
     let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE"}"#;
-    let mut s = Sink::from_config(Config::from_json(json, &mut |_| None).unwrap());
+    let mut s = open(json);
     let mut fake = Fake::new(|_, body| ok(body));
     s.put(&events(&recs), &mut fake);
     let k0 = &fake.stored[0].1;
