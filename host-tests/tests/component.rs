@@ -559,11 +559,28 @@ fn chain_config() -> String {
     .to_string()
 }
 
+/// Every secret value the credential tests use: none may appear in a report or a log.
+const CREDENTIAL_SECRETS: &[&str] = &[
+    SECRET,
+    ISSUED_SECRET,
+    "issued-token",
+    "imds-session",
+    "imds-token",
+    "pod-session",
+    "pod-identity-token",
+    "eyJ.fake.jwt",
+];
+
 async fn ship_with(options: InstanceOptions, cfg: &str, events: &[Event]) -> PutReport {
     let mut inst = Runtime::shared().instantiate_with(options).await.unwrap();
     let sink = inst.open(cfg).await.unwrap().expect("config accepted");
     let report = inst.put(sink, events).await.unwrap();
     assert_eq!(report.outcomes.len(), events.len());
+    for text in [format!("{report:?}"), inst.stderr()] {
+        for secret in CREDENTIAL_SECRETS {
+            assert!(!text.contains(secret), "a secret leaked into: {text}");
+        }
+    }
     report
 }
 
