@@ -159,27 +159,12 @@ impl WasiHttpHooks for Hooks {
             .unwrap_or_default();
         if let Some(endpoint) = self.endpoints.get(&authority).cloned() {
             return Box::new(async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect().await?.to_bytes();
-                let headers: Vec<(String, String)> = parts
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect();
+                let (parts, headers, body) = read_request(request).await?;
                 let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                 let (status, body) = endpoint(parts.method.as_str(), path, &headers, &body);
                 let response = http::Response::builder()
                     .status(status)
-                    .body(
-                        Full::new(Bytes::from(body))
-                            .map_err(|never| match never {})
-                            .boxed_unsync(),
-                    )
+                    .body(full_body(body))
                     .expect("a valid response");
                 Ok((
                     response,
@@ -198,18 +183,7 @@ impl WasiHttpHooks for Hooks {
             Upstream::Fake(fake) => {
                 let fake = fake.clone();
                 Box::new(async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await?.to_bytes();
-                    let headers: Vec<(String, String)> = parts
-                        .headers
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_string(),
-                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                            )
-                        })
-                        .collect();
+                    let (parts, headers, body) = read_request(request).await?;
                     let reply = fake.handle(
                         parts.method.as_str(),
                         parts.uri.path(),
@@ -238,9 +212,7 @@ impl WasiHttpHooks for Hooks {
                         tokio::time::sleep(delay).await;
                     }
                     let body: WasiBody = match break_after {
-                        None => Full::new(Bytes::from(body))
-                            .map_err(|never| match never {})
-                            .boxed_unsync(),
+                        None => full_body(body),
                         Some(cut) => BrokenBody {
                             first: Some(Bytes::from(body).slice(..cut)),
                         }
@@ -259,6 +231,31 @@ impl WasiHttpHooks for Hooks {
             }
         }
     }
+}
+
+/// A request's head, headers as text pairs, and whole body.
+async fn read_request(
+    request: http::Request<WasiBody>,
+) -> wasmtime_wasi_http::Result<(http::request::Parts, Vec<(String, String)>, Bytes)> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok((parts, headers, body))
+}
+
+fn full_body(body: Vec<u8>) -> WasiBody {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A response body that yields its first part, then fails like a dropped connection.
