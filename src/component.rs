@@ -322,6 +322,7 @@ fn outcome(o: Outcome) -> api::Outcome {
                 RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
                 RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
                 RejectionKind::TooLarge => api::RejectionKind::TooLarge,
+                RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
             },
             message: r.message,
         }),

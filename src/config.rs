@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::accessor::Accessor;
 use crate::credentials::{AssumeRole, Credentials, Sts};
+use crate::format::{Formatter, TimeStyle};
+use crate::timefmt::Zone;
 
 /// PutRecords accepts at most this many records in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
@@ -121,12 +124,24 @@ pub fn env_nonempty(env: &mut dyn Environment, name: &str) -> Option<String> {
     env.var(name).filter(|v| !v.trim().is_empty())
 }
 
-/// How a record is turned into bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Format {
-    /// End each record with `\n` (Fluentd's `add_newline`, default true; `chomp_record` turns it off).
-    pub newline: bool,
+/// Values added to each record before formatting (Fluentd's `inject` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inject {
+    pub tag_key: Option<String>,
+    pub time_key: Option<String>,
+    pub time: TimeStyle,
 }
+
+/// Record compression, applied after formatting; size limits count the compressed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zlib,
+    Gzip,
+    Zstd,
+}
+
+/// The seed plugin's inject time format.
+pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -142,9 +157,18 @@ pub struct Config {
     pub aws_iam_retries: u32,
     /// Fall back to IMDSv1 when IMDSv2 is unavailable.
     pub imds_v1_fallback: bool,
-    /// The record field whose value is the partition key; `None` means a random key per record.
-    pub partition_key: Option<String>,
-    pub format: Format,
+    /// The record field (a name or a `$.path`) whose value is the partition key, with its text;
+    /// `None` means a random key per record.
+    pub partition_key: Option<(String, Accessor)>,
+    pub format: Formatter,
+    /// Drop one trailing newline of the formatted record.
+    pub chomp_record: bool,
+    pub inject: Option<Inject>,
+    /// Send this field's value as the record, bypassing the formatter and `inject`.
+    pub data_key: Option<(String, Accessor)>,
+    pub compression: Option<Compression>,
+    /// Messages quoting a record cut it to this many characters (0: no limit).
+    pub log_truncate_max_size: usize,
     pub max_record_size: usize,
     pub batch_request_max_count: usize,
     pub batch_request_max_size: usize,
@@ -201,41 +225,38 @@ impl Config {
             .map_or(5, |v| v as u32);
         let imds_v1_fallback = fields.boolean("imds_v1_fallback")?.unwrap_or(false);
 
-        let partition_key = fields.string("partition_key")?;
-        if partition_key.as_deref() == Some("") {
+        let partition_key = fields.accessor("partition_key")?;
+        let data_key = fields.accessor("data_key")?;
+        let chomp_record = fields.boolean("chomp_record")?.unwrap_or(false);
+        let format = match fields.object("format")? {
+            Some(section) => formatter(Fields::new("format", section))?,
+            None => Formatter::Json { add_newline: true },
+        };
+        let inject = match fields.object("inject")? {
+            Some(section) => Some(inject(Fields::new("inject", section))?),
+            None => None,
+        };
+        if data_key.is_some() && inject.is_some() {
             return Err(ConfigError::new(
-                "partition_key",
-                "must name a record field; leave it out for random keys",
+                "inject",
+                "has no effect with data_key, which sends one field as it is",
             ));
         }
-
-        let chomp_record = fields.boolean("chomp_record")?.unwrap_or(false);
-        let mut format = Format {
-            newline: !chomp_record,
+        let compression = match fields.string("compression")?.as_deref() {
+            None | Some("") => None,
+            Some("zlib") => Some(Compression::Zlib),
+            Some("gzip") => Some(Compression::Gzip),
+            Some("zstd") => Some(Compression::Zstd),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "compression",
+                    format!("unknown compression {other:?}; use zlib, gzip or zstd"),
+                ))
+            }
         };
-        if let Some(section) = fields.object("format")? {
-            let mut f = Fields::new("format", section);
-            let kind = f.string("type")?.unwrap_or_else(|| "json".to_string());
-            match kind.as_str() {
-                "json" => {}
-                "ltsv" | "csv" | "single_value" | "msgpack" | "out_file" | "hash" => {
-                    return Err(ConfigError::new(
-                        "format.type",
-                        format!("{kind:?} is not supported yet; only \"json\" is"),
-                    ))
-                }
-                other => {
-                    return Err(ConfigError::new(
-                        "format.type",
-                        format!("unknown format {other:?}; the supported format is \"json\""),
-                    ))
-                }
-            }
-            if let Some(add_newline) = f.boolean("add_newline")? {
-                format.newline = add_newline && !chomp_record;
-            }
-            f.finish()?;
-        }
+        let log_truncate_max_size = fields
+            .integer("log_truncate_max_size", 0, u32::MAX as u64)?
+            .map_or(1024, |v| v as usize);
 
         let max_record_size = fields
             .integer("max_record_size", 1, MAX_RECORD_BYTES as u64)?
@@ -289,6 +310,11 @@ impl Config {
             imds_v1_fallback,
             partition_key,
             format,
+            chomp_record,
+            inject,
+            data_key,
+            compression,
+            log_truncate_max_size,
             max_record_size,
             batch_request_max_count,
             batch_request_max_size,
@@ -301,6 +327,131 @@ impl Config {
             max_concurrent_requests,
         })
     }
+}
+
+/// The `format` section: Fluentd's formatters and their options.
+fn formatter(mut f: Fields) -> Result<Formatter, ConfigError> {
+    let kind = f
+        .string("type")?
+        .or(f.string("@type")?)
+        .unwrap_or_else(|| "json".to_string());
+    let add_newline =
+        |f: &mut Fields| -> Result<bool, ConfigError> { Ok(f.boolean("add_newline")?.unwrap_or(true)) };
+    let formatter = match kind.as_str() {
+        "json" => Formatter::Json {
+            add_newline: add_newline(&mut f)?,
+        },
+        "ltsv" => Formatter::Ltsv {
+            delimiter: f.string("delimiter")?.unwrap_or_else(|| "\t".to_string()),
+            label_delimiter: f.string("label_delimiter")?.unwrap_or_else(|| ":".to_string()),
+            add_newline: add_newline(&mut f)?,
+        },
+        "csv" => {
+            let names: Vec<String> = match f.take("fields") {
+                None => return Err(ConfigError::new("format.fields", "is required for csv")),
+                Some(Value::String(s)) => s.split(',').map(|x| x.trim().to_string()).collect(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(|x| x.trim().to_string()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| ConfigError::new("format.fields", "must be a list of field names"))?,
+                Some(_) => return Err(ConfigError::new("format.fields", "must be a list of field names")),
+            };
+            let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+            if names.is_empty() {
+                return Err(ConfigError::new("format.fields", "names no field"));
+            }
+            let fields = names
+                .iter()
+                .map(|n| {
+                    Accessor::parse(n).map_err(|e| ConfigError::new("format.fields", format!("{n:?}: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+            let delimiter = match f.string("delimiter")?.as_deref() {
+                None => ",".to_string(),
+                Some("\\t" | "TAB" | "\t") => "\t".to_string(),
+                Some(d) => d.to_string(),
+            };
+            Formatter::Csv {
+                fields,
+                delimiter,
+                force_quotes: f.boolean("force_quotes")?.unwrap_or(true),
+                add_newline: add_newline(&mut f)?,
+            }
+        }
+        "single_value" => Formatter::SingleValue {
+            message_key: f.string("message_key")?.unwrap_or_else(|| "message".to_string()),
+            add_newline: add_newline(&mut f)?,
+        },
+        "msgpack" => Formatter::Msgpack,
+        "out_file" => {
+            let delimiter = match f.string("delimiter")?.map(|d| d.to_ascii_uppercase()).as_deref() {
+                Some("SPACE" | " ") => " ".to_string(),
+                Some("COMMA" | ",") => ",".to_string(),
+                _ => "\t".to_string(),
+            };
+            Formatter::OutFile {
+                output_time: f.boolean("output_time")?.unwrap_or(true),
+                output_tag: f.boolean("output_tag")?.unwrap_or(true),
+                delimiter,
+                time: time_style(&mut f, None)?,
+            }
+        }
+        "hash" => Formatter::Hash {
+            add_newline: add_newline(&mut f)?,
+        },
+        other => {
+            return Err(ConfigError::new(
+                "format.type",
+                format!(
+                    "unknown format {other:?}; use json, ltsv, csv, single_value, msgpack, out_file or hash"
+                ),
+            ))
+        }
+    };
+    f.finish()?;
+    Ok(formatter)
+}
+
+/// `time_type`, `time_format`, `utc`, `localtime` and `timezone`, as Fluentd reads them.
+fn time_style(f: &mut Fields, default_format: Option<&str>) -> Result<TimeStyle, ConfigError> {
+    let kind = f.string("time_type")?;
+    let format = f.string("time_format")?.or(default_format.map(str::to_string));
+    let utc = f.boolean("utc")?;
+    let localtime = f.boolean("localtime")?;
+    let timezone = f.string("timezone")?;
+    if utc.is_some() && localtime.is_some() {
+        return Err(ConfigError::new(f.path("utc"), "give utc or localtime, not both"));
+    }
+    let zone = match (&timezone, utc) {
+        (Some(tz), _) => Zone::parse(tz).map_err(|e| ConfigError::new(f.path("timezone"), e))?,
+        // Without a zone database the component's local time is UTC unless `timezone` says otherwise.
+        _ => Zone::UTC,
+    };
+    match kind.as_deref() {
+        None | Some("string") => Ok(TimeStyle::Text { format, zone }),
+        Some("unixtime") => Ok(TimeStyle::Unixtime),
+        Some("float") => Ok(TimeStyle::Float),
+        Some(other) => Err(ConfigError::new(
+            f.path("time_type"),
+            format!("{other:?} is not string, unixtime or float"),
+        )),
+    }
+}
+
+fn inject(mut f: Fields) -> Result<Inject, ConfigError> {
+    let tag_key = f.string("tag_key")?.filter(|k| !k.is_empty());
+    let time_key = f.string("time_key")?.filter(|k| !k.is_empty());
+    let time = time_style(&mut f, Some(DEFAULT_INJECT_TIME_FORMAT))?;
+    f.finish()?;
+    if tag_key.is_none() && time_key.is_none() {
+        return Err(ConfigError::new("inject", "needs tag_key or time_key"));
+    }
+    Ok(Inject {
+        tag_key,
+        time_key,
+        time,
+    })
 }
 
 fn credentials(fields: &mut Fields, env: &mut dyn Environment) -> Result<CredentialConfig, ConfigError> {
@@ -590,6 +741,22 @@ impl Fields {
         Ok(Some(Secret::new(value)))
     }
 
+    /// A field name or `$.path` (Fluentd's record_accessor), kept with its text.
+    fn accessor(&mut self, name: &str) -> Result<Option<(String, Accessor)>, ConfigError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(text) => {
+                let accessor = Accessor::parse(&text).map_err(|e| {
+                    ConfigError::new(
+                        self.path(name),
+                        format!("{e}; use a field name or a path like $.kubernetes.pod_name"),
+                    )
+                })?;
+                Ok(Some((text, accessor)))
+            }
+        }
+    }
+
     fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
         match self.take(name) {
             None => Ok(None),
@@ -742,8 +909,11 @@ mod tests {
         assert_eq!(c.retries_on_batch_request, 8);
         assert!(c.reset_backoff_if_success);
         assert_eq!(c.retry_base_delay, Duration::from_millis(300));
-        assert!(c.format.newline);
-        assert_eq!(c.partition_key, None);
+        assert_eq!(c.format, Formatter::Json { add_newline: true });
+        assert!(!c.chomp_record);
+        assert!(c.partition_key.is_none() && c.data_key.is_none() && c.inject.is_none());
+        assert_eq!(c.compression, None);
+        assert_eq!(c.log_truncate_max_size, 1024);
         assert!(matches!(&c.credentials, CredentialConfig::Static(k) if k.access_key_id == "AKID"));
         assert_eq!(c.aws_iam_retries, 5);
         assert!(!c.imds_v1_fallback);
@@ -1000,20 +1170,137 @@ mod tests {
     }
 
     #[test]
-    fn formats_other_than_json_are_refused() {
-        let e = err(r#""format":{"type":"csv"}"#);
-        assert_eq!(e.field, "format.type");
-        assert!(e.message.contains("not supported yet"), "{e}");
-        let e = err(r#""format":{"type":"yaml"}"#);
-        assert!(e.message.contains("unknown format"), "{e}");
-        assert!(!with(r#""chomp_record":true"#).unwrap().format.newline);
-        assert!(
-            !with(r#""format":{"type":"json","add_newline":false}"#)
-                .unwrap()
-                .format
-                .newline
+    fn formats_and_their_options_are_read() {
+        let f = |section: &str| with(&format!(r#""format":{section}"#)).map(|c| c.format);
+        assert_eq!(
+            f(r#"{"type":"json","add_newline":false}"#).unwrap(),
+            Formatter::Json { add_newline: false }
         );
-        assert!(with(r#""format":{"type":"json"}"#).unwrap().format.newline);
+        assert_eq!(
+            f(r#"{"type":"ltsv","delimiter":",","label_delimiter":"="}"#).unwrap(),
+            Formatter::Ltsv {
+                delimiter: ",".into(),
+                label_delimiter: "=".into(),
+                add_newline: true
+            }
+        );
+        let Formatter::Csv {
+            fields,
+            delimiter,
+            force_quotes,
+            ..
+        } = f(r#"{"type":"csv","fields":"a, $.b.c","delimiter":"TAB"}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((fields.len(), delimiter.as_str(), force_quotes), (2, "\t", true));
+        assert_eq!(
+            f(r#"{"type":"single_value"}"#).unwrap(),
+            Formatter::SingleValue {
+                message_key: "message".into(),
+                add_newline: true
+            }
+        );
+        assert_eq!(f(r#"{"type":"msgpack"}"#).unwrap(), Formatter::Msgpack);
+        assert_eq!(
+            f(r#"{"type":"out_file","delimiter":"COMMA","output_tag":false,"time_type":"unixtime"}"#)
+                .unwrap(),
+            Formatter::OutFile {
+                output_time: true,
+                output_tag: false,
+                delimiter: ",".into(),
+                time: TimeStyle::Unixtime
+            }
+        );
+        assert_eq!(
+            f(r#"{"type":"hash","add_newline":"false"}"#).unwrap(),
+            Formatter::Hash { add_newline: false }
+        );
+        for (section, field, rule) in [
+            (r#"{"type":"yaml"}"#, "format.type", "unknown format"),
+            (r#"{"type":"csv"}"#, "format.fields", "is required"),
+            (r#"{"type":"csv","fields":[]}"#, "format.fields", "names no field"),
+            (
+                r#"{"type":"csv","fields":["$.a["]}"#,
+                "format.fields",
+                "without ']'",
+            ),
+            (
+                r#"{"type":"json","message_key":"m"}"#,
+                "format.message_key",
+                "unknown setting",
+            ),
+            (
+                r#"{"type":"msgpack","add_newline":true}"#,
+                "format.add_newline",
+                "unknown setting",
+            ),
+            (
+                r#"{"type":"out_file","utc":true,"localtime":false}"#,
+                "format.utc",
+                "not both",
+            ),
+            (
+                r#"{"type":"out_file","timezone":"Asia/Tokyo"}"#,
+                "format.timezone",
+                "fixed offset",
+            ),
+            (
+                r#"{"type":"out_file","time_type":"julian"}"#,
+                "format.time_type",
+                "string, unixtime or float",
+            ),
+        ] {
+            let e = with(&format!(r#""format":{section}"#)).unwrap_err();
+            assert_eq!(e.field, field, "{section}");
+            assert!(e.message.contains(rule), "{section}: {e}");
+        }
+    }
+
+    #[test]
+    fn record_options_are_read() {
+        let c = with(r#""inject":{"tag_key":"tag","time_key":"time","timezone":"+09:00"},"compression":"gzip","chomp_record":true,"partition_key":"$.kubernetes.pod_name","log_truncate_max_size":0"#).unwrap();
+        let inject = c.inject.unwrap();
+        assert_eq!(inject.tag_key.as_deref(), Some("tag"));
+        assert_eq!(
+            inject.time,
+            TimeStyle::Text {
+                format: Some(DEFAULT_INJECT_TIME_FORMAT.into()),
+                zone: Zone::parse("+09:00").unwrap()
+            }
+        );
+        assert_eq!(c.compression, Some(Compression::Gzip));
+        assert!(c.chomp_record);
+        assert_eq!(c.partition_key.unwrap().0, "$.kubernetes.pod_name");
+        assert_eq!(c.log_truncate_max_size, 0);
+        assert_eq!(
+            with(r#""compression":"zstd""#).unwrap().compression,
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            with(r#""compression":"zlib""#).unwrap().compression,
+            Some(Compression::Zlib)
+        );
+        for (extra, field, rule) in [
+            (r#""compression":"snappy""#, "compression", "unknown compression"),
+            (r#""inject":{}"#, "inject", "tag_key or time_key"),
+            (
+                r#""inject":{"time_key":"t","time_type":"epoch"}"#,
+                "inject.time_type",
+                "string, unixtime",
+            ),
+            (
+                r#""data_key":"log","inject":{"tag_key":"t"}"#,
+                "inject",
+                "no effect with data_key",
+            ),
+            (r#""partition_key":"$.a..b""#, "partition_key", "empty name"),
+            (r#""data_key":"$x""#, "data_key", "expected '.' or '['"),
+        ] {
+            let e = err(extra);
+            assert_eq!(e.field, field, "{extra}");
+            assert!(e.message.contains(rule), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -31,13 +31,16 @@
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
 
+pub mod accessor;
 pub mod config;
 pub mod credentials;
+pub mod format;
 pub mod outcome;
 pub mod platform;
 pub mod record;
 pub mod sign;
 pub mod sink;
+pub mod timefmt;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -7,6 +7,8 @@ pub enum RejectionKind {
     NotAnObject,
     NoPartitionKey,
     TooLarge,
+    /// The `data_key` field is missing or null.
+    NoDataKey,
 }
 
 /// A record that was never sent, and why.

@@ -1,9 +1,9 @@
 //! Turning one event into the bytes and partition key that Kinesis stores, or a rejection.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::config::{json_kind, Config, MAX_PARTITION_KEY_CHARS};
-use crate::outcome::{Rejected, RejectionKind};
+use crate::config::{json_kind, Compression, Config, MAX_PARTITION_KEY_CHARS};
+use crate::outcome::{Event, Rejected, RejectionKind};
 
 /// A record ready to be batched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,33 +19,68 @@ impl PreparedRecord {
     }
 }
 
-/// Format `record` (JSON bytes) and choose its partition key. `random` supplies 16 random bytes
-/// when the key is random.
+/// Format an event's record (JSON bytes) and choose its partition key. `random` supplies 16
+/// random bytes when the key is random.
 pub fn prepare(
     config: &Config,
-    record: &[u8],
+    event: &Event<'_>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<PreparedRecord, Rejected> {
-    let value: Value = serde_json::from_slice(record).map_err(|e| Rejected {
+    let value: Value = serde_json::from_slice(event.record).map_err(|e| Rejected {
         kind: RejectionKind::NotJson,
         message: format!("record is not valid JSON: {e}"),
     })?;
-    let Value::Object(fields) = &value else {
+    let Value::Object(fields) = value else {
         return Err(Rejected {
             kind: RejectionKind::NotAnObject,
             message: format!("record is {}, not a JSON object", json_kind(&value)),
         });
     };
+    let quote = |fields: &Map<String, Value>| quote_record(fields, config.log_truncate_max_size);
 
+    // The key comes from the record as it arrived, before inject (as in the seed).
     let partition_key = match &config.partition_key {
-        Some(name) => key_from_field(name, fields.get(name))?,
+        Some((name, path)) => key_from_field(name, path.get_in(&fields)).map_err(|mut r| {
+            r.message = format!("{} in {}", r.message, quote(&fields));
+            r
+        })?,
         None => random_key(random),
     };
+    let mut fields = fields;
 
-    let mut data = serde_json::to_vec(&value).expect("a parsed JSON value serialises");
-    if config.format.newline {
-        data.push(b'\n');
-    }
+    let data = match &config.data_key {
+        Some((name, path)) => match path.get_in(&fields) {
+            Some(Value::String(s)) => s.as_bytes().to_vec(),
+            Some(Value::Null) | None => {
+                return Err(Rejected {
+                    kind: RejectionKind::NoDataKey,
+                    message: format!("data_key field {name:?} is missing or null in {}", quote(&fields)),
+                });
+            }
+            Some(other) => serde_json::to_vec(other).expect("a JSON value serialises"),
+        },
+        None => {
+            if let Some(inject) = &config.inject {
+                if let Some(k) = &inject.tag_key {
+                    fields.insert(k.clone(), Value::String(event.tag.to_string()));
+                }
+                if let Some(k) = &inject.time_key {
+                    fields.insert(k.clone(), inject.time.value(event.seconds, event.nanoseconds));
+                }
+            }
+            let mut data = config
+                .format
+                .format(event.tag, event.seconds, event.nanoseconds, &fields);
+            if config.chomp_record {
+                chomp(&mut data);
+            }
+            data
+        }
+    };
+    let data = match config.compression {
+        None => data,
+        Some(c) => compress(c, &data),
+    };
 
     let prepared = PreparedRecord { data, partition_key };
     if prepared.size() > config.max_record_size {
@@ -61,6 +96,45 @@ pub fn prepare(
         });
     }
     Ok(prepared)
+}
+
+/// Ruby's `chomp`: drop one trailing `\n`, `\r\n` or `\r`.
+fn chomp(data: &mut Vec<u8>) {
+    if data.ends_with(b"\r\n") {
+        data.truncate(data.len() - 2);
+    } else if data.ends_with(b"\n") || data.ends_with(b"\r") {
+        data.pop();
+    }
+}
+
+/// A record as JSON for a message, cut to `max` characters (0: whole).
+fn quote_record(fields: &Map<String, Value>, max: usize) -> String {
+    let text = serde_json::to_string(fields).expect("a JSON object serialises");
+    if max == 0 || text.chars().count() <= max {
+        return text;
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+/// Compress formatted record bytes.
+pub fn compress(kind: Compression, data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    match kind {
+        Compression::Zlib => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("writing to memory");
+            e.finish().expect("writing to memory")
+        }
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("writing to memory");
+            e.finish().expect("writing to memory")
+        }
+        Compression::Zstd => {
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+    }
 }
 
 /// A key from a record field: strings as they are, numbers and booleans as their JSON text,
@@ -106,6 +180,22 @@ pub fn random_key(random: &mut dyn FnMut(&mut [u8])) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
+
+    /// An event of tag `kube.app` at 2024-02-29T13:05:09.5Z.
+    fn prep(
+        c: &Config,
+        record: &[u8],
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<PreparedRecord, Rejected> {
+        let event = Event {
+            tag: "kube.app",
+            seconds: 1_709_211_909,
+            nanoseconds: 500_000_000,
+            record,
+        };
+        prepare(c, &event, random)
+    }
 
     fn config(extra: &str) -> Config {
         let json = format!(
@@ -127,7 +217,7 @@ mod tests {
     #[test]
     fn json_is_compact_in_field_order_with_a_newline() {
         let c = config("");
-        let r = prepare(
+        let r = prep(
             &c,
             br#"{ "z": 1, "a": {"b": [1, 2]}, "m": "h\u00e9" }"#,
             &mut counting(),
@@ -137,7 +227,7 @@ mod tests {
         assert_eq!(r.partition_key, "000102030405060708090a0b0c0d0e0f");
         let c = config(r#","chomp_record":true"#);
         assert_eq!(
-            prepare(&c, br#"{"a":1}"#, &mut counting()).unwrap().data,
+            prep(&c, br#"{"a":1}"#, &mut counting()).unwrap().data,
             b"{\"a\":1}"
         );
     }
@@ -145,7 +235,7 @@ mod tests {
     #[test]
     fn keys_come_from_the_named_field() {
         let c = config(r#","partition_key":"k""#);
-        let key = |rec: &str| prepare(&c, rec.as_bytes(), &mut counting()).map(|r| r.partition_key);
+        let key = |rec: &str| prep(&c, rec.as_bytes(), &mut counting()).map(|r| r.partition_key);
         assert_eq!(key(r#"{"k":"pod-1"}"#).unwrap(), "pod-1");
         assert_eq!(key(r#"{"k":42}"#).unwrap(), "42");
         assert_eq!(key(r#"{"k":1.5}"#).unwrap(), "1.5");
@@ -168,17 +258,13 @@ mod tests {
         let c = config(r#","partition_key":"k""#);
         let long: String = "é".repeat(300);
         let rec = serde_json::json!({ "k": long }).to_string();
-        let key = prepare(&c, rec.as_bytes(), &mut counting())
-            .unwrap()
-            .partition_key;
+        let key = prep(&c, rec.as_bytes(), &mut counting()).unwrap().partition_key;
         assert_eq!(key.chars().count(), 256);
         assert_eq!(key.len(), 512);
         let exact: String = "x".repeat(256);
         let rec = serde_json::json!({ "k": exact }).to_string();
         assert_eq!(
-            prepare(&c, rec.as_bytes(), &mut counting())
-                .unwrap()
-                .partition_key,
+            prep(&c, rec.as_bytes(), &mut counting()).unwrap().partition_key,
             exact
         );
     }
@@ -186,12 +272,12 @@ mod tests {
     #[test]
     fn bad_records_are_rejected_with_the_reason() {
         let c = config("");
-        let e = prepare(&c, b"not json", &mut counting()).unwrap_err();
+        let e = prep(&c, b"not json", &mut counting()).unwrap_err();
         assert_eq!(e.kind, RejectionKind::NotJson);
-        let e = prepare(&c, b"[1,2]", &mut counting()).unwrap_err();
+        let e = prep(&c, b"[1,2]", &mut counting()).unwrap_err();
         assert_eq!(e.kind, RejectionKind::NotAnObject);
         assert!(e.message.contains("an array"));
-        let e = prepare(&c, b"\"text\"", &mut counting()).unwrap_err();
+        let e = prep(&c, b"\"text\"", &mut counting()).unwrap_err();
         assert_eq!(e.kind, RejectionKind::NotAnObject);
     }
 
@@ -199,11 +285,153 @@ mod tests {
     fn size_counts_data_and_key_bytes() {
         // {"m":"xxxx"}\n is 13 bytes; the random key 32: 45 in all.
         let c = config(r#","max_record_size":45"#);
-        assert!(prepare(&c, br#"{"m":"xxxx"}"#, &mut counting()).is_ok());
-        let e = prepare(&c, br#"{"m":"xxxxx"}"#, &mut counting()).unwrap_err();
+        assert!(prep(&c, br#"{"m":"xxxx"}"#, &mut counting()).is_ok());
+        let e = prep(&c, br#"{"m":"xxxxx"}"#, &mut counting()).unwrap_err();
         assert_eq!(e.kind, RejectionKind::TooLarge);
         assert!(
             e.message.contains("46 bytes") && e.message.contains("limit of 45"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn nested_partition_keys_use_record_accessor_paths() {
+        let c = config(r#","partition_key":"$.kubernetes.labels['app.kubernetes.io/name']""#);
+        let rec = br#"{"log":"x","kubernetes":{"labels":{"app.kubernetes.io/name":"web"}}}"#;
+        assert_eq!(prep(&c, rec, &mut counting()).unwrap().partition_key, "web");
+        let e = prep(&c, br#"{"kubernetes":{}}"#, &mut counting()).unwrap_err();
+        assert_eq!(e.kind, RejectionKind::NoPartitionKey);
+        assert!(e.message.contains(r#"in {"kubernetes":{}}"#), "{}", e.message);
+        let c = config(r#","partition_key":"$.items[1]""#);
+        assert_eq!(
+            prep(&c, br#"{"items":["a",7]}"#, &mut counting())
+                .unwrap()
+                .partition_key,
+            "7"
+        );
+    }
+
+    #[test]
+    fn inject_adds_tag_and_time_before_formatting() {
+        let c = config(r#","inject":{"tag_key":"tag","time_key":"time"}"#);
+        let r = prep(&c, br#"{"log":"x"}"#, &mut counting()).unwrap();
+        assert_eq!(
+            String::from_utf8(r.data).unwrap(),
+            "{\"log\":\"x\",\"tag\":\"kube.app\",\"time\":\"2024-02-29T13:05:09.500000000+0000\"}\n"
+        );
+        let c = config(r#","inject":{"time_key":"t","time_type":"unixtime"}"#);
+        assert_eq!(
+            prep(&c, br#"{"t":"old","a":1}"#, &mut counting()).unwrap().data,
+            b"{\"t\":1709211909,\"a\":1}\n"
+        );
+        let c = config(r#","inject":{"time_key":"t","time_type":"float"}"#);
+        assert_eq!(
+            prep(&c, br#"{}"#, &mut counting()).unwrap().data,
+            b"{\"t\":1709211909.5}\n"
+        );
+        let c =
+            config(r#","inject":{"time_key":"t","time_format":"%d/%b/%Y:%H:%M:%S %z","timezone":"-05:00"}"#);
+        assert_eq!(
+            prep(&c, br#"{}"#, &mut counting()).unwrap().data,
+            b"{\"t\":\"29/Feb/2024:08:05:09 -0500\"}\n"
+        );
+    }
+
+    #[test]
+    fn data_key_sends_one_field_as_it_is() {
+        let c = config(r#","data_key":"log""#);
+        assert_eq!(
+            prep(&c, br#"{"log":"raw line\n","x":1}"#, &mut counting())
+                .unwrap()
+                .data,
+            b"raw line\n"
+        );
+        assert_eq!(
+            prep(&c, br#"{"log":{"a":[1]}}"#, &mut counting()).unwrap().data,
+            br#"{"a":[1]}"#
+        );
+        assert_eq!(prep(&c, br#"{"log":12}"#, &mut counting()).unwrap().data, b"12");
+        for rec in [&br#"{"x":1}"#[..], br#"{"log":null}"#] {
+            let e = prep(&c, rec, &mut counting()).unwrap_err();
+            assert_eq!(e.kind, RejectionKind::NoDataKey);
+            assert!(e.message.contains("data_key field \"log\""), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn chomp_applies_to_every_format() {
+        let c = config(r#","chomp_record":true,"format":{"type":"ltsv"}"#);
+        assert_eq!(
+            prep(&c, br#"{"a":1,"b":"x"}"#, &mut counting()).unwrap().data,
+            b"a:1\tb:x"
+        );
+        let c = config(r#","chomp_record":true,"format":{"type":"single_value","message_key":"m"}"#);
+        assert_eq!(
+            prep(&c, br#"{"m":"line\r\n"}"#, &mut counting()).unwrap().data,
+            b"line\r\n",
+            "one newline only"
+        );
+    }
+
+    #[test]
+    fn compression_shrinks_records_and_limits_count_compressed_bytes() {
+        let rec = serde_json::json!({"log": "abc".repeat(2000)}).to_string();
+        let plain = {
+            let mut v = serde_json::to_vec(&serde_json::from_str::<Value>(&rec).unwrap()).unwrap();
+            v.push(b'\n');
+            v
+        };
+        for (kind, check) in [
+            ("zlib", [0x78u8].as_slice()),
+            ("gzip", [0x1f, 0x8b].as_slice()),
+            ("zstd", [0x28, 0xb5, 0x2f, 0xfd].as_slice()),
+        ] {
+            // 6,012 bytes uncompressed, but the limit counts what is sent.
+            let c = config(&format!(r#","compression":"{kind}","max_record_size":1000"#));
+            let r = prep(&c, rec.as_bytes(), &mut counting()).unwrap();
+            assert!(r.data.starts_with(check), "{kind}");
+            assert!(r.data.len() < 500, "{kind}: {}", r.data.len());
+            let mut out = Vec::new();
+            match kind {
+                "zlib" => flate2::read::ZlibDecoder::new(&r.data[..])
+                    .read_to_end(&mut out)
+                    .unwrap(),
+                "gzip" => flate2::read::GzDecoder::new(&r.data[..])
+                    .read_to_end(&mut out)
+                    .unwrap(),
+                _ => ruzstd::decoding::StreamingDecoder::new(&r.data[..])
+                    .unwrap()
+                    .read_to_end(&mut out)
+                    .unwrap(),
+            };
+            assert_eq!(out, plain, "{kind} round trip");
+        }
+    }
+
+    #[test]
+    fn quoted_records_are_cut_to_log_truncate_max_size() {
+        let c = config(r#","partition_key":"k","log_truncate_max_size":20"#);
+        let e = prep(
+            &c,
+            br#"{"log":"0123456789012345678901234567890"}"#,
+            &mut counting(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.ends_with(r#"in {"log":"012345678901…"#),
+            "{}",
+            e.message
+        );
+        let c = config(r#","partition_key":"k","log_truncate_max_size":0"#);
+        let e = prep(
+            &c,
+            br#"{"log":"0123456789012345678901234567890"}"#,
+            &mut counting(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.ends_with(r#""0123456789012345678901234567890"}"#),
             "{}",
             e.message
         );

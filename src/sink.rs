@@ -87,7 +87,7 @@ impl Sink {
 
         let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            match prepare(&self.config, event.record, &mut |buf| platform.fill_random(buf)) {
+            match prepare(&self.config, event, &mut |buf| platform.fill_random(buf)) {
                 Ok(record) => pending.push(Pending {
                     index,
                     record,

@@ -614,6 +614,7 @@ fn rejection_code(kind: RejectionKind) -> &'static str {
         RejectionKind::NotAnObject => "not-an-object",
         RejectionKind::NoPartitionKey => "no-partition-key",
         RejectionKind::TooLarge => "too-large",
+        RejectionKind::NoDataKey => "no-data-key",
     }
 }
 
