@@ -1,7 +1,7 @@
 // A local Kinesis for `make run` and the integration tests: kinesalite (npm), bound to 127.0.0.1.
 //
-//   node scripts/kinesalite.mjs serve --port 0 --stream NAME [--shards 2]
-//       starts kinesalite, creates the stream, waits until it is ACTIVE, prints `ready PORT`, and
+//   node scripts/kinesalite.mjs serve --port 0 --stream NAME[,NAME…] [--shards 2]
+//       starts kinesalite, creates the streams, waits until they are ACTIVE, prints `ready PORT`, and
 //       runs until stdin closes or it gets SIGTERM/SIGINT.
 //   node scripts/kinesalite.mjs read --port PORT --stream NAME
 //       reads every record of every shard with GetRecords and prints one JSON line each:
@@ -52,11 +52,13 @@ async function serve(opts) {
     server.listen(Number(opts.port || 0), '127.0.0.1', resolve);
   });
   const port = server.address().port;
-  await call(port, 'CreateStream', { StreamName: opts.stream, ShardCount: Number(opts.shards || 2) });
-  for (let i = 0; i < 100; i++) {
-    const d = await call(port, 'DescribeStream', { StreamName: opts.stream });
-    if (d.StreamDescription.StreamStatus === 'ACTIVE') break;
-    await new Promise((r) => setTimeout(r, 50));
+  for (const stream of opts.stream.split(',')) {
+    await call(port, 'CreateStream', { StreamName: stream, ShardCount: Number(opts.shards || 2) });
+    for (let i = 0; i < 100; i++) {
+      const d = await call(port, 'DescribeStream', { StreamName: stream });
+      if (d.StreamDescription.StreamStatus === 'ACTIVE') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
   const stop = () => server.close(() => process.exit(0));
   process.on('SIGTERM', stop);

@@ -323,6 +323,7 @@ fn outcome(o: Outcome) -> api::Outcome {
                 RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
                 RejectionKind::TooLarge => api::RejectionKind::TooLarge,
                 RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
+                RejectionKind::NoStreamName => api::RejectionKind::NoStreamName,
             },
             message: r.message,
         }),

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::accessor::Accessor;
 use crate::credentials::{AssumeRole, Credentials, Sts};
 use crate::format::{Formatter, TimeStyle};
+use crate::stream_name::StreamName;
 use crate::timefmt::Zone;
 
 /// PutRecords accepts at most this many records in one request.
@@ -146,7 +147,8 @@ pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub stream_name: String,
+    /// The stream, fixed or with placeholders.
+    pub stream_name: StreamName,
     pub region: String,
     /// `scheme://authority` of the Kinesis endpoint, no trailing slash.
     pub endpoint: String,
@@ -195,7 +197,7 @@ impl Config {
         let stream_name = fields
             .string("stream_name")?
             .ok_or_else(|| ConfigError::new("stream_name", "is required"))?;
-        check_stream_name(&stream_name)?;
+        let stream_name = StreamName::parse(&stream_name).map_err(|e| ConfigError::new("stream_name", e))?;
 
         let region = match fields.string("region")? {
             Some(r) => r,
@@ -570,26 +572,6 @@ fn assume_role(
         external_id,
         sts,
     })
-}
-
-fn check_stream_name(name: &str) -> Result<(), ConfigError> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_STREAM_NAME_CHARS {
-        return Err(ConfigError::new(
-            "stream_name",
-            format!("must be 1 to {MAX_STREAM_NAME_CHARS} characters, got {chars}"),
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return Err(ConfigError::new(
-            "stream_name",
-            format!("may hold only letters, digits, '_', '.' and '-'; found {bad:?}"),
-        ));
-    }
-    Ok(())
 }
 
 pub(crate) fn check_region(region: &str) -> Result<(), ConfigError> {

@@ -40,6 +40,7 @@ pub mod platform;
 pub mod record;
 pub mod sign;
 pub mod sink;
+pub mod stream_name;
 pub mod timefmt;
 pub mod wire;
 

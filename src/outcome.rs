@@ -9,6 +9,8 @@ pub enum RejectionKind {
     TooLarge,
     /// The `data_key` field is missing or null.
     NoDataKey,
+    /// A `stream_name` placeholder could not be filled, or filled to an invalid name.
+    NoStreamName,
 }
 
 /// A record that was never sent, and why.

@@ -10,6 +10,8 @@ use crate::outcome::{Event, Rejected, RejectionKind};
 pub struct PreparedRecord {
     pub data: Vec<u8>,
     pub partition_key: String,
+    /// The stream it goes to.
+    pub stream: String,
 }
 
 impl PreparedRecord {
@@ -46,6 +48,13 @@ pub fn prepare(
         })?,
         None => random_key(random),
     };
+    let stream = config
+        .stream_name
+        .render(event.tag, &fields)
+        .map_err(|message| Rejected {
+            kind: RejectionKind::NoStreamName,
+            message,
+        })?;
     let mut fields = fields;
 
     let data = match &config.data_key {
@@ -82,7 +91,11 @@ pub fn prepare(
         Some(c) => compress(c, &data),
     };
 
-    let prepared = PreparedRecord { data, partition_key };
+    let prepared = PreparedRecord {
+        data,
+        partition_key,
+        stream,
+    };
     if prepared.size() > config.max_record_size {
         return Err(Rejected {
             kind: RejectionKind::TooLarge,

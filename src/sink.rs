@@ -98,6 +98,11 @@ impl Sink {
             }
         }
 
+        // Group records by stream, keeping input order within each (a no-op for one stream).
+        if !self.config.stream_name.is_fixed() {
+            pending.sort_by(|a, b| a.record.stream.cmp(&b.record.stream));
+        }
+
         let mut backoff_exponent = 0u32;
         let mut round = 0u32;
         let mut refresh = false;
@@ -184,11 +189,27 @@ impl Sink {
         is_retry: bool,
         platform: &mut dyn Platform,
     ) -> (bool, bool) {
-        let batches = plan_batches(
-            pending.iter().map(|p| p.record.size()),
-            self.config.batch_request_max_count,
-            self.config.batch_request_max_size,
-        );
+        // Records are grouped by stream (see `put`); each stream gets its own requests.
+        let mut batches = Vec::new();
+        let mut start = 0;
+        while start < pending.len() {
+            let stream = &pending[start].record.stream;
+            let end = start
+                + pending[start..]
+                    .iter()
+                    .take_while(|p| &p.record.stream == stream)
+                    .count();
+            batches.extend(
+                plan_batches(
+                    pending[start..end].iter().map(|p| p.record.size()),
+                    self.config.batch_request_max_count,
+                    self.config.batch_request_max_size,
+                )
+                .into_iter()
+                .map(|r| r.start + start..r.end + start),
+            );
+            start = end;
+        }
         let mut any_stored = false;
         let mut expired = false;
         for wave in batches.chunks(self.config.max_concurrent_requests) {
@@ -246,7 +267,7 @@ impl Sink {
         let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
         let mut body = Vec::with_capacity(capacity);
         encode_put_records(
-            &self.config.stream_name,
+            &batch[0].record.stream,
             batch.iter().map(|p| &p.record),
             &mut body,
         );

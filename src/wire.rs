@@ -205,6 +205,7 @@ mod tests {
         PreparedRecord {
             data: data.as_bytes().to_vec(),
             partition_key: key.to_string(),
+            stream: "my-stream".to_string(),
         }
     }
 

@@ -615,6 +615,7 @@ fn rejection_code(kind: RejectionKind) -> &'static str {
         RejectionKind::NoPartitionKey => "no-partition-key",
         RejectionKind::TooLarge => "too-large",
         RejectionKind::NoDataKey => "no-data-key",
+        RejectionKind::NoStreamName => "no-stream-name",
     }
 }
 

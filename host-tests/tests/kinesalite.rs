@@ -69,9 +69,13 @@ impl Kinesalite {
 
     /// Every record in the stream: (data, partition key).
     fn read(&self) -> Vec<(Vec<u8>, String)> {
+        self.read_stream(&self.stream)
+    }
+
+    fn read_stream(&self, stream: &str) -> Vec<(Vec<u8>, String)> {
         let out = Command::new("node")
             .arg(root().join("scripts/kinesalite.mjs"))
-            .args(["read", "--port", &self.port.to_string(), "--stream", &self.stream])
+            .args(["read", "--port", &self.port.to_string(), "--stream", stream])
             .output()
             .expect("node runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -385,4 +389,42 @@ fn credentials_come_from_shared_files_and_file_secrets() {
     let (code, stderr) = ship_env(&["--config", config.to_str().unwrap()], Some(b""), &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no credentials"), "{stderr}");
+}
+
+#[test]
+fn one_run_routes_records_to_several_streams() {
+    let k = Kinesalite::start("logs-web,logs-db");
+    let dir = temp_dir("routing");
+    let config = write_config(&dir, &k, json!({"stream_name": "logs-${$.app}"}));
+    let input: String = (0..30)
+        .map(|i| {
+            json!({"app": if i % 3 == 0 { "db" } else { "web" }, "pod": format!("p{i}"), "n": i}).to_string()
+                + "\n"
+        })
+        .chain(["{\"pod\":\"x\",\"no\":\"app\"}\n".to_string()])
+        .collect();
+    let report = dir.join("report.json");
+    let (code, stderr) = ship(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(code, 1, "the record without app is rejected: {stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 30);
+    assert_eq!(report["problems"][0]["code"], "no-stream-name");
+    assert_eq!(report["problems"][0]["line"], 31);
+    let web = k.read_stream("logs-web");
+    let db = k.read_stream("logs-db");
+    assert_eq!((web.len(), db.len()), (20, 10));
+    assert!(db
+        .iter()
+        .all(|(d, _)| String::from_utf8_lossy(d).contains("\"app\":\"db\"")));
+    assert!(web
+        .iter()
+        .all(|(d, _)| String::from_utf8_lossy(d).contains("\"app\":\"web\"")));
 }

@@ -551,3 +551,53 @@ fn an_empty_chunk_sends_nothing() {
     assert!(report.outcomes.is_empty());
     assert!(fake.requests.is_empty());
 }
+
+#[test]
+fn one_put_routes_records_to_several_streams() {
+    let recs: Vec<Vec<u8>> = (0..7)
+        .map(|i| {
+            serde_json::to_vec(
+                &json!({"k": format!("key-{i}"), "app": if i % 2 == 0 { "web" } else { "db" }}),
+            )
+            .unwrap()
+        })
+        .chain([br#"{"k":"x"}"#.to_vec()])
+        .collect();
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report =
+        sink(r#","stream_name":"logs-${$.app}","batch_request_max_count":3"#).put(&events(&recs), &mut fake);
+    // Per stream, in input order, in batches of at most three.
+    let streams: Vec<(String, usize)> = fake
+        .requests
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (
+                v["StreamName"].as_str().unwrap().to_string(),
+                v["Records"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            ("logs-db".to_string(), 3),
+            ("logs-web".to_string(), 3),
+            ("logs-web".to_string(), 1)
+        ]
+    );
+    for (i, o) in report.outcomes.iter().take(7).enumerate() {
+        assert_eq!(
+            o,
+            &Outcome::Delivered {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: format!("seq-key-{i}")
+            }
+        );
+    }
+    let Outcome::Rejected(r) = &report.outcomes[7] else {
+        panic!("{:?}", report.outcomes[7])
+    };
+    assert_eq!(r.kind, RejectionKind::NoStreamName);
+    assert!(r.message.contains("$.app"), "{}", r.message);
+}
