@@ -4,6 +4,7 @@ CARGO ?= cargo
 GUEST_TARGET_DIR := target/guest
 COMPONENT := $(GUEST_TARGET_DIR)/wasm32-wasip2/release/kinesis_output.wasm
 TOOLS := .tools/node/node_modules/kinesalite/package.json
+PYTOOLS := .tools/python/aws_kinesis_agg/__init__.py
 LOGS := examples/logs/kubernetes.ndjson
 
 .PHONY: all build component host run test fmt-check clippy unit host-tests wasm-target tools logs clean
@@ -26,12 +27,15 @@ host:
 
 build: component host
 
-# npm tools (kinesalite) go into the git-ignored .tools/node.
-tools: $(TOOLS)
+# Test tools go into the git-ignored .tools: kinesalite (npm) in .tools/node, the official KPL
+# deaggregator aws-kinesis-agg (PyPI) in .tools/python.
+tools: $(TOOLS) $(PYTOOLS)
 $(TOOLS):
 	@mkdir -p .tools/node
 	@[ -f .tools/node/package.json ] || echo '{"name":"kinesis-output-tools","private":true}' > .tools/node/package.json
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3
+$(PYTOOLS):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/python aws-kinesis-agg==1.2.3
 
 logs: $(LOGS)
 $(LOGS): scripts/gen-logs.mjs

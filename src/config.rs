@@ -171,6 +171,11 @@ pub struct Config {
     pub compression: Option<Compression>,
     /// Messages quoting a record cut it to this many characters (0: no limit).
     pub log_truncate_max_size: usize,
+    /// Pack records into KPL aggregates (the seed's `kinesis_streams_aggregated`).
+    pub aggregate: bool,
+    /// The partition key of every aggregate (`fixed_partition_key`); else `partition_key` groups
+    /// records by their key, or each aggregate gets a random key.
+    pub fixed_partition_key: Option<String>,
     pub max_record_size: usize,
     pub batch_request_max_count: usize,
     pub batch_request_max_size: usize,
@@ -256,6 +261,29 @@ impl Config {
                 ))
             }
         };
+        let aggregate = fields.boolean("aggregate")?.unwrap_or(false);
+        let fixed_partition_key = fields.string("fixed_partition_key")?;
+        if let Some(k) = &fixed_partition_key {
+            if !aggregate {
+                return Err(ConfigError::new(
+                    "fixed_partition_key",
+                    "applies only with aggregate: true",
+                ));
+            }
+            if partition_key.is_some() {
+                return Err(ConfigError::new(
+                    "fixed_partition_key",
+                    "cannot be combined with partition_key",
+                ));
+            }
+            let chars = k.chars().count();
+            if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+                return Err(ConfigError::new(
+                    "fixed_partition_key",
+                    format!("must be 1 to {MAX_PARTITION_KEY_CHARS} characters"),
+                ));
+            }
+        }
         let log_truncate_max_size = fields
             .integer("log_truncate_max_size", 0, u32::MAX as u64)?
             .map_or(1024, |v| v as usize);
@@ -317,6 +345,8 @@ impl Config {
             data_key,
             compression,
             log_truncate_max_size,
+            aggregate,
+            fixed_partition_key,
             max_record_size,
             batch_request_max_count,
             batch_request_max_size,
@@ -1278,6 +1308,21 @@ mod tests {
             ),
             (r#""partition_key":"$.a..b""#, "partition_key", "empty name"),
             (r#""data_key":"$x""#, "data_key", "expected '.' or '['"),
+            (
+                r#""fixed_partition_key":"k""#,
+                "fixed_partition_key",
+                "only with aggregate",
+            ),
+            (
+                r#""aggregate":true,"fixed_partition_key":"k","partition_key":"p""#,
+                "fixed_partition_key",
+                "cannot be combined",
+            ),
+            (
+                r#""aggregate":true,"fixed_partition_key":"""#,
+                "fixed_partition_key",
+                "1 to 256",
+            ),
         ] {
             let e = err(extra);
             assert_eq!(e.field, field, "{extra}");

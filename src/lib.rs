@@ -32,6 +32,7 @@
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
 
 pub mod accessor;
+pub mod aggregate;
 pub mod config;
 pub mod credentials;
 pub mod format;

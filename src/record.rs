@@ -46,6 +46,8 @@ pub fn prepare(
             r.message = format!("{} in {}", r.message, quote(&fields));
             r
         })?,
+        // Aggregates get their key when they are packed.
+        None if config.aggregate => config.fixed_partition_key.clone().unwrap_or_default(),
         None => random_key(random),
     };
     let stream = config
@@ -96,7 +98,8 @@ pub fn prepare(
         partition_key,
         stream,
     };
-    if prepared.size() > config.max_record_size {
+    // Aggregated records are checked when they are packed.
+    if !config.aggregate && prepared.size() > config.max_record_size {
         return Err(Rejected {
             kind: RejectionKind::TooLarge,
             message: format!(

@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+use crate::aggregate;
 use crate::config::{Config, ConfigError};
 use crate::credentials::{resolve, Provider, CREDENTIALS_UNAVAILABLE};
 use crate::outcome::{Counters, Event, Outcome, PutReport};
+use crate::outcome::{Rejected, RejectionKind};
 use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
-use crate::record::{prepare, PreparedRecord};
+use crate::record::{prepare, random_key, PreparedRecord};
 use crate::sign::Signer;
 use crate::wire::{
     classify_error_response, encode_put_records, is_retryable_record_error, is_throttling,
@@ -37,9 +39,13 @@ pub struct Sink {
     url: String,
 }
 
-/// A record on its way: its place in the chunk, its bytes, and its history.
+/// Records aggregate together when they share a stream and a partition key.
+type GroupId = (String, String);
+
+/// A Kinesis record on its way: the events it carries (one, or many when aggregated), its
+/// bytes, and its history.
 struct Pending {
-    index: usize,
+    events: Vec<usize>,
     record: PreparedRecord,
     attempts: u32,
     last_error: (String, String),
@@ -85,18 +91,21 @@ impl Sink {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut counters = Counters::default();
 
-        let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
+        let mut prepared = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             match prepare(&self.config, event, &mut |buf| platform.fill_random(buf)) {
-                Ok(record) => pending.push(Pending {
-                    index,
-                    record,
-                    attempts: 0,
-                    last_error: (String::new(), String::new()),
-                }),
+                Ok(record) => prepared.push((index, record)),
                 Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
             }
         }
+        let mut pending: Vec<Pending> = if self.config.aggregate {
+            self.aggregate(prepared, &mut outcomes, platform)
+        } else {
+            prepared
+                .into_iter()
+                .map(|(index, record)| Pending::new(vec![index], record))
+                .collect()
+        };
 
         // Group records by stream, keeping input order within each (a no-op for one stream).
         if !self.config.stream_name.is_fixed() {
@@ -129,7 +138,7 @@ impl Sink {
                     false
                 }
             };
-            pending.retain(|p| outcomes[p.index].is_none());
+            pending.retain(|p| outcomes[p.events[0]].is_none());
             if pending.is_empty() {
                 break;
             }
@@ -175,6 +184,77 @@ impl Sink {
                 .collect(),
             counters,
         }
+    }
+
+    /// Pack user records into KPL aggregates: per stream and partition key, in input order, as
+    /// many as fit in `max_record_size`. Records without a key share a random key per aggregate.
+    fn aggregate(
+        &self,
+        prepared: Vec<(usize, PreparedRecord)>,
+        outcomes: &mut [Option<Outcome>],
+        platform: &mut dyn Platform,
+    ) -> Vec<Pending> {
+        let limit = self.config.max_record_size;
+        // Groups in order of first appearance.
+        let mut groups: Vec<(GroupId, Vec<(usize, PreparedRecord)>)> = Vec::new();
+        for (index, record) in prepared {
+            let id = (record.stream.clone(), record.partition_key.clone());
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, members)) => members.push((index, record)),
+                None => groups.push((id, vec![(index, record)])),
+            }
+        }
+        let mut out = Vec::new();
+        for ((stream, key), members) in groups {
+            let random = key.is_empty();
+            // A random key is 32 characters; size with a placeholder of that length.
+            let sizing_key = if random { "0".repeat(32) } else { key.clone() };
+            let base = aggregate::base_size(&sizing_key) + sizing_key.len();
+            let mut current: Vec<(usize, PreparedRecord)> = Vec::new();
+            let mut size = base;
+            let mut flush = |current: &mut Vec<(usize, PreparedRecord)>, platform: &mut dyn Platform| {
+                if current.is_empty() {
+                    return;
+                }
+                let key = if random {
+                    random_key(&mut |buf| platform.fill_random(buf))
+                } else {
+                    key.clone()
+                };
+                let data = aggregate::encode(&key, current.iter().map(|(_, r)| r.data.as_slice()));
+                let events = current.iter().map(|(i, _)| *i).collect();
+                out.push(Pending::new(
+                    events,
+                    PreparedRecord {
+                        data,
+                        partition_key: key,
+                        stream: stream.clone(),
+                    },
+                ));
+                current.clear();
+            };
+            for (index, record) in members {
+                let entry = aggregate::entry_size(record.data.len());
+                if base + entry > limit {
+                    outcomes[index] = Some(Outcome::Rejected(Rejected {
+                        kind: RejectionKind::TooLarge,
+                        message: format!(
+                            "record of {} bytes does not fit in an aggregate of at most {limit} bytes (max_record_size)",
+                            record.data.len()
+                        ),
+                    }));
+                    continue;
+                }
+                if size + entry > limit {
+                    flush(&mut current, platform);
+                    size = base;
+                }
+                size += entry;
+                current.push((index, record));
+            }
+            flush(&mut current, platform);
+        }
+        out
     }
 
     /// Send every pending record once, in requests of at most the batch limits, at most
@@ -224,7 +304,7 @@ impl Sink {
                         for p in batch.iter_mut() {
                             p.attempts += 1;
                             if is_retry {
-                                counters.retries += 1;
+                                counters.retries += p.events.len() as u64;
                             }
                         }
                         requests.push(request);
@@ -233,11 +313,15 @@ impl Sink {
                     Err(message) => {
                         // Nothing can sign these records: no retry will help.
                         for p in batch.iter_mut() {
-                            outcomes[p.index] = Some(Outcome::Failed {
-                                code: SIGNING_ERROR.to_string(),
-                                message: message.clone(),
-                                attempts: p.attempts,
-                            });
+                            set(
+                                outcomes,
+                                p,
+                                Outcome::Failed {
+                                    code: SIGNING_ERROR.to_string(),
+                                    message: message.clone(),
+                                    attempts: p.attempts,
+                                },
+                            );
                         }
                     }
                 }
@@ -336,17 +420,21 @@ fn apply_response(
     if response.status != 200 {
         let error = classify_error_response(response.status, &response.body);
         if error.throttled {
-            counters.throttled_records += batch.len() as u64;
+            counters.throttled_records += batch.iter().map(|p| p.events.len() as u64).sum::<u64>();
         }
         for p in batch.iter_mut() {
             if error.retryable {
                 p.last_error = (error.code.clone(), error.message.clone());
             } else {
-                outcomes[p.index] = Some(Outcome::Failed {
-                    code: error.code.clone(),
-                    message: error.message.clone(),
-                    attempts: p.attempts,
-                });
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Failed {
+                        code: error.code.clone(),
+                        message: error.message.clone(),
+                        attempts: p.attempts,
+                    },
+                );
             }
         }
         return (false, error.expired_token);
@@ -368,23 +456,31 @@ fn apply_response(
                 sequence_number,
             } => {
                 any_stored = true;
-                outcomes[p.index] = Some(Outcome::Delivered {
-                    shard_id,
-                    sequence_number,
-                });
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Delivered {
+                        shard_id,
+                        sequence_number,
+                    },
+                );
             }
             EntryResult::Error { code, message } => {
                 if is_throttling(&code) {
-                    counters.throttled_records += 1;
+                    counters.throttled_records += p.events.len() as u64;
                 }
                 if is_retryable_record_error(&code) {
                     p.last_error = (code, message);
                 } else {
-                    outcomes[p.index] = Some(Outcome::Failed {
-                        code,
-                        message,
-                        attempts: p.attempts,
-                    });
+                    set(
+                        outcomes,
+                        p,
+                        Outcome::Failed {
+                            code,
+                            message,
+                            attempts: p.attempts,
+                        },
+                    );
                 }
             }
         }
@@ -392,14 +488,36 @@ fn apply_response(
     (any_stored, false)
 }
 
+impl Pending {
+    fn new(events: Vec<usize>, record: PreparedRecord) -> Pending {
+        Pending {
+            events,
+            record,
+            attempts: 0,
+            last_error: (String::new(), String::new()),
+        }
+    }
+}
+
+/// Give every event of `p` the same outcome.
+fn set(outcomes: &mut [Option<Outcome>], p: &Pending, outcome: Outcome) {
+    for i in &p.events {
+        outcomes[*i] = Some(outcome.clone());
+    }
+}
+
 fn fail_all(pending: &mut [Pending], outcomes: &mut [Option<Outcome>], why: &str) {
     for p in pending {
         let (code, last) = std::mem::take(&mut p.last_error);
-        outcomes[p.index] = Some(Outcome::Failed {
-            code,
-            message: format!("{last} ({why})"),
-            attempts: p.attempts,
-        });
+        set(
+            outcomes,
+            p,
+            Outcome::Failed {
+                code,
+                message: format!("{last} ({why})"),
+                attempts: p.attempts,
+            },
+        );
     }
 }
 

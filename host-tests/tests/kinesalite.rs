@@ -428,3 +428,73 @@ fn one_run_routes_records_to_several_streams() {
         .iter()
         .all(|(d, _)| String::from_utf8_lossy(d).contains("\"app\":\"web\"")));
 }
+
+/// Run the official KPL deaggregator (aws-kinesis-agg, PyPI) over `kinesalite.mjs read` output.
+fn deaggregate(read_output: &str) -> Vec<Value> {
+    assert!(
+        root().join(".tools/python/aws_kinesis_agg").is_dir(),
+        "aws-kinesis-agg is not installed: run `make tools`"
+    );
+    let mut child = Command::new("python3")
+        .arg(root().join("scripts/deaggregate.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(read_output.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn aggregated_records_deaggregate_with_the_official_library() {
+    let k = Kinesalite::start("it-kpl");
+    let dir = temp_dir("kpl");
+    // Small aggregates so several are made; keyed by pod, so records group per key.
+    let config = write_config(&dir, &k, json!({"aggregate": true, "max_record_size": 4096}));
+    let lines: Vec<String> = (0..300)
+        .map(|i| json!({"pod": format!("pod-{}", i % 3), "log": format!("line {i} ✓"), "n": i}).to_string())
+        .collect();
+    let (code, stderr) = ship(
+        &["--config", config.to_str().unwrap()],
+        Some((lines.join("\n") + "\n").as_bytes()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    let out = Command::new("node")
+        .arg(root().join("scripts/kinesalite.mjs"))
+        .args(["read", "--port", &k.port.to_string(), "--stream", "it-kpl"])
+        .output()
+        .unwrap();
+    let read = String::from_utf8(out.stdout).unwrap();
+    let kinesis_records = read.lines().count();
+    assert!(
+        kinesis_records > 3 && kinesis_records < 300,
+        "{kinesis_records} Kinesis records"
+    );
+    let users = deaggregate(&read);
+    assert_eq!(users.len(), 300, "user records out of the deaggregator");
+    assert!(
+        users.iter().all(|u| u["aggregated"] == true),
+        "every record was a valid aggregate"
+    );
+    let got = multiset(users.iter().map(|u| {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(u["data"].as_str().unwrap())
+            .unwrap();
+        (data, u["partitionKey"].as_str().unwrap().to_string())
+    }));
+    let want = multiset(lines.iter().map(|l| expected(l)));
+    assert!(got == want, "the user records differ from the input");
+}

@@ -601,3 +601,111 @@ fn one_put_routes_records_to_several_streams() {
     assert_eq!(r.kind, RejectionKind::NoStreamName);
     assert!(r.message.contains("$.app"), "{}", r.message);
 }
+
+/// The user records inside a KPL aggregate, checking its magic and digest (a minimal reader
+/// for unit tests; the official deaggregator checks the same bytes in the integration tests).
+fn unpack(data: &[u8]) -> (Vec<String>, Vec<Vec<u8>>) {
+    use md5::{Digest, Md5};
+    assert_eq!(&data[..4], &crate::aggregate::MAGIC);
+    let (message, digest) = data[4..].split_at(data.len() - 20);
+    assert_eq!(digest, Md5::digest(message).as_slice());
+    let varint = |b: &[u8], i: &mut usize| {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let byte = b[*i];
+            *i += 1;
+            n |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return n;
+            }
+            shift += 7;
+        }
+    };
+    let (mut keys, mut records) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < message.len() {
+        let tag = message[i];
+        i += 1;
+        let len = varint(message, &mut i);
+        let body = &message[i..i + len];
+        i += len;
+        match tag {
+            0x0a => keys.push(String::from_utf8(body.to_vec()).unwrap()),
+            0x1a => {
+                // partition_key_index (08 00), then data (1a len bytes).
+                assert_eq!(&body[..2], &[0x08, 0x00]);
+                let mut j = 3;
+                let n = varint(body, &mut j);
+                records.push(body[j..j + n].to_vec());
+            }
+            other => panic!("unexpected field tag {other:#x}"),
+        }
+    }
+    (keys, records)
+}
+
+#[test]
+fn aggregation_packs_records_and_shares_outcomes() {
+    let recs: Vec<Vec<u8>> = (0..100)
+        .map(|i| serde_json::to_vec(&json!({"k": format!("key-{}", i % 2), "n": i})).unwrap())
+        .collect();
+    // Grouped by partition key: two aggregates, one per key.
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink(r#","aggregate":true"#).put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![2]);
+    let body: Value = serde_json::from_slice(&fake.requests[0].body).unwrap();
+    for (g, rec) in body["Records"].as_array().unwrap().iter().enumerate() {
+        let (data, key) = decode(rec);
+        let (keys, inner) = unpack(&data);
+        assert_eq!(keys, vec![format!("key-{g}")]);
+        assert_eq!(key, format!("key-{g}"));
+        assert_eq!(inner.len(), 50);
+        assert_eq!(
+            inner[1],
+            format!("{{\"k\":\"key-{g}\",\"n\":{}}}\n", 2 + g).into_bytes()
+        );
+    }
+    // Every event carries its aggregate's outcome.
+    assert_eq!(report.outcomes[0], report.outcomes[98]);
+    assert_eq!(report.outcomes[1], report.outcomes[99]);
+    assert_ne!(report.outcomes[0], report.outcomes[1]);
+
+    // A small limit splits aggregates; a record that cannot fit alone is rejected.
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE",
+        "aggregate":true,"fixed_partition_key":"fixed","max_record_size":100}"#;
+    let mut s = open(json);
+    let mut recs: Vec<Vec<u8>> = (0..10).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    recs.insert(3, serde_json::to_vec(&json!({"big": "x".repeat(300)})).unwrap());
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = s.put(&events(&recs), &mut fake);
+    let Outcome::Rejected(r) = &report.outcomes[3] else {
+        panic!("{:?}", report.outcomes[3])
+    };
+    assert_eq!(r.kind, RejectionKind::TooLarge);
+    let body: Value = serde_json::from_slice(&fake.requests[0].body).unwrap();
+    let mut total = 0;
+    for rec in body["Records"].as_array().unwrap() {
+        let (data, key) = decode(rec);
+        assert_eq!(key, "fixed");
+        assert!(data.len() + key.len() <= 100, "{}", data.len());
+        total += unpack(&data).1.len();
+    }
+    assert_eq!(total, 10);
+    assert!(body["Records"].as_array().unwrap().len() > 1);
+
+    // Retries re-send whole aggregates; counters count user records.
+    let recs: Vec<Vec<u8>> = (0..4).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE","aggregate":true,"retry_base_delay":0}"#;
+    let mut s = open(json);
+    let mut fake = Fake::new(|n, body| {
+        Ok(respond(body, |_, _| {
+            (n == 0).then_some("ProvisionedThroughputExceededException")
+        }))
+    });
+    let report = s.put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    assert_eq!(report.counters.throttled_records, 4);
+    assert_eq!(report.counters.retries, 4);
+    let (_, key) = decode(&serde_json::from_slice::<Value>(&fake.requests[0].body).unwrap()["Records"][0]);
+    assert_eq!(key.len(), 32, "a random key per aggregate");
+}
