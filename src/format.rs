@@ -115,13 +115,12 @@ impl Formatter {
                 force_quotes,
                 add_newline,
             } => {
-                let object = Value::Object(record.clone());
                 let mut s = String::new();
                 for (i, field) in fields.iter().enumerate() {
                     if i > 0 {
                         s.push_str(delimiter);
                     }
-                    csv_field(field.get(&object), delimiter, *force_quotes, &mut s);
+                    csv_field(field.get_in(record), delimiter, *force_quotes, &mut s);
                 }
                 newline(s, *add_newline)
             }
@@ -160,7 +159,7 @@ impl Formatter {
             }
             Formatter::Hash { add_newline } => {
                 let mut s = String::new();
-                ruby_inspect(&Value::Object(record.clone()), &mut s);
+                ruby_inspect_map(record, &mut s);
                 newline(s, *add_newline)
             }
         }
@@ -235,19 +234,22 @@ pub fn ruby_inspect(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                ruby_string_inspect(k, out);
-                out.push_str("=>");
-                ruby_inspect(item, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => ruby_inspect_map(map, out),
     }
+}
+
+/// Ruby's `Hash#inspect` of a record's fields.
+fn ruby_inspect_map(map: &Map<String, Value>, out: &mut String) {
+    out.push('{');
+    for (i, (k, item)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        ruby_string_inspect(k, out);
+        out.push_str("=>");
+        ruby_inspect(item, out);
+    }
+    out.push('}');
 }
 
 fn ruby_string_inspect(s: &str, out: &mut String) {

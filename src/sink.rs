@@ -8,6 +8,7 @@
 //! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, when
 //! `retries_on_batch_request` retries are spent, or when the next wait would pass `put_deadline`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::aggregate;
@@ -197,11 +198,15 @@ impl Sink {
         let limit = self.config.max_record_size;
         // Groups in order of first appearance.
         let mut groups: Vec<(GroupId, Vec<(usize, PreparedRecord)>)> = Vec::new();
+        let mut group_of: HashMap<GroupId, usize> = HashMap::new();
         for (index, record) in prepared {
             let id = (record.stream.clone(), record.partition_key.clone());
-            match groups.iter_mut().find(|(g, _)| *g == id) {
-                Some((_, members)) => members.push((index, record)),
-                None => groups.push((id, vec![(index, record)])),
+            match group_of.get(&id) {
+                Some(&g) => groups[g].1.push((index, record)),
+                None => {
+                    group_of.insert(id.clone(), groups.len());
+                    groups.push((id, vec![(index, record)]));
+                }
             }
         }
         let mut out = Vec::new();
