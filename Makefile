@@ -14,11 +14,18 @@ all: build
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-# The component, in its own target dir so a host build never waits on the guest's lock.
+# The component in its three worlds (sink, proxy, command: one Cargo feature each), in its own
+# target dir so a host build never waits on the guest's lock. Only the last crate differs
+# between the three builds.
+WORLDS := sink:kinesis_output proxy:kinesis_output_proxy command:kinesis_output_command
 component: wasm-target
-	$(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p kinesis-output
-	@mkdir -p dist && cp $(COMPONENT) dist/kinesis_output.wasm
-	@echo "component: dist/kinesis_output.wasm ($$(stat -c %s dist/kinesis_output.wasm) bytes)"
+	@mkdir -p dist
+	@set -e; for w in $(WORLDS); do \
+	  world=$${w%%:*}; name=$${w#*:}; features=$$([ $$world = sink ] || echo "--features $$world"); \
+	  $(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p kinesis-output $$features; \
+	  cp $(COMPONENT) dist/$$name.wasm; \
+	  echo "component ($$world world): dist/$$name.wasm ($$(stat -c %s dist/$$name.wasm) bytes)"; \
+	done
 
 # The reference host, optimised but without the component's size settings (see [profile.host]).
 host:
@@ -50,6 +57,8 @@ fmt-check:
 clippy: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip2 --target-dir $(GUEST_TARGET_DIR) -p kinesis-output --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 --target-dir $(GUEST_TARGET_DIR) -p kinesis-output --features proxy -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 --target-dir $(GUEST_TARGET_DIR) -p kinesis-output --features command -- -D warnings
 
 unit:
 	$(CARGO) test -p kinesis-output

@@ -1,26 +1,47 @@
 //! The WASI glue: the only module that touches generated bindings.
 //!
 //! It implements [`Platform`] with `wasi:clocks`, `wasi:random`, `wasi:cli/environment` and
-//! `wasi:http/outgoing-handler`, and maps the core's types to the `kinesis:output/shipper`
-//! interface.
+//! `wasi:http/outgoing-handler`, and exports one world, chosen by Cargo feature: `sink` (the
+//! typed `kinesis:output/shipper` interface; no feature), `proxy` (a `wasi:http` incoming
+//! handler; feature `proxy`) or `command` (`wasi:cli/run`; feature `command`).
 #![allow(unsafe_code)]
 
-use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Environment;
-use crate::outcome::{Event, Outcome, RejectionKind};
 use crate::platform::{HttpRequest, HttpResponse, Platform, TransportError};
 
+#[cfg(all(feature = "proxy", feature = "command"))]
+compile_error!("choose one world: the features `proxy` and `command` exclude each other");
+
 mod bindings {
+    #[cfg(not(any(feature = "proxy", feature = "command")))]
     wit_bindgen::generate!({
         world: "sink",
         path: "wit",
         generate_all,
     });
+    #[cfg(feature = "proxy")]
+    wit_bindgen::generate!({
+        world: "proxy",
+        path: "wit",
+        generate_all,
+    });
+    #[cfg(all(feature = "command", not(feature = "proxy")))]
+    wit_bindgen::generate!({
+        world: "command",
+        path: "wit",
+        generate_all,
+    });
 }
 
-use bindings::exports::kinesis::output::shipper as api;
+#[cfg(all(feature = "command", not(feature = "proxy")))]
+mod command_world;
+#[cfg(feature = "proxy")]
+mod proxy_world;
+#[cfg(not(any(feature = "proxy", feature = "command")))]
+mod sink_world;
+
 use bindings::wasi::cli::environment;
 use bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use bindings::wasi::http::outgoing_handler;
@@ -33,7 +54,7 @@ use bindings::wasi::io::streams::StreamError;
 use bindings::wasi::random::random;
 
 /// [`Platform`] on WASI 0.2.
-struct Wasi;
+pub(crate) struct Wasi;
 
 impl Environment for Wasi {
     fn var(&mut self, name: &str) -> Option<String> {
@@ -71,8 +92,14 @@ impl Platform for Wasi {
         buf.copy_from_slice(&bytes[..buf.len()]);
     }
 
+    #[cfg(not(any(feature = "proxy", feature = "command")))]
     fn run_process(&mut self, command: &str) -> Result<String, String> {
         bindings::kinesis::output::host::run_credential_process(command)
+    }
+
+    #[cfg(any(feature = "proxy", feature = "command"))]
+    fn run_process(&mut self, _command: &str) -> Result<String, String> {
+        Err("process_credentials needs the sink world, whose host runs processes; this world has no process runner".to_string())
     }
 
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
@@ -193,6 +220,17 @@ fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), TransportError> {
     let stream = body
         .write()
         .map_err(|_| local_error("HttpProtocolError", "request body stream unavailable"))?;
+    write_all(&stream, bytes)?;
+    // No flush after the last write: the host may already have dropped the finished body.
+    drop(stream);
+    OutgoingBody::finish(body, None).map_err(|e| transport_error(&e))
+}
+
+/// Write all of `bytes` as fast as the stream takes them.
+pub(crate) fn write_all(
+    stream: &bindings::wasi::io::streams::OutputStream,
+    bytes: &[u8],
+) -> Result<(), TransportError> {
     let mut offset = 0;
     while offset < bytes.len() {
         let permit = match stream.check_write() {
@@ -207,9 +245,7 @@ fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), TransportError> {
         stream.write(&bytes[offset..end]).map_err(stream_error)?;
         offset = end;
     }
-    // No flush after the last write: the host may already have dropped the finished body.
-    drop(stream);
-    OutgoingBody::finish(body, None).map_err(|e| transport_error(&e))
+    Ok(())
 }
 
 fn stream_error(e: StreamError) -> TransportError {
@@ -248,86 +284,3 @@ fn finish_response(
     drop(IncomingBody::finish(body));
     Ok(HttpResponse { status, body: bytes })
 }
-
-/// The exported `sink` resource.
-struct SinkResource {
-    inner: RefCell<crate::sink::Sink>,
-}
-
-struct Component;
-
-impl api::Guest for Component {
-    type Sink = SinkResource;
-}
-
-impl api::GuestSink for SinkResource {
-    fn open(config: String) -> Result<api::Sink, api::ConfigError> {
-        crate::sink::Sink::open(&config, &mut Wasi)
-            .map(|sink| {
-                api::Sink::new(SinkResource {
-                    inner: RefCell::new(sink),
-                })
-            })
-            .map_err(|e| api::ConfigError {
-                field: e.field,
-                message: e.message,
-            })
-    }
-
-    fn put(&self, events: Vec<api::Event>) -> api::PutReport {
-        let events: Vec<Event<'_>> = events
-            .iter()
-            .map(|e| Event {
-                tag: &e.tag,
-                seconds: e.time.seconds,
-                nanoseconds: e.time.nanoseconds,
-                record: &e.record,
-            })
-            .collect();
-        let report = self.inner.borrow_mut().put(&events, &mut Wasi);
-        api::PutReport {
-            outcomes: report.outcomes.into_iter().map(outcome).collect(),
-            counters: api::Counters {
-                requests: report.counters.requests,
-                retries: report.counters.retries,
-                throttled_records: report.counters.throttled_records,
-                bytes_sent: report.counters.bytes_sent,
-            },
-            credential_source: report.credential_source,
-        }
-    }
-}
-
-fn outcome(o: Outcome) -> api::Outcome {
-    match o {
-        Outcome::Delivered {
-            shard_id,
-            sequence_number,
-        } => api::Outcome::Delivered(api::Delivered {
-            shard_id,
-            sequence_number,
-        }),
-        Outcome::Failed {
-            code,
-            message,
-            attempts,
-        } => api::Outcome::Failed(api::Failed {
-            code,
-            message,
-            attempts,
-        }),
-        Outcome::Rejected(r) => api::Outcome::Rejected(api::Rejected {
-            kind: match r.kind {
-                RejectionKind::NotJson => api::RejectionKind::NotJson,
-                RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
-                RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
-                RejectionKind::TooLarge => api::RejectionKind::TooLarge,
-                RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
-                RejectionKind::NoStreamName => api::RejectionKind::NoStreamName,
-            },
-            message: r.message,
-        }),
-    }
-}
-
-bindings::export!(Component with_types_in bindings);

@@ -141,6 +141,42 @@ pub enum Compression {
     Zstd,
 }
 
+/// Every top-level setting, in the README's order. Hosts that take one environment variable per
+/// setting (the proxy and command worlds) look these names up.
+pub const SETTINGS: &[&str] = &[
+    "stream_name",
+    "region",
+    "endpoint",
+    "partition_key",
+    "aws_key_id",
+    "aws_sec_key",
+    "aws_ses_token",
+    "aws_iam_retries",
+    "imds_v1_fallback",
+    "assume_role_credentials",
+    "process_credentials",
+    "format",
+    "inject",
+    "chomp_record",
+    "data_key",
+    "compression",
+    "log_truncate_max_size",
+    "aggregate",
+    "fixed_partition_key",
+    "max_record_size",
+    "batch_request_max_count",
+    "batch_request_max_size",
+    "retries_on_batch_request",
+    "reset_backoff_if_success",
+    "retry_base_delay",
+    "retry_max_delay",
+    "put_deadline",
+    "request_timeout",
+    "max_concurrent_requests",
+    "buffer",
+    "proxy",
+];
+
 /// The seed plugin's inject time format.
 pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 
@@ -325,8 +361,10 @@ impl Config {
             .integer("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS)?
             .map_or(1, |v| v as usize);
 
-        // The host's buffer settings travel in the same file; the component only checks their shape.
+        // The host's buffer settings and the proxy world's settings travel in the same file; the
+        // sink only checks their shape (`ingest::ProxySettings` reads `proxy`).
         fields.object("buffer")?;
+        fields.object("proxy")?;
 
         fields.finish()?;
 
@@ -665,17 +703,17 @@ pub(crate) fn parse_endpoint(url: &str) -> Result<String, ConfigError> {
 }
 
 /// A JSON object being read field by field, so that what is left at the end is unknown.
-struct Fields {
+pub(crate) struct Fields {
     prefix: &'static str,
     map: Map<String, Value>,
 }
 
 impl Fields {
-    fn new(prefix: &'static str, map: Map<String, Value>) -> Self {
+    pub(crate) fn new(prefix: &'static str, map: Map<String, Value>) -> Self {
         Fields { prefix, map }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
         } else {
@@ -683,11 +721,11 @@ impl Fields {
         }
     }
 
-    fn take(&mut self, name: &str) -> Option<Value> {
+    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
         self.map.remove(name).filter(|v| !v.is_null())
     }
 
-    fn string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn string(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -769,7 +807,7 @@ impl Fields {
         }
     }
 
-    fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
+    pub(crate) fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, ConfigError> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
@@ -781,7 +819,7 @@ impl Fields {
     }
 
     /// A boolean, also accepted as the strings "true" and "false" (YAML-rendered configs).
-    fn boolean(&mut self, name: &str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn boolean(&mut self, name: &str) -> Result<Option<bool>, ConfigError> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
@@ -795,7 +833,7 @@ impl Fields {
     }
 
     /// A whole number in `min..=max`, also accepted as a numeric string.
-    fn integer(&mut self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn integer(&mut self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         let Some(value) = self.take(name) else {
             return Ok(None);
         };
@@ -825,7 +863,12 @@ impl Fields {
     }
 
     /// A duration in seconds (fractions allowed) in `min..=max`.
-    fn seconds(&mut self, name: &str, min: f64, max: f64) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn seconds(
+        &mut self,
+        name: &str,
+        min: f64,
+        max: f64,
+    ) -> Result<Option<Duration>, ConfigError> {
         let Some(value) = self.take(name) else {
             return Ok(None);
         };
@@ -846,7 +889,7 @@ impl Fields {
         }
     }
 
-    fn finish(self) -> Result<(), ConfigError> {
+    pub(crate) fn finish(self) -> Result<(), ConfigError> {
         let mut unknown: Vec<&String> = self.map.keys().collect();
         if unknown.is_empty() {
             return Ok(());
@@ -1004,6 +1047,34 @@ mod tests {
         assert!(e.message.contains("stream, zz"), "{e}");
         let e = err(r#""format":{"type":"json","colour":"red"}"#);
         assert_eq!(e.field, "format.colour");
+    }
+
+    #[test]
+    fn the_settings_list_is_what_the_parser_reads() {
+        // A wrong type is reported under the setting's own name, never as unknown: each listed
+        // name is read. A setting the parser reads but the list lacks would fail the last check.
+        for name in SETTINGS
+            .iter()
+            .filter(|n| **n != "stream_name" && **n != "region")
+        {
+            let text = format!(
+                r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b","{name}":[[]]}}"#
+            );
+            let e = match parse(&text) {
+                Ok(_) => continue,
+                Err(e) => e,
+            };
+            assert!(!e.message.contains("unknown setting"), "{name}: {e}");
+        }
+        let text = format!(
+            r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b","{}":1}}"#,
+            "not_a_setting"
+        );
+        assert!(parse(&text).unwrap_err().message.contains("unknown setting"));
+        let mut sorted = SETTINGS.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), SETTINGS.len(), "no setting listed twice");
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! - [`sign`]: SigV4 with `aws-sigv4`.
 //! - [`credentials`]: credential sources (static, environment, web identity, shared files,
 //!   container, instance profile, credential process, AssumeRole), cached and refreshed.
+//! - [`ingest`]: records arriving over HTTP or stdin (the proxy and command worlds): framing,
+//!   decoding, limits, event times, and the answer per request.
+//! - [`envconfig`]: the configuration from environment variables.
 //! - [`sink`]: the delivery loop (batching, retries, backoff, deadline).
 //! - [`platform`]: the one trait through which the core reaches clocks, randomness, the
 //!   environment and HTTP.
@@ -35,7 +38,9 @@ pub mod accessor;
 pub mod aggregate;
 pub mod config;
 pub mod credentials;
+pub mod envconfig;
 pub mod format;
+pub mod ingest;
 pub mod outcome;
 pub mod platform;
 pub mod record;

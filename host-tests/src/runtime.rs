@@ -278,20 +278,35 @@ impl http_body::Body for BrokenBody {
     }
 }
 
-/// The component's path: `$KINESIS_OUTPUT_WASM`, else `kinesis_output.wasm` beside the running
-/// executable, else the release build in the workspace's guest target directory.
+/// The `sink` world's component: `$KINESIS_OUTPUT_WASM`, else `kinesis_output.wasm` beside the
+/// running executable, else the workspace's `dist/` (where `make component` puts it).
 pub fn component_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINESIS_OUTPUT_WASM") {
+    world_path("KINESIS_OUTPUT_WASM", "kinesis_output.wasm")
+}
+
+/// The `proxy` world's component: `$KINESIS_OUTPUT_PROXY_WASM`, else
+/// `kinesis_output_proxy.wasm` beside the running executable, else in `dist/`.
+pub fn proxy_component_path() -> PathBuf {
+    world_path("KINESIS_OUTPUT_PROXY_WASM", "kinesis_output_proxy.wasm")
+}
+
+/// The `command` world's component, found like the others.
+pub fn command_component_path() -> PathBuf {
+    world_path("KINESIS_OUTPUT_COMMAND_WASM", "kinesis_output_command.wasm")
+}
+
+fn world_path(variable: &str, file: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(variable) {
         return PathBuf::from(p);
     }
     if let Some(beside) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("kinesis_output.wasm")))
+        .and_then(|exe| exe.parent().map(|d| d.join(file)))
         .filter(|p| p.is_file())
     {
         return beside;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest/wasm32-wasip2/release/kinesis_output.wasm")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist").join(file)
 }
 
 /// An engine and the compiled, pre-linked component.

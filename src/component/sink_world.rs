@@ -1,0 +1,91 @@
+//! The `sink` world: the typed `kinesis:output/shipper` interface for embedders.
+
+use std::cell::RefCell;
+
+use super::bindings;
+use super::Wasi;
+use crate::outcome::{Event, Outcome, RejectionKind};
+use bindings::exports::kinesis::output::shipper as api;
+
+/// The exported `sink` resource.
+struct SinkResource {
+    inner: RefCell<crate::sink::Sink>,
+}
+
+struct Component;
+
+impl api::Guest for Component {
+    type Sink = SinkResource;
+}
+
+impl api::GuestSink for SinkResource {
+    fn open(config: String) -> Result<api::Sink, api::ConfigError> {
+        crate::sink::Sink::open(&config, &mut Wasi)
+            .map(|sink| {
+                api::Sink::new(SinkResource {
+                    inner: RefCell::new(sink),
+                })
+            })
+            .map_err(|e| api::ConfigError {
+                field: e.field,
+                message: e.message,
+            })
+    }
+
+    fn put(&self, events: Vec<api::Event>) -> api::PutReport {
+        let events: Vec<Event<'_>> = events
+            .iter()
+            .map(|e| Event {
+                tag: &e.tag,
+                seconds: e.time.seconds,
+                nanoseconds: e.time.nanoseconds,
+                record: &e.record,
+            })
+            .collect();
+        let report = self.inner.borrow_mut().put(&events, &mut Wasi);
+        api::PutReport {
+            outcomes: report.outcomes.into_iter().map(outcome).collect(),
+            counters: api::Counters {
+                requests: report.counters.requests,
+                retries: report.counters.retries,
+                throttled_records: report.counters.throttled_records,
+                bytes_sent: report.counters.bytes_sent,
+            },
+            credential_source: report.credential_source,
+        }
+    }
+}
+
+fn outcome(o: Outcome) -> api::Outcome {
+    match o {
+        Outcome::Delivered {
+            shard_id,
+            sequence_number,
+        } => api::Outcome::Delivered(api::Delivered {
+            shard_id,
+            sequence_number,
+        }),
+        Outcome::Failed {
+            code,
+            message,
+            attempts,
+        } => api::Outcome::Failed(api::Failed {
+            code,
+            message,
+            attempts,
+        }),
+        Outcome::Rejected(r) => api::Outcome::Rejected(api::Rejected {
+            kind: match r.kind {
+                RejectionKind::NotJson => api::RejectionKind::NotJson,
+                RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
+                RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
+                RejectionKind::TooLarge => api::RejectionKind::TooLarge,
+                RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
+                RejectionKind::NoStreamName => api::RejectionKind::NoStreamName,
+            },
+            message: r.message,
+        }),
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

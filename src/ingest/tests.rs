@@ -1,0 +1,299 @@
+use super::*;
+use crate::outcome::Rejected;
+use std::io::Write;
+
+fn settings() -> ProxySettings {
+    ProxySettings::default()
+}
+
+fn records<'a>(body: &'a [u8], items: &[Item]) -> Vec<&'a str> {
+    items
+        .iter()
+        .map(|i| std::str::from_utf8(&body[i.start..i.end]).unwrap())
+        .collect()
+}
+
+#[test]
+fn content_types_choose_the_framing() {
+    assert_eq!(framing(Some("application/x-ndjson")).unwrap(), Framing::Lines);
+    assert_eq!(
+        framing(Some("Application/JSON; charset=utf-8")).unwrap(),
+        Framing::Json
+    );
+    assert_eq!(framing(None).unwrap(), Framing::Json);
+    let e = framing(Some("application/msgpack")).unwrap_err();
+    assert_eq!(e.status, 415);
+    assert!(e.message.contains("application/msgpack"), "{}", e.message);
+}
+
+#[test]
+fn ndjson_lines_keep_their_numbers_and_skip_blanks() {
+    let body = b"{\"a\":1}\r\n\n  {\"b\":2}  \n\n{\"c\":3}";
+    let items = split(Framing::Lines, body, &settings()).unwrap();
+    assert_eq!(
+        records(body, &items),
+        vec![r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#]
+    );
+    assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), vec![1, 3, 5]);
+}
+
+#[test]
+fn a_line_that_is_not_json_is_a_400_naming_it() {
+    let body = b"{\"a\":1}\n{\"b\":\n{\"c\":3}\n";
+    let e = split(Framing::Lines, body, &settings()).unwrap_err();
+    assert_eq!((e.status, e.line), (400, Some(2)));
+    assert!(e.message.contains("line 2"), "{}", e.message);
+}
+
+#[test]
+fn json_bodies_are_arrays_objects_or_lines() {
+    let body = b"[ {\"a\":1},\n {\"b\":[1,2]} ]";
+    let items = split(Framing::Json, body, &settings()).unwrap();
+    assert_eq!(records(body, &items), vec![r#"{"a":1}"#, r#"{"b":[1,2]}"#]);
+    assert_eq!(items[1].line, 2);
+
+    let body = b"{\n  \"pretty\": true\n}\n";
+    let items = split(Framing::Json, body, &settings()).unwrap();
+    assert_eq!(records(body, &items), vec!["{\n  \"pretty\": true\n}"]);
+
+    // Fluent Bit's json_lines arrives as application/json.
+    let body = b"{\"date\":1.5,\"log\":\"x\"}\n{\"date\":2.5,\"log\":\"y\"}\n";
+    let items = split(Framing::Json, body, &settings()).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1].time, Some((2, 500_000_000)));
+
+    let e = split(Framing::Json, b"[{\"a\":1},", &settings()).unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(split(Framing::Json, b"  \n", &settings()).unwrap().is_empty());
+}
+
+#[test]
+fn too_many_records_is_a_413() {
+    let s = ProxySettings {
+        max_records: 2,
+        ..settings()
+    };
+    let e = split(Framing::Lines, b"{}\n{}\n{}\n", &s).unwrap_err();
+    assert_eq!(e.status, 413);
+    let e = split(Framing::Json, b"[{},{},{}]", &s).unwrap_err();
+    assert_eq!(e.status, 413);
+    assert_eq!(split(Framing::Lines, b"{}\n{}\n", &s).unwrap().len(), 2);
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn bodies_are_decoded_within_the_limit() {
+    let text = b"{\"log\":\"hello\"}\n".repeat(100);
+    assert_eq!(decode(Some("gzip"), gzip(&text), 1 << 20).unwrap(), text);
+    let zstd = ruzstd::encoding::compress_to_vec(&text[..], ruzstd::encoding::CompressionLevel::Fastest);
+    assert_eq!(decode(Some("zstd"), zstd, 1 << 20).unwrap(), text);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&text).unwrap();
+    assert_eq!(
+        decode(Some("deflate"), z.finish().unwrap(), 1 << 20).unwrap(),
+        text
+    );
+    assert_eq!(decode(None, text.clone(), 1 << 20).unwrap(), text);
+
+    // A small gzip that inflates past the limit (a zip bomb) stops at the limit.
+    let bomb = gzip(&vec![b'a'; 4 << 20]);
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(decode(Some("gzip"), bomb, 1 << 20).unwrap_err().status, 413);
+    assert_eq!(decode(None, vec![b' '; 11], 10).unwrap_err().status, 413);
+
+    let e = decode(Some("gzip"), b"not gzip".to_vec(), 1 << 20).unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("gzip"), "{}", e.message);
+    assert_eq!(decode(Some("br"), text, 1 << 20).unwrap_err().status, 415);
+}
+
+#[test]
+fn times_in_the_formats_agents_send() {
+    let t = |v: Value| parse_time(&v);
+    // Fluent Bit json_date_format: double (default), epoch, epoch_ms, iso8601, java_sql_timestamp.
+    assert_eq!(t(json!(1700000000.123456)), Some((1_700_000_000, 123_456_000)));
+    assert_eq!(t(json!(1700000000)), Some((1_700_000_000, 0)));
+    assert_eq!(t(json!(1700000000123u64)), Some((1_700_000_000, 123_000_000)));
+    assert_eq!(
+        t(json!("2023-11-14T22:13:20.123456Z")),
+        Some((1_700_000_000, 123_456_000))
+    );
+    assert_eq!(
+        t(json!("2023-11-14 22:13:20.123456")),
+        Some((1_700_000_000, 123_456_000))
+    );
+    // Vector: RFC 3339 with nanoseconds, unix_us, unix_ns; offsets.
+    assert_eq!(
+        t(json!("2023-11-14T22:13:20.123456789Z")),
+        Some((1_700_000_000, 123_456_789))
+    );
+    assert_eq!(t(json!(1700000000123456u64)), Some((1_700_000_000, 123_456_000)));
+    assert_eq!(
+        t(json!(1700000000123456789u64)),
+        Some((1_700_000_000, 123_456_789))
+    );
+    assert_eq!(t(json!("2023-11-15T00:13:20+02:00")), Some((1_700_000_000, 0)));
+    assert_eq!(t(json!("1700000000.5")), Some((1_700_000_000, 500_000_000)));
+    assert_eq!(t(json!(1.7e9)), Some((1_700_000_000, 0)));
+    for bad in [json!("yesterday"), json!(-5), json!(null), json!({}), json!(true)] {
+        assert_eq!(t(bad.clone()), None, "{bad}");
+    }
+}
+
+#[test]
+fn the_first_listed_time_key_wins_and_unreadable_ones_are_skipped() {
+    let keys: Vec<String> = DEFAULT_TIME_KEYS.iter().map(|k| k.to_string()).collect();
+    let scan = |s: &str| scan_time(s.as_bytes(), &keys).unwrap();
+    assert_eq!(
+        scan(r#"{"time":"2023-11-14T22:13:20Z","date":1.0}"#),
+        Some((1, 0))
+    );
+    assert_eq!(
+        scan(r#"{"date":"n/a","time":"2023-11-14T22:13:20Z"}"#),
+        Some((1_700_000_000, 0))
+    );
+    assert_eq!(scan(r#"{"log":"x","nested":{"date":5}}"#), None);
+    assert_eq!(scan(r#"[1,2]"#), None);
+    assert!(scan_time(br#"{"a":1} {"b":2}"#, &keys).is_err());
+}
+
+#[test]
+fn proxy_settings_are_read_and_checked() {
+    let s = ProxySettings::from_config(
+        r#"{"stream_name":"s","proxy":{"max_records":"50","tag_header":"FLUENT-TAG","time_keys":"ts, date"}}"#,
+    )
+    .unwrap();
+    assert_eq!(s.max_records, 50);
+    assert_eq!(s.tag_header, "fluent-tag");
+    assert_eq!(s.time_keys, vec!["ts", "date"]);
+    assert_eq!(
+        ProxySettings::from_config(r#"{"stream_name":"s"}"#).unwrap(),
+        settings()
+    );
+    for (text, field) in [
+        (r#"{"proxy":{"max_records":0}}"#, "proxy.max_records"),
+        (r#"{"proxy":{"tag_header":"a b"}}"#, "proxy.tag_header"),
+        (r#"{"proxy":{"time_keys":5}}"#, "proxy.time_keys"),
+        (r#"{"proxy":{"colour":"red"}}"#, "proxy.colour"),
+        (r#"{"proxy":[]}"#, "proxy"),
+    ] {
+        assert_eq!(
+            ProxySettings::from_config(text).unwrap_err().field,
+            field,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_proxy_deadline_defaults_below_agent_timeouts() {
+    let v: Value = serde_json::from_str(&proxy_sink_config(r#"{"stream_name":"s"}"#)).unwrap();
+    assert_eq!(v["put_deadline"], json!(PROXY_PUT_DEADLINE_SECS));
+    let v: Value = serde_json::from_str(&proxy_sink_config(r#"{"put_deadline":5}"#)).unwrap();
+    assert_eq!(v["put_deadline"], json!(5));
+    assert_eq!(proxy_sink_config("nope"), "nope");
+}
+
+fn item(line: usize) -> Item {
+    Item {
+        line,
+        start: 0,
+        end: 0,
+        time: None,
+    }
+}
+
+fn delivered() -> Outcome {
+    Outcome::Delivered {
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: "1".into(),
+    }
+}
+
+fn failed(code: &str) -> Outcome {
+    Outcome::Failed {
+        code: code.into(),
+        message: "slow down".into(),
+        attempts: 9,
+    }
+}
+
+fn rejected() -> Outcome {
+    Outcome::Rejected(Rejected {
+        kind: RejectionKind::NoPartitionKey,
+        message: "no user_id".into(),
+    })
+}
+
+fn answer(outcomes: Vec<Outcome>) -> (u16, Value, Option<String>) {
+    let items: Vec<Item> = (1..=outcomes.len()).map(item).collect();
+    let reply = outcome_reply(&items, &outcomes);
+    let retry = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k == "retry-after")
+        .map(|(_, v)| v.clone());
+    (reply.status, serde_json::from_slice(&reply.body).unwrap(), retry)
+}
+
+#[test]
+fn all_delivered_is_200() {
+    let (status, body, retry) = answer(vec![delivered(), delivered()]);
+    assert_eq!((status, retry), (200, None));
+    assert_eq!(body, json!({"delivered": 2, "failed": 0, "rejected": 0}));
+    assert_eq!(answer(vec![]).0, 200);
+}
+
+#[test]
+fn a_partial_delivery_is_a_2xx_agents_do_not_resend_with_the_lines_not_stored() {
+    let (status, body, retry) = answer(vec![
+        delivered(),
+        failed("ProvisionedThroughputExceededException"),
+        rejected(),
+    ]);
+    // Inside Fluent Bit's 200-205 and Vector's 2xx success range: no agent re-sends it.
+    assert_eq!((status, retry), (202, None));
+    assert_eq!(body["delivered"], 1);
+    let lines = body["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["line"], 2);
+    assert_eq!(lines[0]["outcome"], "failed");
+    assert_eq!(lines[0]["code"], "ProvisionedThroughputExceededException");
+    assert_eq!(lines[1]["outcome"], "rejected");
+    assert_eq!(lines[1]["code"], "NoPartitionKey");
+}
+
+#[test]
+fn nothing_stored_and_something_failed_is_a_503_to_retry() {
+    let (status, body, retry) = answer(vec![failed("ProvisionedThroughputExceededException"), rejected()]);
+    assert_eq!((status, retry.as_deref()), (503, Some("1")));
+    assert!(body["note"].as_str().unwrap().contains("no duplicates"));
+    let (status, _, retry) = answer(vec![failed("NetworkError")]);
+    assert_eq!((status, retry.as_deref()), (503, Some("5")));
+}
+
+#[test]
+fn only_rejections_is_a_422() {
+    let (status, body, retry) = answer(vec![rejected(), rejected()]);
+    assert_eq!((status, retry), (422, None));
+    assert_eq!(body["rejected"], 2);
+}
+
+#[test]
+fn lines_become_records() {
+    assert_eq!(line_to_record(r#"{"a":1}"#), br#"{"a":1}"#.to_vec());
+    assert_eq!(
+        line_to_record("plain text"),
+        br#"{"message":"plain text"}"#.to_vec()
+    );
+    assert_eq!(line_to_record("[1]"), br#"{"message":"[1]"}"#.to_vec());
+    assert_eq!(
+        line_to_record(r#"{"broken":"#),
+        br#"{"message":"{\"broken\":"}"#.to_vec()
+    );
+}
