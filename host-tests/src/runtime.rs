@@ -66,6 +66,8 @@ pub struct InstanceOptions {
     pub dirs: Vec<(PathBuf, String)>,
     /// How long a credential process may run.
     pub process_timeout: Duration,
+    /// Send the guest's stderr to this process's stderr instead of keeping it.
+    pub inherit_stderr: bool,
 }
 
 impl InstanceOptions {
@@ -76,6 +78,7 @@ impl InstanceOptions {
             endpoints: HashMap::new(),
             dirs: Vec::new(),
             process_timeout: Duration::from_secs(30),
+            inherit_stderr: false,
         }
     }
 
@@ -252,7 +255,8 @@ async fn read_request(
     Ok((parts, headers, body))
 }
 
-fn full_body(body: Vec<u8>) -> WasiBody {
+/// A whole body, as the harness hands requests and responses to wasmtime-wasi-http.
+pub fn full_body(body: Vec<u8>) -> WasiBody {
     Full::new(Bytes::from(body))
         .map_err(|never| match never {})
         .boxed_unsync()
@@ -357,24 +361,7 @@ impl Runtime {
 
     /// A fresh instance set up by `options`.
     pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let mut builder = WasiCtx::builder();
-        builder.envs(&options.env).stderr(stderr.clone());
-        for (host, guest) in &options.dirs {
-            builder
-                .preopened_dir(host, guest, FsPerms::ReadOnly)
-                .map_err(|e| anyhow!("granting {}: {e}", host.display()))?;
-        }
-        let ctx = Ctx {
-            table: ResourceTable::new(),
-            wasi: builder.build(),
-            http: WasiHttpCtx::new(),
-            hooks: Hooks {
-                upstream: options.upstream,
-                endpoints: options.endpoints,
-            },
-            process_timeout: options.process_timeout,
-        };
+        let (ctx, stderr) = new_ctx(options)?;
         let mut store = Store::new(&self.engine, ctx);
         let sink = self
             .pre
@@ -383,6 +370,139 @@ impl Runtime {
             .map_err(|e| anyhow!("instantiating: {e}"))?;
         Ok(Instance { store, sink, stderr })
     }
+}
+
+/// A store's data set up by `options`, and the pipe that keeps the guest's stderr.
+fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+    let mut builder = WasiCtx::builder();
+    builder.envs(&options.env);
+    if options.inherit_stderr {
+        builder.inherit_stderr();
+    } else {
+        builder.stderr(stderr.clone());
+    }
+    for (host, guest) in &options.dirs {
+        builder
+            .preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| anyhow!("granting {}: {e}", host.display()))?;
+    }
+    let ctx = Ctx {
+        table: ResourceTable::new(),
+        wasi: builder.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Hooks {
+            upstream: options.upstream,
+            endpoints: options.endpoints,
+        },
+        process_timeout: options.process_timeout,
+    };
+    Ok((ctx, stderr))
+}
+
+/// The `proxy` world compiled and pre-linked: one fresh instance per request, as
+/// `wasmtime serve` does.
+#[derive(Clone)]
+pub struct ProxyRuntime {
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<Ctx>,
+}
+
+/// A response body as wasmtime-wasi-http produces it.
+pub type ProxyBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+impl ProxyRuntime {
+    /// Compile the proxy component at `path` and link it against WASI and wasi:http.
+    pub fn load(path: &Path) -> Result<ProxyRuntime> {
+        let engine = Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "reading the proxy component {} (build it with `make component`)",
+                path.display()
+            )
+        })?;
+        let component =
+            Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
+        let mut linker = Linker::<Ctx>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("linking: {e}"))?;
+        let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+            .map_err(|e| anyhow!("{path:?} is not a wasi:http proxy component: {e}"))?;
+        Ok(ProxyRuntime { pre })
+    }
+
+    /// One proxy runtime per process, from [`proxy_component_path`].
+    pub fn shared() -> &'static ProxyRuntime {
+        static RUNTIME: OnceLock<ProxyRuntime> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| ProxyRuntime::load(&proxy_component_path()).unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// Answer one request with a fresh instance set up by `options`. A trap becomes a 500.
+    pub async fn handle<B>(
+        &self,
+        options: &InstanceOptions,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<ProxyBody>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        let (ctx, stderr) = new_ctx(options.clone())?;
+        let mut store = Store::new(self.pre.engine(), ctx);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| anyhow!("{e}"))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| anyhow!("{e}"))?;
+        let pre = self.pre.clone();
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Ok(error_response(&format!(
+                "the component answered an error: {code:?}"
+            ))),
+            Err(_) => {
+                let why = match task.await {
+                    Ok(Ok(())) => "the component never answered".to_string(),
+                    Ok(Err(e)) => format!("the component trapped: {e:?}"),
+                    Err(e) => format!("the component's task failed: {e}"),
+                };
+                let guest = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                eprintln!("kinesis-ship: {why}\n{guest}");
+                Ok(error_response(&why))
+            }
+        }
+    }
+}
+
+/// A 500 with a JSON error.
+fn error_response(message: &str) -> hyper::Response<ProxyBody> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    hyper::Response::builder()
+        .status(500)
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid response")
 }
 
 /// One instance of the component.

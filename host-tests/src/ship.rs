@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::runtime::{
     Event, Instance, InstanceOptions, Outcome, RejectionKind, Runtime, SinkHandle, Timestamp, Upstream,
@@ -22,7 +22,7 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// The environment handed to the component: every `AWS_*` variable (region, credentials, web
 /// identity, container credentials, profiles) and `HOME` (for `~/.aws`).
-fn component_env() -> Vec<(String, String)> {
+pub fn component_env() -> Vec<(String, String)> {
     std::env::vars()
         .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME")
         .collect()
@@ -30,7 +30,7 @@ fn component_env() -> Vec<(String, String)> {
 
 /// Files the component may need to read: token files, shared AWS files, `{"file": …}` secrets.
 /// Their folders are granted read-only, at the same paths, with the folders given by `--allow-dir`.
-fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf]) -> Vec<PathBuf> {
+pub fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf]) -> Vec<PathBuf> {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| PathBuf::from(v));
     let mut files: Vec<PathBuf> = [
         "AWS_WEB_IDENTITY_TOKEN_FILE",
@@ -299,16 +299,41 @@ impl Summary {
     }
 }
 
-/// Turn an input line into a record: a JSON object as it is, anything else as `{"message": line}`.
-pub fn line_to_record(line: &str) -> Vec<u8> {
-    match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(_)) => line.as_bytes().to_vec(),
-        _ => {
-            let mut m = Map::new();
-            m.insert("message".to_string(), Value::String(line.to_string()));
-            serde_json::to_vec(&Value::Object(m)).expect("serialises")
+/// Turn an input line into a record: a JSON object as it is, anything else as `{"message": line}`
+/// (the same rule as the command world's).
+pub use kinesis_output::ingest::line_to_record;
+
+/// `kinesis-ship env`: the environment variables that configure the proxy and command worlds
+/// like `config` (the component's settings; `buffer` is this host's and is left out). One
+/// variable per setting, or with `single` the whole document as `KINESIS_OUTPUT_CONFIG`. `shell`
+/// quotes each line for `export` in a POSIX shell; otherwise the lines suit an env file
+/// (`docker --env-file`, `systemd`'s `EnvironmentFile`).
+pub fn env_lines(config: &Value, single: bool, shell: bool) -> Result<String> {
+    let mut map = match config {
+        Value::Object(m) => m.clone(),
+        _ => bail!("the configuration must be a mapping of settings"),
+    };
+    map.remove("buffer");
+    let vars = if single {
+        vec![(
+            kinesis_output::envconfig::CONFIG_VAR.to_string(),
+            Value::Object(map).to_string(),
+        )]
+    } else {
+        kinesis_output::envconfig::to_variables(&map).map_err(|e| anyhow!("{}: {}", e.field, e.message))?
+    };
+    let mut out = String::new();
+    for (name, value) in vars {
+        if shell {
+            out.push_str(&format!("export {name}='{}'\n", value.replace('\'', "'\\''")));
+        } else {
+            if value.contains('\n') {
+                bail!("{name}: a value with a line break cannot go in an env file; use --shell");
+            }
+            out.push_str(&format!("{name}={value}\n"));
         }
     }
+    Ok(out)
 }
 
 /// The command-line options.
@@ -385,7 +410,7 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+pub fn usage(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(UsageError(e.to_string()))
 }
 

@@ -498,3 +498,432 @@ fn aggregated_records_deaggregate_with_the_official_library() {
     let want = multiset(lines.iter().map(|l| expected(l)));
     assert!(got == want, "the user records differ from the input");
 }
+
+// ---- The proxy and command worlds in hosts nobody here wrote: the wasmtime CLI and jco ----
+
+/// A server process (and its children: `jco serve` starts a second node), stopped on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    /// Processes whose command line contains this are stopped too (`jco serve` starts its
+    /// worker in a process group of its own).
+    also_stop: Option<String>,
+}
+
+impl Server {
+    /// Start `cmd` in its own process group and wait (bounded) until `GET /health` answers 200.
+    fn start(mut cmd: Command, addr: String) -> Server {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the host starts");
+        let mut server = Server {
+            child,
+            addr,
+            also_stop: None,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&mut self) {
+        for _ in 0..240 {
+            if let Ok((200, _)) = http(&self.addr, "GET", "/health", &[], b"") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!("the host exited ({status}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("the host did not answer /health within 60 s");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pattern) = &self.also_stop {
+            for signal in ["-TERM", "-KILL"] {
+                for pid in processes_matching(pattern) {
+                    let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
+                }
+                for _ in 0..50 {
+                    if processes_matching(pattern).is_empty() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+/// The processes whose command line contains `pattern`.
+fn processes_matching(pattern: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(pattern))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A free port on 127.0.0.1 (released for the host to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request; the status and the body as text.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Run `cmd` with `stdin`, bounded in time; exit code and stderr.
+fn run_bounded(mut cmd: Command, stdin: &[u8]) -> (i32, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the host starts");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    for _ in 0..1200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let text = reader.join().unwrap();
+            assert!(!text.contains(SECRET_VALUE), "secret in output: {text}");
+            return (status.code().unwrap_or(-1), text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("the command did not finish within 120 s");
+}
+
+const KEY_ID_VALUE: &str = "AKIDINTEGRATION";
+const SECRET_VALUE: &str = "integration-secret-value";
+
+fn wasmtime_cli() -> PathBuf {
+    let path = root().join(".tools/wasmtime/wasmtime_cli/wasmtime");
+    assert!(
+        path.is_file(),
+        "the wasmtime CLI is not installed: run `make tools`"
+    );
+    path
+}
+
+fn jco() -> PathBuf {
+    let path = root().join(".tools/node/node_modules/.bin/jco");
+    assert!(path.is_file(), "jco is not installed: run `make tools`");
+    path
+}
+
+/// Kubernetes-style lines, numbered from `from`.
+fn lines(from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| {
+            json!({"log": format!("GET /api/{i} 200 ✓"), "stream": "stdout", "pod": format!("web-{}", i % 5),
+                   "date": 1_700_000_000.25 + i as f64})
+            .to_string()
+        })
+        .collect()
+}
+
+fn ndjson(lines: &[String]) -> Vec<u8> {
+    lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect()
+}
+
+fn site_config(k: &Kinesalite) -> Value {
+    json!({
+        "stream_name": k.stream,
+        "region": "us-east-1",
+        "endpoint": format!("http://127.0.0.1:{}", k.port),
+        "partition_key": "pod",
+        "aws_key_id": KEY_ID_VALUE,
+        "aws_sec_key": {"env": "KINESIS_SECRET"},
+    })
+}
+
+/// `wasmtime serve` hosts the proxy world and `wasmtime run` the command world, both the
+/// official prebuilt CLI; the proxy's configuration is the logging-operator example converted
+/// by `kinesis-ship env`.
+#[test]
+fn the_wasmtime_cli_serves_the_proxy_world_and_runs_the_command_world() {
+    let k = Kinesalite::start("example-stream-name");
+    let dir = temp_dir("wasmtime-cli");
+
+    // The seed's example, with the emulator's endpoint, as environment variables.
+    let spec = std::fs::read_to_string(root().join("examples/logging-operator-output.yaml"))
+        .unwrap()
+        .replace(
+            "    region: us-east-1\n",
+            &format!(
+                "    region: us-east-1\n    endpoint: http://127.0.0.1:{}\n    partition_key: pod\n",
+                k.port
+            ),
+        );
+    std::fs::write(dir.join("output.yaml"), spec).unwrap();
+    let out = Command::new(SHIP)
+        .args(["env", "--config", dir.join("output.yaml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let vars = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        vars.contains("KINESIS_OUTPUT_STREAM_NAME=example-stream-name\n"),
+        "{vars}"
+    );
+    assert!(
+        vars.contains("KINESIS_OUTPUT_FORMAT={\"type\":\"json\"}\n"),
+        "{vars}"
+    );
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(wasmtime_cli());
+    cmd.args(["serve", "-S", "cli", "-S", "http", "--addr", &addr]);
+    for line in vars.lines() {
+        cmd.args(["--env", line]);
+    }
+    cmd.args(["--env", &format!("AWS_ACCESS_KEY_ID={KEY_ID_VALUE}")])
+        .args(["--env", &format!("AWS_SECRET_ACCESS_KEY={SECRET_VALUE}")])
+        .arg(host_tests::runtime::proxy_component_path());
+    let server = Server::start(cmd, addr);
+    let sent = lines(0, 300);
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-ndjson"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gzip(&ndjson(&sent)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\":300"), "{body}");
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-ndjson")],
+        b"{\"pod\":\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    drop(server);
+
+    // The command world: a configuration file in a granted folder, stdin, and one line too
+    // large (exit status 1, the line named).
+    let mut config = site_config(&k);
+    config["stream_name"] = json!("example-stream-name");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut more = lines(300, 100);
+    more.push(json!({"pod": "big", "log": "x".repeat(1_100_000)}).to_string());
+    let mut cmd = Command::new(wasmtime_cli());
+    cmd.args([
+        "run",
+        "-S",
+        "http",
+        "--dir",
+        &format!("{}::/config", dir.display()),
+    ])
+    .args(["--env", &format!("KINESIS_SECRET={SECRET_VALUE}")])
+    .arg(host_tests::runtime::command_component_path())
+    .arg("/config/config.json");
+    let (code, stderr) = run_bounded(cmd, &ndjson(&more));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("line 101: rejected TooLarge"), "{stderr}");
+    assert!(
+        stderr.contains("101 lines: 100 delivered, 0 failed, 1 rejected"),
+        "{stderr}"
+    );
+
+    let expected = multiset(sent.iter().chain(&more[..100]).map(|l| expected(l)));
+    assert_eq!(multiset(k.read()), expected);
+}
+
+/// jco transpiles both worlds to JavaScript and runs them on Node: `jco serve` for the proxy,
+/// `jco run` for the command; configuration through the process environment.
+#[test]
+fn jco_serves_the_proxy_world_and_runs_the_command_world() {
+    let k = Kinesalite::start("it-jco");
+    let dir = temp_dir("jco");
+    let config = site_config(&k).to_string();
+    let addr_port = free_port();
+    let mut cmd = Command::new(jco());
+    cmd.args(["serve", "--host", "127.0.0.1", "--port", &addr_port.to_string()])
+        .args(["--jco-dir", dir.join("serve").to_str().unwrap()])
+        .arg(host_tests::runtime::proxy_component_path())
+        .env("KINESIS_OUTPUT_CONFIG", &config)
+        .env("KINESIS_SECRET", SECRET_VALUE);
+    let mut server = Server::start(cmd, format!("127.0.0.1:{addr_port}"));
+    let jco_dir = dir.join("serve").to_string_lossy().into_owned();
+    server.also_stop = Some(jco_dir.clone());
+    let sent = lines(0, 200);
+    // Fluent Bit's framing: json_lines under application/json.
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+            ("User-Agent", "Fluent-Bit"),
+        ],
+        &gzip(&ndjson(&sent)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\":200"), "{body}");
+    drop(server);
+    assert_eq!(
+        processes_matching(&jco_dir),
+        Vec::<u32>::new(),
+        "jco's worker still runs"
+    );
+
+    let more = lines(200, 50);
+    let mut cmd = Command::new(jco());
+    cmd.arg("run")
+        .arg(host_tests::runtime::command_component_path())
+        .env("KINESIS_OUTPUT_CONFIG", &config)
+        .env("KINESIS_SECRET", SECRET_VALUE);
+    let (code, stderr) = run_bounded(cmd, &ndjson(&more));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("50 lines: 50 delivered"), "{stderr}");
+
+    let expected = multiset(sent.iter().chain(&more).map(|l| expected(l)));
+    assert_eq!(multiset(k.read()), expected);
+}
+
+/// `kinesis-ship serve` hosts the proxy world with this repository's harness, configured by a
+/// logging-operator YAML file as it is.
+#[test]
+fn kinesis_ship_serves_the_proxy_world() {
+    let k = Kinesalite::start("it-serve");
+    let dir = temp_dir("serve");
+    let yaml = format!(
+        "spec:\n  kinesisStream:\n    stream_name: it-serve\n    region: us-east-1\n    endpoint: http://127.0.0.1:{}\n    partition_key: pod\n    format:\n      type: json\n",
+        k.port
+    );
+    std::fs::write(dir.join("output.yaml"), yaml).unwrap();
+    let mut child = Command::new(SHIP)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            dir.join("output.yaml").to_str().unwrap(),
+        ])
+        .env(
+            "KINESIS_OUTPUT_PROXY_WASM",
+            host_tests::runtime::proxy_component_path(),
+        )
+        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("no address: {first:?}")
+        })
+        .to_string();
+    let server = Server {
+        child,
+        addr,
+        also_stop: None,
+    };
+    let sent = lines(0, 120);
+    let array = serde_json::to_vec(
+        &sent
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/json")],
+        &array,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(&server.addr, "DELETE", "/", &[], b"").unwrap();
+    assert_eq!(status, 405);
+    drop(server);
+    assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
+}
