@@ -1059,6 +1059,183 @@ mod proxy {
         assert!(every_status.contains(&202), "{every_status:?}");
     }
 
+    fn example(path: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    /// An example's proxy settings, pointed at the fake.
+    fn example_config(path: &str) -> String {
+        let mut cfg: serde_json::Value = serde_json::from_str(&example(path)).unwrap();
+        cfg["stream_name"] = json!(STREAM);
+        cfg["endpoint"] = json!("http://kinesis.test:4567");
+        cfg["aws_key_id"] = json!(KEY_ID);
+        cfg["aws_sec_key"] = json!(SECRET);
+        cfg.to_string()
+    }
+
+    /// A Kubernetes record as the agents' kubernetes enrichment shapes it.
+    fn k8s_record(i: usize) -> serde_json::Value {
+        json!({"log": format!("GET /api/{i} 200"), "stream": "stdout",
+               "kubernetes": {"pod_name": format!("web-{}", i % 3), "namespace_name": "shop"}})
+    }
+
+    /// The requests Fluent Bit makes with `examples/fluent-bit/fluent-bit.yaml`, built from that
+    /// file's `http` output settings, are taken by the proxy with `kinesis.json` beside it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_fluent_bit_example_sends_what_the_proxy_takes() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&example("fluent-bit/fluent-bit.yaml")).unwrap();
+        let output = &doc["pipeline"]["outputs"][0];
+        let get = |k: &str| output[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
+        assert_eq!(get("name"), "http");
+        assert_eq!(get("format"), "json_lines");
+        // Fluent Bit's date formats, as it writes them for 2023-11-14T22:13:20.123456Z.
+        let date = match get("json_date_format").as_str() {
+            "double" => json!(1700000000.123456),
+            "epoch" => json!(1700000000),
+            "epoch_ms" => json!(1700000000123u64),
+            "iso8601" => json!("2023-11-14T22:13:20.123456Z"),
+            "java_sql_timestamp" => json!("2023-11-14 22:13:20.123456"),
+            other => panic!("unknown json_date_format {other}"),
+        };
+        let mut body = String::new();
+        for i in 0..6 {
+            // The date key comes first, then the record.
+            let mut record = serde_json::Map::new();
+            record.insert(get("json_date_key"), date.clone());
+            record.extend(k8s_record(i).as_object().unwrap().clone());
+            body.push_str(&serde_json::Value::Object(record).to_string());
+            body.push('\n');
+        }
+        assert_eq!(get("compress"), "gzip");
+        let tag_header = get("header_tag");
+        let headers = [
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("user-agent", "Fluent-Bit"),
+            (
+                tag_header.as_str(),
+                "kube.var.log.containers.web-0_shop_app-1.log",
+            ),
+        ];
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&example_config("fluent-bit/kinesis.json")).unwrap();
+        cfg["inject"] = json!({"tag_key": "tag", "time_key": "event_time"});
+        let fake = fake();
+        let (status, _, answer) = post(&fake, &cfg.to_string(), &headers, gzip(body.as_bytes())).await;
+        assert_eq!(status, 200, "{answer}");
+        let stored = stored_json(&fake);
+        assert_eq!(stored.len(), 6);
+        assert_eq!(stored[0]["tag"], "kube.var.log.containers.web-0_shop_app-1.log");
+        assert_eq!(stored[0]["event_time"], "2023-11-14T22:13:20.123456000+0000");
+        let keys: Vec<_> = fake.stored().iter().map(|s| s.partition_key.clone()).collect();
+        assert_eq!(keys, vec!["web-0", "web-1", "web-2", "web-0", "web-1", "web-2"]);
+    }
+
+    /// Likewise for Vector's `http` sink with `examples/vector/vector.yaml`.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_vector_example_sends_what_the_proxy_takes() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&example("vector/vector.yaml")).unwrap();
+        let sink = &doc["sinks"]["kinesis"];
+        assert_eq!(sink["type"].as_str(), Some("http"));
+        assert_eq!(sink["encoding"]["codec"].as_str(), Some("json"));
+        let content_type = match sink["framing"]["method"].as_str() {
+            Some("newline_delimited") => "application/x-ndjson",
+            other => panic!("framing {other:?}"),
+        };
+        let records: Vec<serde_json::Value> = (0..6)
+            .map(|i| {
+                let mut r = k8s_record(i);
+                r["message"] = r["log"].take();
+                r["timestamp"] = json!("2023-11-14T22:13:20.123456789Z");
+                r["source_type"] = json!("kubernetes_logs");
+                r
+            })
+            .collect();
+        let ndjson: String = records.iter().map(|r| format!("{r}\n")).collect();
+        let encoding = sink["compression"].as_str().unwrap();
+        let body = match encoding {
+            "zstd" => ruzstd::encoding::compress_to_vec(
+                ndjson.as_bytes(),
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+            "gzip" => gzip(ndjson.as_bytes()),
+            other => panic!("compression {other}"),
+        };
+        let mut headers: Vec<(String, String)> = vec![
+            ("content-type".into(), content_type.into()),
+            ("content-encoding".into(), encoding.into()),
+        ];
+        for (k, v) in sink["request"]["headers"].as_mapping().unwrap() {
+            headers.push((k.as_str().unwrap().into(), v.as_str().unwrap().into()));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&example_config("vector/kinesis.json")).unwrap();
+        cfg["inject"] = json!({"tag_key": "tag", "time_key": "event_time"});
+        let fake = fake();
+        let (status, _, answer) = post(&fake, &cfg.to_string(), &headers, body).await;
+        assert_eq!(status, 200, "{answer}");
+        let stored = stored_json(&fake);
+        assert_eq!(stored.len(), 6);
+        assert_eq!(stored[0]["tag"], "vector.kubernetes");
+        assert_eq!(stored[0]["event_time"], "2023-11-14T22:13:20.123456789+0000");
+        assert_eq!(fake.stored()[1].partition_key, "web-1");
+
+        // Its health check.
+        let health = sink["healthcheck"]["uri"].as_str().unwrap();
+        let path = &health[health.find("/health").unwrap()..];
+        let env = [("KINESIS_OUTPUT_CONFIG", example_config("vector/kinesis.json"))];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, _) = request(&fake, &env, "GET", path, &[], vec![]).await;
+        assert_eq!(status, 200);
+    }
+
+    /// `examples/logging-operator-proxy.env` is what `kinesis-ship env` makes of the
+    /// logging-operator example, and the proxy takes it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_logging_operator_example_converts_to_proxy_variables() {
+        let spec = host_tests::ship::read_config(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/logging-operator-output.yaml"),
+        )
+        .unwrap();
+        let text = host_tests::ship::env_lines(&spec, false, false).unwrap();
+        assert_eq!(
+            text,
+            example("logging-operator-proxy.env"),
+            "regenerate the example"
+        );
+        let mut env: Vec<(String, String)> = text
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let fake = Arc::new(FakeKinesis::new("example-stream-name", KEY_ID, SECRET));
+        env.extend([
+            (
+                "KINESIS_OUTPUT_ENDPOINT".to_string(),
+                "http://kinesis.test:4567".to_string(),
+            ),
+            ("AWS_ACCESS_KEY_ID".to_string(), KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
+        ]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _, answer) =
+            request(&fake, &env, "POST", "/", &[], b"{\"log\":\"hello\"}".to_vec()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(fake.stored()[0].data, b"{\"log\":\"hello\"}\n");
+        // --single and --shell forms.
+        let single = host_tests::ship::env_lines(&spec, true, true).unwrap();
+        assert!(single.starts_with("export KINESIS_OUTPUT_CONFIG='{"), "{single}");
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn statuses_for_rejections_bad_bodies_and_other_requests() {
         let fake = fake();
