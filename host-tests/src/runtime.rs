@@ -313,6 +313,22 @@ fn world_path(variable: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist").join(file)
 }
 
+/// Compile the component at `path` in a new engine, with a linker holding WASI and wasi:http.
+fn compile(path: &Path) -> Result<(Engine, Component, Linker<Ctx>)> {
+    let engine = Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "reading the component {} (build it with `make component`)",
+            path.display()
+        )
+    })?;
+    let component = Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
+    let mut linker = Linker::<Ctx>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+    Ok((engine, component, linker))
+}
+
 /// An engine and the compiled, pre-linked component.
 pub struct Runtime {
     engine: Engine,
@@ -322,19 +338,7 @@ pub struct Runtime {
 impl Runtime {
     /// Compile the component at `path` and link it against WASI and wasi:http.
     pub fn load(path: &Path) -> Result<Runtime> {
-        let config = wasmtime::Config::new();
-        let engine = Engine::new(&config).map_err(|e| anyhow!("{e}"))?;
-        let bytes = std::fs::read(path).with_context(|| {
-            format!(
-                "reading the component {} (build it with `make component`)",
-                path.display()
-            )
-        })?;
-        let component =
-            Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
-        let mut linker = Linker::<Ctx>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        let (engine, component, mut linker) = compile(path)?;
         bindings::kinesis::output::host::add_to_linker::<Ctx, wasmtime::component::HasSelf<Ctx>>(
             &mut linker,
             |c| c,
@@ -413,18 +417,7 @@ pub type ProxyBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 impl ProxyRuntime {
     /// Compile the proxy component at `path` and link it against WASI and wasi:http.
     pub fn load(path: &Path) -> Result<ProxyRuntime> {
-        let engine = Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
-        let bytes = std::fs::read(path).with_context(|| {
-            format!(
-                "reading the proxy component {} (build it with `make component`)",
-                path.display()
-            )
-        })?;
-        let component =
-            Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
-        let mut linker = Linker::<Ctx>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        let (_, component, linker) = compile(path)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("linking: {e}"))?;
