@@ -505,6 +505,8 @@ fn aggregated_records_deaggregate_with_the_official_library() {
 struct Server {
     child: Child,
     addr: String,
+    /// Whether the child leads its own process group (then the whole group is stopped).
+    group: bool,
     /// Processes whose command line contains this are stopped too (`jco serve` starts its
     /// worker in a process group of its own).
     also_stop: Option<String>,
@@ -524,6 +526,7 @@ impl Server {
         let mut server = Server {
             child,
             addr,
+            group: true,
             also_stop: None,
         };
         server.wait_healthy();
@@ -550,15 +553,19 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        // Signals through the syscall, not the `kill` program: procps-ng 4.0.2's
+        // `kill -TERM -PGID` signalled every process on this machine.
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        if self.group {
+            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(pattern) = &self.also_stop {
-            for signal in ["-TERM", "-KILL"] {
+            for signal in [Signal::SIGTERM, Signal::SIGKILL] {
                 for pid in processes_matching(pattern) {
-                    let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
+                    let _ = kill(Pid::from_raw(pid as i32), signal);
                 }
                 for _ in 0..50 {
                     if processes_matching(pattern).is_empty() {
@@ -903,6 +910,7 @@ fn kinesis_ship_serves_the_proxy_world() {
     let server = Server {
         child,
         addr,
+        group: false,
         also_stop: None,
     };
     let sent = lines(0, 120);
