@@ -9,7 +9,9 @@ PYTOOLS := .tools/python/aws_kinesis_agg/__init__.py
 WASMTIME_CLI := .tools/wasmtime/wasmtime_cli/wasmtime
 LOGS := examples/logs/kubernetes.ndjson
 
-.PHONY: all build component host run test fmt-check clippy unit host-tests wasm-target tools logs clean
+JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
+
+.PHONY: all build component host run test bench floor fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -35,6 +37,19 @@ host:
 	@mkdir -p dist && cp target/host/kinesis-ship dist/kinesis-ship
 
 build: component host
+
+# The benchmark (not part of `make test`): the native core, the component, the floor, kinesis-ship
+# end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
+bench: component host tools floor $(JS_SDK)
+	$(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
+
+# The floor under the component's per-record cost, as a wasi:cli command.
+floor: wasm-target
+	$(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p sigv4-floor
+	@mkdir -p dist && cp $(GUEST_TARGET_DIR)/wasm32-wasip2/release/sigv4-floor.wasm dist/sigv4_floor.wasm
+
+$(JS_SDK): $(TOOLS)
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error @aws-sdk/client-kinesis@3.1143.0
 
 # Test tools go into the git-ignored .tools: kinesalite and jco (npm) in .tools/node, the
 # official KPL deaggregator aws-kinesis-agg (PyPI) in .tools/python, the official prebuilt

@@ -3,6 +3,7 @@
 //! and the reference host `kinesis-ship` ([`ship`], [`serve`] for the proxy world).
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod fake_kinesis;
 pub mod process;
 pub mod runtime;

@@ -48,6 +48,8 @@ pub enum Upstream {
     Network,
     /// An in-process fake Kinesis.
     Fake(Arc<FakeKinesis>),
+    /// Answers every PutRecords at once with success, checking nothing: for benchmarks.
+    Instant(Arc<crate::bench::InstantKinesis>),
 }
 
 /// An in-process endpoint (fake STS, IMDS, container credentials): method, path and query,
@@ -106,6 +108,34 @@ pub struct Ctx {
     http: WasiHttpCtx,
     hooks: Hooks,
     process_timeout: Duration,
+    memory: MemoryPeak,
+}
+
+/// Watches linear memory growth: the largest size any memory of the instance asked for.
+#[derive(Default)]
+struct MemoryPeak {
+    peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryPeak {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 struct Hooks {
@@ -176,6 +206,20 @@ impl WasiHttpHooks for Hooks {
             });
         }
         match &self.upstream {
+            Upstream::Instant(sink) => {
+                let sink = sink.clone();
+                Box::new(async move {
+                    let (_, _, body) = read_request(request).await?;
+                    let response = http::Response::builder()
+                        .status(200)
+                        .body(full_body(sink.answer(&body)))
+                        .expect("a valid response");
+                    Ok((
+                        response,
+                        Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>,
+                    ))
+                })
+            }
             Upstream::Network => Box::new(async move {
                 let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
                 Ok((
@@ -323,10 +367,15 @@ fn compile(path: &Path) -> Result<(Engine, Component, Linker<Ctx>)> {
         )
     })?;
     let component = Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
-    let mut linker = Linker::<Ctx>::new(&engine);
+    let linker = wasi_linker(&engine)?;
+    Ok((engine, component, linker))
+}
+
+fn wasi_linker(engine: &Engine) -> Result<Linker<Ctx>> {
+    let mut linker = Linker::<Ctx>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-    Ok((engine, component, linker))
+    Ok(linker)
 }
 
 /// An engine and the compiled, pre-linked component.
@@ -338,14 +387,21 @@ pub struct Runtime {
 impl Runtime {
     /// Compile the component at `path` and link it against WASI and wasi:http.
     pub fn load(path: &Path) -> Result<Runtime> {
-        let (engine, component, mut linker) = compile(path)?;
+        let (engine, component, _) = compile(path)?;
+        Runtime::with_component(engine, &component)
+    }
+
+    /// Link a component already compiled in `engine` (compiled here, or deserialized from
+    /// precompiled code).
+    pub fn with_component(engine: Engine, component: &Component) -> Result<Runtime> {
+        let mut linker = wasi_linker(&engine)?;
         bindings::kinesis::output::host::add_to_linker::<Ctx, wasmtime::component::HasSelf<Ctx>>(
             &mut linker,
             |c| c,
         )
         .map_err(|e| anyhow!("{e}"))?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| anyhow!("linking: {e}"))?;
         let pre = bindings::SinkPre::new(pre).map_err(|e| anyhow!("{e}"))?;
         Ok(Runtime { engine, pre })
@@ -367,6 +423,7 @@ impl Runtime {
     pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
         let (ctx, stderr) = new_ctx(options)?;
         let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.memory);
         let sink = self
             .pre
             .instantiate_async(&mut store)
@@ -400,6 +457,7 @@ fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
             endpoints: options.endpoints,
         },
         process_timeout: options.process_timeout,
+        memory: MemoryPeak::default(),
     };
     Ok((ctx, stderr))
 }
@@ -538,6 +596,11 @@ impl Instance {
             .resource_drop_async(&mut self.store)
             .await
             .map_err(|e| anyhow!("dropping the sink: {e}"))
+    }
+
+    /// The largest linear memory the instance has grown to, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().memory.peak
     }
 
     /// What the guest wrote to stderr.

@@ -1,0 +1,627 @@
+//! `kinesis-bench`: `make bench`. Side by side in one run: the native core, the component in
+//! wasmtime, the floor (base64 + framing + SHA-256 in wasm), kinesis-ship end to end against a
+//! plain local sink, and the AWS SDK for JavaScript v3 against the same sink. Prints a
+//! Markdown table with ratios and writes it to `target/bench/results.md`.
+//!
+//! `kinesis-bench [--quick]`: `--quick` runs 10,000 records a workload once (a smoke test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use host_tests::bench::{self, cpu_time, median, records, rss_kib, InstantKinesis, NativePlatform, Workload};
+use host_tests::runtime::{Event, InstanceOptions, Outcome, Runtime, Timestamp, Upstream};
+use kinesis_output::Sink;
+
+/// Records handed to one `put`.
+const CHUNK: usize = 1000;
+/// Requests in flight, for us and the peer alike.
+const CONCURRENCY: usize = 4;
+
+struct Settings {
+    records: usize,
+    reps: usize,
+    soak_records: usize,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("kinesis-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only cpu|e2e|memory`: one section (sizes and instantiation always run).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let section = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // `--profile-native SIZE N`: only the native core on one workload, for callgrind.
+    if let Some(i) = args.iter().position(|a| a == "--profile-native") {
+        let size: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(200);
+        let n: usize = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        let w = Workload {
+            size,
+            partition_key: false,
+            gzip: false,
+            records: n,
+        };
+        let cpu = native_run(&w, &records(size, n))?;
+        println!(
+            "native: {:.2} µs CPU per record",
+            cpu.as_secs_f64() / n as f64 * 1e6
+        );
+        return Ok(());
+    }
+    let settings = if quick {
+        Settings {
+            records: 10_000,
+            reps: 1,
+            soak_records: 50_000,
+        }
+    } else {
+        Settings {
+            records: 100_000,
+            reps: 3,
+            soak_records: 1_000_000,
+        }
+    };
+    let out_dir = root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut report = String::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
+    };
+
+    say(format!(
+        "kinesis-bench: {} records a workload, median of {} run(s), {} requests in flight, {} records a put; CPU is user + system time of the whole process.\n",
+        settings.records, settings.reps, CONCURRENCY, CHUNK
+    ));
+
+    // Sizes and instantiation.
+    say("## Component\n".into());
+    say("| world | bytes | KiB |".into());
+    say("| --- | ---: | ---: |".into());
+    for (world, file) in [
+        ("sink", "kinesis_output.wasm"),
+        ("proxy", "kinesis_output_proxy.wasm"),
+        ("command", "kinesis_output_command.wasm"),
+    ] {
+        let bytes = std::fs::metadata(root().join("dist").join(file))
+            .with_context(|| format!("dist/{file}: run `make component`"))?
+            .len();
+        say(format!("| {world} | {bytes} | {:.0} |", bytes as f64 / 1024.0));
+    }
+    let inst = instantiation().await?;
+    say(format!(
+        "\nInstantiation: compile (Cranelift) {:.1} ms; deserialize precompiled code {:.2} ms; instantiate from `InstancePre` {:.1} µs; `open` {:.1} µs (medians).\n",
+        inst.compile.as_secs_f64() * 1e3,
+        inst.deserialize.as_secs_f64() * 1e3,
+        inst.instantiate.as_secs_f64() * 1e6,
+        inst.open.as_secs_f64() * 1e6,
+    ));
+
+    // The core natively, the component, the floor.
+    let runtime = Runtime::load(&host_tests::runtime::component_path())?;
+    let floor = Floor::load()?;
+    let mut workloads = Vec::new();
+    for size in [200, 1024, 10 * 1024] {
+        for gzip in [false, true] {
+            for partition_key in [false, true] {
+                workloads.push(Workload {
+                    size,
+                    partition_key,
+                    gzip,
+                    records: settings.records,
+                });
+            }
+        }
+    }
+    if section("cpu") {
+        say("## CPU per record: the core natively, in wasmtime, and the floor\n".into());
+        say("| workload | native µs | component µs | wasm/native throughput | floor µs (wasm) | component / floor | peak linear memory | largest request |".into());
+        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
+        for w in &workloads {
+            let data = records(w.size, w.records);
+            let native = repeat(settings.reps, w.records, || native_run(w, &data))?;
+            let mut component = Vec::new();
+            let mut memory = 0;
+            let mut largest = 0;
+            for _ in 0..settings.reps {
+                let (cpu, peak, big) = component_run(&runtime, w, &data).await?;
+                component.push(cpu);
+                memory = memory.max(peak);
+                largest = largest.max(big);
+            }
+            let component = per_record(&mut component, w.records);
+            let floor_us = if w.gzip {
+                None
+            } else {
+                let mut runs = Vec::new();
+                for _ in 0..settings.reps {
+                    runs.push(floor.run(w.size, w.records).await?);
+                }
+                Some(per_record(&mut runs, w.records))
+            };
+            say(format!(
+                "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} MiB | {:.2} MiB |",
+                w.name(),
+                native,
+                component,
+                native / component,
+                floor_us.map_or("".into(), |f| format!("{f:.2}")),
+                floor_us.map_or("".into(), |f| format!("{:.2}", component / f)),
+                memory as f64 / 1048576.0,
+                largest as f64 / 1048576.0,
+            ));
+        }
+    }
+
+    // End to end against a plain local sink, and the peer.
+    if section("e2e") {
+        say("\n## End to end: NDJSON file → kinesis-ship → local sink, and the AWS SDK for JavaScript v3 → the same sink\n".into());
+        let received = Arc::new(bench::sink::Received::default());
+        let addr = bench::sink::start(received.clone()).await?;
+        let endpoint = format!("http://{addr}");
+        let ship = ship_path()?;
+        let js = js_ready()?;
+        let idle = ship_idle_cpu(&ship, &out_dir, &endpoint)?;
+        say(format!(
+            "kinesis-ship's fixed cost (start, compile the component, empty input): {:.0} ms CPU.\n",
+            idle.as_secs_f64() * 1e3
+        ));
+        say("| workload | ours records/s | ours MB/s | ours µs CPU/record | ours µs CPU/record without the fixed cost | JS SDK records/s | JS SDK µs CPU/record | records/s ours/JS | CPU/record JS/ours |".into());
+        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
+        for w in workloads.iter().filter(|w| !w.gzip) {
+            let data = records(w.size, w.records);
+            let file = out_dir.join(format!("input-{}.ndjson", w.size));
+            let mut text = Vec::with_capacity(data.iter().map(|d| d.len() + 1).sum());
+            for d in &data {
+                text.extend_from_slice(d);
+                text.push(b'\n');
+            }
+            std::fs::write(&file, &text)?;
+            let mut ours_wall = Vec::new();
+            let mut ours_cpu = Vec::new();
+            let mut js_wall = Vec::new();
+            let mut js_cpu = Vec::new();
+            for _ in 0..settings.reps {
+                let before = received.records.load(Ordering::Relaxed);
+                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file)?;
+                let got = received.records.load(Ordering::Relaxed) - before;
+                if got != w.records as u64 {
+                    bail!(
+                        "the sink received {got} of {} records from kinesis-ship",
+                        w.records
+                    );
+                }
+                ours_wall.push(wall.as_secs_f64());
+                ours_cpu.push(cpu.as_secs_f64());
+                if let Some(js) = &js {
+                    let before = received.records.load(Ordering::Relaxed);
+                    let (wall, cpu) = js_run(js, w, &endpoint, &file)?;
+                    let got = received.records.load(Ordering::Relaxed) - before;
+                    if got != w.records as u64 {
+                        bail!("the sink received {got} of {} records from the JS SDK", w.records);
+                    }
+                    js_wall.push(wall.as_secs_f64());
+                    js_cpu.push(cpu.as_secs_f64());
+                }
+            }
+            let n = w.records as f64;
+            let wall = median(&mut ours_wall);
+            let cpu = median(&mut ours_cpu);
+            let ours_rps = n / wall;
+            let ours_us = cpu / n * 1e6;
+            let ours_net = (cpu - idle.as_secs_f64()).max(0.0) / n * 1e6;
+            let (js_rps, js_us) = if js_wall.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                (n / median(&mut js_wall), median(&mut js_cpu) / n * 1e6)
+            };
+            say(format!(
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2}× | {:.2}× |",
+                w.name(),
+                ours_rps,
+                text.len() as f64 / wall / 1e6,
+                ours_us,
+                ours_net,
+                js_rps,
+                js_us,
+                ours_rps / js_rps,
+                js_us / ours_us,
+            ));
+            let _ = std::fs::remove_file(&file);
+        }
+        if js.is_none() {
+            say("\n(the JS SDK is not installed: `make bench` installs it into .tools/node)".into());
+        }
+    }
+
+    // Host memory over a long run.
+    if section("memory") {
+        let (first, last, peak) = soak(&runtime, settings.soak_records).await?;
+        say(format!(
+        "\n## Memory over {} records through one instance\n\nHost RSS after the first 10%: {:.1} MiB; at the end: {:.1} MiB; peak: {:.1} MiB.",
+        settings.soak_records,
+        first as f64 / 1024.0,
+        last as f64 / 1024.0,
+        peak as f64 / 1024.0
+    ));
+    }
+
+    std::fs::write(out_dir.join("results.md"), &report)?;
+    println!("\n(written to target/bench/results.md)");
+    Ok(())
+}
+
+/// Median CPU µs per record over `reps` runs of `f` (which returns the CPU time for `n` records).
+fn repeat(reps: usize, n: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..reps {
+        runs.push(f()?);
+    }
+    Ok(per_record(&mut runs, n))
+}
+
+/// Median µs per record of CPU times for `n` records (`n == 0`: the median in seconds).
+fn per_record(runs: &mut [Duration], n: usize) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(|d| d.as_secs_f64()).collect();
+    let m = median(&mut v);
+    if n == 0 {
+        m
+    } else {
+        m / n as f64 * 1e6
+    }
+}
+
+fn events(data: &[Vec<u8>]) -> Vec<Event> {
+    data.iter()
+        .enumerate()
+        .map(|(i, d)| Event {
+            tag: "kube.var.log.containers.web".to_string(),
+            time: Timestamp {
+                seconds: 1_700_000_000 + i as i64,
+                nanoseconds: 0,
+            },
+            record: d.clone(),
+        })
+        .collect()
+}
+
+/// The core natively: CPU time for the workload.
+fn native_run(w: &Workload, data: &[Vec<u8>]) -> Result<Duration> {
+    let upstream = InstantKinesis::new();
+    let mut platform = NativePlatform::new(upstream.clone());
+    let config = w.config("http://kinesis.bench:4567", CONCURRENCY).to_string();
+    let mut sink = Sink::open(&config, &mut platform).map_err(|e| anyhow!("{e}"))?;
+    let started = cpu_time(false);
+    for chunk in data.chunks(CHUNK) {
+        let events: Vec<kinesis_output::Event<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, d)| kinesis_output::Event {
+                tag: "kube.var.log.containers.web",
+                seconds: 1_700_000_000 + i as i64,
+                nanoseconds: 0,
+                record: d,
+            })
+            .collect();
+        let report = sink.put(&events, &mut platform);
+        check_delivered(
+            report
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, kinesis_output::Outcome::Delivered { .. })),
+        )?;
+    }
+    let cpu = cpu_time(false) - started;
+    if upstream.records.load(Ordering::Relaxed) != w.records as u64 {
+        bail!("native: the upstream counted a different number of records");
+    }
+    Ok(cpu)
+}
+
+fn check_delivered(all: bool) -> Result<()> {
+    if all {
+        Ok(())
+    } else {
+        bail!("a benchmark record was not delivered")
+    }
+}
+
+/// The component: CPU time, peak linear memory, largest request.
+async fn component_run(
+    runtime: &Runtime,
+    w: &Workload,
+    data: &[Vec<u8>],
+) -> Result<(Duration, usize, usize)> {
+    let upstream = InstantKinesis::new();
+    let mut instance = runtime
+        .instantiate_with(InstanceOptions::new(Upstream::Instant(upstream.clone())))
+        .await?;
+    let config = w.config("http://kinesis.bench:4567", CONCURRENCY).to_string();
+    let sink = instance
+        .open(&config)
+        .await?
+        .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+    // Building the events (copies into the guest's list) is the host's part of every put.
+    let chunks: Vec<Vec<Event>> = data.chunks(CHUNK).map(events).collect();
+    let started = cpu_time(false);
+    for chunk in &chunks {
+        let report = instance.put(sink, chunk).await?;
+        check_delivered(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))))?;
+    }
+    let cpu = cpu_time(false) - started;
+    if upstream.records.load(Ordering::Relaxed) != w.records as u64 {
+        bail!("component: the upstream counted a different number of records");
+    }
+    Ok((
+        cpu,
+        instance.peak_memory(),
+        upstream.largest_request.load(Ordering::Relaxed),
+    ))
+}
+
+struct Instantiation {
+    compile: Duration,
+    deserialize: Duration,
+    instantiate: Duration,
+    open: Duration,
+}
+
+#[allow(unsafe_code)]
+async fn instantiation() -> Result<Instantiation> {
+    let bytes = std::fs::read(host_tests::runtime::component_path())?;
+    let engine = wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
+    let t = Instant::now();
+    let compiled = engine.precompile_component(&bytes).map_err(|e| anyhow!("{e}"))?;
+    let compile = t.elapsed();
+    let mut deserialize = Vec::new();
+    let mut component = None;
+    for _ in 0..20 {
+        let t = Instant::now();
+        // SAFETY: the bytes were produced just above by `precompile_component` of this engine.
+        let c = unsafe { wasmtime::component::Component::deserialize(&engine, &compiled) }
+            .map_err(|e| anyhow!("{e}"))?;
+        deserialize.push(t.elapsed());
+        component = Some(c);
+    }
+    let runtime = Runtime::with_component(engine, &component.expect("deserialized"))?;
+    let config = Workload {
+        size: 200,
+        partition_key: false,
+        gzip: false,
+        records: 0,
+    }
+    .config("http://kinesis.bench:4567", 1)
+    .to_string();
+    let mut instantiate = Vec::new();
+    let mut open = Vec::new();
+    for _ in 0..200 {
+        let options = InstanceOptions::new(Upstream::Instant(InstantKinesis::new()));
+        let t = Instant::now();
+        let mut instance = runtime.instantiate_with(options).await?;
+        instantiate.push(t.elapsed());
+        let t = Instant::now();
+        instance
+            .open(&config)
+            .await?
+            .map_err(|e| anyhow!("{}", e.message))?;
+        open.push(t.elapsed());
+    }
+    let med = |v: &mut Vec<Duration>| Duration::from_secs_f64(per_record(v, 0));
+    Ok(Instantiation {
+        compile,
+        deserialize: med(&mut deserialize),
+        instantiate: med(&mut instantiate),
+        open: med(&mut open),
+    })
+}
+
+/// The floor command component, run in this process's wasmtime.
+struct Floor {
+    engine: wasmtime::Engine,
+    pre: wasmtime_wasi::p2::bindings::CommandPre<FloorCtx>,
+}
+
+struct FloorCtx {
+    table: wasmtime::component::ResourceTable,
+    wasi: wasmtime_wasi::WasiCtx,
+}
+
+impl wasmtime_wasi::WasiView for FloorCtx {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Floor {
+    fn load() -> Result<Floor> {
+        let path = root().join("dist/sigv4_floor.wasm");
+        let engine = wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
+        let bytes = std::fs::read(&path).with_context(|| format!("{}: run `make bench`", path.display()))?;
+        let component = wasmtime::component::Component::new(&engine, &bytes).map_err(|e| anyhow!("{e}"))?;
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?;
+        let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| anyhow!("{e}"))?;
+        Ok(Floor { engine, pre })
+    }
+
+    /// CPU time of one run over `count` records of `size` bytes.
+    async fn run(&self, size: usize, count: usize) -> Result<Duration> {
+        let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(4096);
+        let wasi = wasmtime_wasi::WasiCtx::builder()
+            .args(&["sigv4-floor", &size.to_string(), &count.to_string()])
+            .stdout(stdout.clone())
+            .build();
+        let mut store = wasmtime::Store::new(
+            &self.engine,
+            FloorCtx {
+                table: wasmtime::component::ResourceTable::new(),
+                wasi,
+            },
+        );
+        let command = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let started = cpu_time(false);
+        command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+            .map_err(|()| anyhow!("the floor command failed"))?;
+        let cpu = cpu_time(false) - started;
+        if stdout.contents().is_empty() {
+            bail!("the floor command printed nothing");
+        }
+        Ok(cpu)
+    }
+}
+
+fn ship_path() -> Result<PathBuf> {
+    let path = root().join("dist/kinesis-ship");
+    if !path.is_file() {
+        bail!("dist/kinesis-ship: run `make host`");
+    }
+    Ok(path)
+}
+
+fn write_ship_config(w: &Workload, dir: &Path, endpoint: &str) -> Result<PathBuf> {
+    let mut cfg = w.config(endpoint, CONCURRENCY);
+    cfg["buffer"] = serde_json::json!({"chunk_limit_records": 5000, "chunk_limit_size": "32m"});
+    let path = dir.join("ship-config.json");
+    std::fs::write(&path, cfg.to_string())?;
+    Ok(path)
+}
+
+/// Run a child to the end: wall time and its CPU time.
+fn timed_child(mut cmd: Command) -> Result<(Duration, Duration, String)> {
+    let cpu_before = cpu_time(true);
+    let t = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .context("starting a child")?;
+    let wall = t.elapsed();
+    let cpu = cpu_time(true) - cpu_before;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((wall, cpu, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+fn ship_command(ship: &Path, config: &Path, input: &Path) -> Command {
+    let mut cmd = Command::new(ship);
+    cmd.args(["--config", config.to_str().expect("utf-8 path")])
+        .args(["--input", input.to_str().expect("utf-8 path")])
+        .arg("--quiet")
+        .env("KINESIS_OUTPUT_WASM", host_tests::runtime::component_path());
+    cmd
+}
+
+fn ship_idle_cpu(ship: &Path, dir: &Path, endpoint: &str) -> Result<Duration> {
+    let w = Workload {
+        size: 200,
+        partition_key: false,
+        gzip: false,
+        records: 0,
+    };
+    let config = write_ship_config(&w, dir, endpoint)?;
+    let empty = dir.join("empty.ndjson");
+    std::fs::write(&empty, b"")?;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(timed_child(ship_command(ship, &config, &empty))?.1);
+    }
+    Ok(Duration::from_secs_f64(per_record(&mut runs, 0)))
+}
+
+fn ship_run(
+    ship: &Path,
+    w: &Workload,
+    dir: &Path,
+    endpoint: &str,
+    input: &Path,
+) -> Result<(Duration, Duration)> {
+    let config = write_ship_config(w, dir, endpoint)?;
+    let (wall, cpu, _) = timed_child(ship_command(ship, &config, input))?;
+    Ok((wall, cpu))
+}
+
+/// The peer's script, when its SDK is installed.
+fn js_ready() -> Result<Option<PathBuf>> {
+    let sdk = root().join(".tools/node/node_modules/@aws-sdk/client-kinesis/package.json");
+    Ok(sdk.is_file().then(|| root().join("scripts/bench-js-sdk.mjs")))
+}
+
+fn js_run(script: &Path, w: &Workload, endpoint: &str, input: &Path) -> Result<(Duration, Duration)> {
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .args(["--file", input.to_str().expect("utf-8 path")])
+        .args(["--endpoint", endpoint, "--stream", "bench"])
+        .args(["--key", if w.partition_key { "pod" } else { "random" }])
+        .args(["--concurrency", &CONCURRENCY.to_string()]);
+    let (wall, cpu, out) = timed_child(cmd)?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("the JS script's output")?;
+    if v["records"].as_u64() != Some(w.records as u64) {
+        bail!("the JS SDK reported {out}");
+    }
+    Ok((wall, cpu))
+}
+
+/// `records` 200-byte records through one instance: host RSS after 10%, at the end, and peak.
+async fn soak(runtime: &Runtime, total: usize) -> Result<(u64, u64, u64)> {
+    let upstream = InstantKinesis::new();
+    let mut instance = runtime
+        .instantiate_with(InstanceOptions::new(Upstream::Instant(upstream.clone())))
+        .await?;
+    let w = Workload {
+        size: 200,
+        partition_key: true,
+        gzip: false,
+        records: total,
+    };
+    let sink = instance
+        .open(&w.config("http://kinesis.bench:4567", CONCURRENCY).to_string())
+        .await?
+        .map_err(|e| anyhow!("{}", e.message))?;
+    let chunk = events(&records(200, CHUNK));
+    let mut first = 0;
+    for i in 0..total / CHUNK {
+        let report = instance.put(sink, &chunk).await?;
+        check_delivered(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))))?;
+        if i + 1 == total / CHUNK / 10 {
+            first = rss_kib().0;
+        }
+    }
+    let (last, peak) = rss_kib();
+    Ok((first, last, peak))
+}
