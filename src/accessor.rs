@@ -77,6 +77,14 @@ impl Accessor {
         self.steps.iter().try_fold(record, step)
     }
 
+    /// The field name when the path is one top-level field (`pod`, `$.pod`, `$['pod']`).
+    pub fn top_level_key(&self) -> Option<&str> {
+        match self.steps.as_slice() {
+            [Step::Key(k)] => Some(k),
+            _ => None,
+        }
+    }
+
     /// The value at this path in a record's fields.
     pub fn get_in<'a>(&self, record: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.steps.split_first()?;

@@ -9,7 +9,8 @@
 //!
 //! ## Layout
 //! - [`config`]: parsing and validation; errors name the field and the rule.
-//! - [`record`]: formatting and partition keys, per event.
+//! - [`record`]: formatting and partition keys, per event; [`compact`] lets a record already in
+//!   compact form go out as it arrived.
 //! - [`wire`]: the PutRecords body, response and error classification.
 //! - [`sign`]: SigV4 with `aws-sigv4`.
 //! - [`credentials`]: credential sources (static, environment, web identity, shared files,
@@ -36,6 +37,7 @@
 
 pub mod accessor;
 pub mod aggregate;
+pub mod compact;
 pub mod config;
 pub mod credentials;
 pub mod envconfig;

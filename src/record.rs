@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::{json_kind, Compression, Config, MAX_PARTITION_KEY_CHARS};
+use crate::format::Formatter;
 use crate::outcome::{Event, Rejected, RejectionKind};
 
 /// A record ready to be batched.
@@ -28,6 +29,94 @@ pub fn prepare(
     event: &Event<'_>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<PreparedRecord, Rejected> {
+    let (data, partition_key, stream) = match as_it_is(config, event, random) {
+        Some(parts) => parts,
+        None => general(config, event, random)?,
+    };
+    let data = match config.compression {
+        None => data,
+        Some(c) => compress(c, &data),
+    };
+
+    let prepared = PreparedRecord {
+        data,
+        partition_key,
+        stream,
+    };
+    // Aggregated records are checked when they are packed.
+    if !config.aggregate && prepared.size() > config.max_record_size {
+        return Err(Rejected {
+            kind: RejectionKind::TooLarge,
+            message: format!(
+                "record is {} bytes (data {} + partition key {}), over the max_record_size limit of {}",
+                prepared.size(),
+                prepared.data.len(),
+                prepared.partition_key.len(),
+                config.max_record_size
+            ),
+        });
+    }
+    Ok(prepared)
+}
+
+/// The fast path: with the `json` format, no `inject`, no `data_key` and a fixed stream, a record
+/// already in serde_json's compact form (see [`crate::compact`]) is sent as it arrived. `None`
+/// whenever the general path is needed, rejections included: it decides those.
+fn as_it_is(
+    config: &Config,
+    event: &Event<'_>,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Option<(Vec<u8>, String, String)> {
+    let Formatter::Json { add_newline } = config.format else {
+        return None;
+    };
+    if config.inject.is_some() || config.data_key.is_some() {
+        return None;
+    }
+    let stream = config.stream_name.fixed()?;
+    let field = match &config.partition_key {
+        Some((_, path)) => Some(path.top_level_key()?),
+        None => None,
+    };
+    let compact = crate::compact::scan(event.record, field)?;
+    let partition_key = match (&config.partition_key, compact.field) {
+        (Some(_), Some(span)) => {
+            let raw = &event.record[span];
+            match raw.first()? {
+                // A plain non-empty string: its text; escapes and empties go the general way.
+                b'"' if raw.len() > 2 && !raw.contains(&b'\\') => {
+                    let text = std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?;
+                    truncate_chars(text.to_string(), MAX_PARTITION_KEY_CHARS)
+                }
+                // Numbers and booleans as their JSON text, which compact form makes canonical.
+                b'-' | b'0'..=b'9' | b't' | b'f' => truncate_chars(
+                    std::str::from_utf8(raw).ok()?.to_string(),
+                    MAX_PARTITION_KEY_CHARS,
+                ),
+                _ => return None,
+            }
+        }
+        (Some(_), None) => return None,
+        (None, _) if config.aggregate => config.fixed_partition_key.clone().unwrap_or_default(),
+        (None, _) => random_key(random),
+    };
+    let mut data = Vec::with_capacity(event.record.len() + 1);
+    data.extend_from_slice(event.record);
+    if add_newline {
+        data.push(b'\n');
+    }
+    if config.chomp_record {
+        chomp(&mut data);
+    }
+    Some((data, partition_key, stream.to_string()))
+}
+
+/// The general path: parse the record, read the key and stream from it, format it.
+fn general(
+    config: &Config,
+    event: &Event<'_>,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Result<(Vec<u8>, String, String), Rejected> {
     let value: Value = serde_json::from_slice(event.record).map_err(|e| Rejected {
         kind: RejectionKind::NotJson,
         message: format!("record is not valid JSON: {e}"),
@@ -88,30 +177,7 @@ pub fn prepare(
             data
         }
     };
-    let data = match config.compression {
-        None => data,
-        Some(c) => compress(c, &data),
-    };
-
-    let prepared = PreparedRecord {
-        data,
-        partition_key,
-        stream,
-    };
-    // Aggregated records are checked when they are packed.
-    if !config.aggregate && prepared.size() > config.max_record_size {
-        return Err(Rejected {
-            kind: RejectionKind::TooLarge,
-            message: format!(
-                "record is {} bytes (data {} + partition key {}), over the max_record_size limit of {}",
-                prepared.size(),
-                prepared.data.len(),
-                prepared.partition_key.len(),
-                config.max_record_size
-            ),
-        });
-    }
-    Ok(prepared)
+    Ok((data, partition_key, stream))
 }
 
 /// Ruby's `chomp`: drop one trailing `\n`, `\r\n` or `\r`.
@@ -218,6 +284,62 @@ mod tests {
             r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b"{extra}}}"#
         );
         Config::from_json(&json, &mut |_: &str| None).unwrap()
+    }
+
+    /// The fast path gives exactly what the general path gives, for every setting it serves.
+    #[test]
+    fn records_sent_as_they_are_match_the_general_path() {
+        let records: &[&[u8]] = &[
+            br#"{"pod":"web-1","log":"GET / 200\n","n":1}"#,
+            br#"{"pod":42,"log":"x"}"#,
+            br#"{"pod":true}"#,
+            br#"{"pod":"a\"b"}"#,
+            br#"{"pod":""}"#,
+            br#"{"pod":null}"#,
+            br#"{"pod":{"x":1}}"#,
+            br#"{"log":"no key"}"#,
+            r#"{"pod":"é✓","f":0.5}"#.as_bytes(),
+            br#"{"pod":"p","a":1,"a":2}"#,
+            br#"{"pod": "spaced"}"#,
+            br#"{"pod":"x","t":"\u0001"}"#,
+        ];
+        let long_key = format!(r#"{{"pod":"{}"}}"#, "k".repeat(300));
+        for extra in [
+            r#","partition_key":"pod""#,
+            r#","partition_key":"$.pod","chomp_record":true"#,
+            r#","partition_key":"pod","compression":"gzip""#,
+            r#","format":{"type":"json","add_newline":false}"#,
+            "",
+        ] {
+            let c = config(extra);
+            for record in records.iter().copied().chain([long_key.as_bytes()]) {
+                let event = Event {
+                    tag: "kube.app",
+                    seconds: 1,
+                    nanoseconds: 0,
+                    record,
+                };
+                let fast = as_it_is(&c, &event, &mut counting());
+                let general = general(&c, &event, &mut counting());
+                if let Some(parts) = fast {
+                    assert_eq!(Ok(parts), general, "{extra} {}", String::from_utf8_lossy(record));
+                }
+                let through = prep(&c, record, &mut counting());
+                match general {
+                    Ok(_) => assert!(through.is_ok()),
+                    Err(r) => assert_eq!(through.unwrap_err(), r),
+                }
+            }
+        }
+        // The common case does take the fast path.
+        let c = config(r#","partition_key":"pod""#);
+        let event = Event {
+            tag: "t",
+            seconds: 1,
+            nanoseconds: 0,
+            record: records[0],
+        };
+        assert!(as_it_is(&c, &event, &mut counting()).is_some());
     }
 
     fn counting() -> impl FnMut(&mut [u8]) {

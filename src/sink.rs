@@ -93,8 +93,10 @@ impl Sink {
         let mut counters = Counters::default();
 
         let mut prepared = Vec::with_capacity(events.len());
+        // Random keys draw from one block of random bytes, not one host call per record.
+        let mut pool = RandomPool::default();
         for (index, event) in events.iter().enumerate() {
-            match prepare(&self.config, event, &mut |buf| platform.fill_random(buf)) {
+            match prepare(&self.config, event, &mut |buf| pool.fill(buf, platform)) {
                 Ok(record) => prepared.push((index, record)),
                 Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
             }
@@ -373,6 +375,31 @@ impl Sink {
             body,
             timeout: self.config.request_timeout,
         })
+    }
+}
+
+/// Random bytes fetched a block at a time.
+#[derive(Default)]
+struct RandomPool {
+    block: Vec<u8>,
+    used: usize,
+}
+
+impl RandomPool {
+    const BLOCK: usize = 4096;
+
+    fn fill(&mut self, out: &mut [u8], platform: &mut dyn Platform) {
+        if out.len() > Self::BLOCK {
+            platform.fill_random(out);
+            return;
+        }
+        if self.block.len() - self.used < out.len() {
+            self.block.resize(Self::BLOCK, 0);
+            platform.fill_random(&mut self.block);
+            self.used = 0;
+        }
+        out.copy_from_slice(&self.block[self.used..self.used + out.len()]);
+        self.used += out.len();
     }
 }
 

@@ -102,6 +102,11 @@ impl StreamName {
         self.parts.iter().all(|p| matches!(p, Piece::Text(_)))
     }
 
+    /// The stream's name when it has no placeholders.
+    pub fn fixed(&self) -> Option<&str> {
+        self.is_fixed().then_some(self.text.as_str())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }
