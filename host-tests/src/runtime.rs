@@ -357,9 +357,30 @@ fn world_path(variable: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist").join(file)
 }
 
+/// Whether compiled code is kept in wasmtime's cache directory (`~/.cache/wasmtime`) between
+/// runs. Set by the `kinesis-ship` program (its start then skips the Cranelift compile of an
+/// unchanged component); tests compile afresh.
+static CODE_CACHE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keep compiled components in wasmtime's cache directory from now on.
+pub fn enable_code_cache() {
+    CODE_CACHE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn new_engine() -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    if CODE_CACHE.load(std::sync::atomic::Ordering::Relaxed) {
+        // A cache that cannot be set up (no home directory, say) only costs the compile.
+        if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            config.cache(Some(cache));
+        }
+    }
+    Engine::new(&config).map_err(|e| anyhow!("{e}"))
+}
+
 /// Compile the component at `path` in a new engine, with a linker holding WASI and wasi:http.
 fn compile(path: &Path) -> Result<(Engine, Component, Linker<Ctx>)> {
-    let engine = Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e}"))?;
+    let engine = new_engine()?;
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "reading the component {} (build it with `make component`)",

@@ -10,6 +10,10 @@ use host_tests::ship::{self, UsageError, EXIT_NOT_DELIVERED, EXIT_OK, EXIT_USAGE
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Compiled code is cached in ~/.cache/wasmtime unless KINESIS_SHIP_NO_CODE_CACHE is set.
+    if std::env::var_os("KINESIS_SHIP_NO_CODE_CACHE").is_none() {
+        host_tests::runtime::enable_code_cache();
+    }
     let code = match args.first().map(String::as_str) {
         Some("serve") => serve_main(args[1..].to_vec()).await,
         Some("env") => env_main(args[1..].to_vec()),
