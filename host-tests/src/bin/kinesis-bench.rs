@@ -147,7 +147,7 @@ async fn run() -> Result<()> {
                 memory = memory.max(peak);
                 largest = largest.max(big);
             }
-            let component = per_record(&mut component, w.records);
+            let component = per_record(&component, w.records);
             let floor_us = if w.gzip {
                 None
             } else {
@@ -155,7 +155,7 @@ async fn run() -> Result<()> {
                 for _ in 0..settings.reps {
                     runs.push(floor.run(w.size, w.records).await?);
                 }
-                Some(per_record(&mut runs, w.records))
+                Some(per_record(&runs, w.records))
             };
             say(format!(
                 "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} MiB | {:.2} MiB |",
@@ -282,18 +282,18 @@ fn repeat(reps: usize, n: usize, mut f: impl FnMut() -> Result<Duration>) -> Res
     for _ in 0..reps {
         runs.push(f()?);
     }
-    Ok(per_record(&mut runs, n))
+    Ok(per_record(&runs, n))
 }
 
-/// Median µs per record of CPU times for `n` records (`n == 0`: the median in seconds).
-fn per_record(runs: &mut [Duration], n: usize) -> f64 {
+/// The median of `runs`.
+fn median_duration(runs: &[Duration]) -> Duration {
     let mut v: Vec<f64> = runs.iter().map(|d| d.as_secs_f64()).collect();
-    let m = median(&mut v);
-    if n == 0 {
-        m
-    } else {
-        m / n as f64 * 1e6
-    }
+    Duration::from_secs_f64(median(&mut v))
+}
+
+/// Median µs per record of CPU times for `n` records.
+fn per_record(runs: &[Duration], n: usize) -> f64 {
+    median_duration(runs).as_secs_f64() / n as f64 * 1e6
 }
 
 fn events(data: &[Vec<u8>]) -> Vec<Event> {
@@ -431,7 +431,7 @@ async fn instantiation() -> Result<Instantiation> {
             .map_err(|e| anyhow!("{}", e.message))?;
         open.push(t.elapsed());
     }
-    let med = |v: &mut Vec<Duration>| Duration::from_secs_f64(per_record(v, 0));
+    let med = |v: &mut Vec<Duration>| median_duration(v);
     Ok(Instantiation {
         compile,
         deserialize: med(&mut deserialize),
@@ -572,7 +572,7 @@ fn ship_idle_cpu(ship: &Path, dir: &Path, endpoint: &str, cached: bool) -> Resul
         }
         runs.push(timed_child(cmd)?.1);
     }
-    Ok(Duration::from_secs_f64(per_record(&mut runs, 0)))
+    Ok(median_duration(&runs))
 }
 
 fn ship_run(
