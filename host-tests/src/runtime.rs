@@ -375,6 +375,11 @@ fn new_engine() -> Result<Engine> {
             config.cache(Some(cache));
         }
     }
+    // `KINESIS_WASM_PROFILE=perfmap` writes /tmp/perf-<pid>.map so `perf report` can name the
+    // component's functions (see README "Performance", profiling the guest).
+    if std::env::var_os("KINESIS_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| anyhow!("{e}"))
 }
 

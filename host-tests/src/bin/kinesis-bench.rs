@@ -65,6 +65,25 @@ async fn run() -> Result<()> {
         );
         return Ok(());
     }
+    // `--profile-component SIZE N [gzip]`: only the component on one workload, for `perf record`
+    // with `KINESIS_WASM_PROFILE=perfmap` (names come from an unstripped build).
+    if let Some(i) = args.iter().position(|a| a == "--profile-component") {
+        let size: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(200);
+        let n: usize = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        let w = Workload {
+            size,
+            partition_key: false,
+            gzip: args.get(i + 3).is_some_and(|v| v == "gzip"),
+            records: n,
+        };
+        let runtime = Runtime::load(&host_tests::runtime::component_path())?;
+        let (cpu, _, _) = component_run(&runtime, &w, &records(size, n)).await?;
+        println!(
+            "component: {:.2} µs CPU per record",
+            cpu.as_secs_f64() / n as f64 * 1e6
+        );
+        return Ok(());
+    }
     let settings = if quick {
         Settings {
             records: 10_000,
