@@ -22,13 +22,19 @@ wasm-target:
 # target dir so a host build never waits on the guest's lock. Only the last crate differs
 # between the three builds.
 WORLDS := sink:kinesis_output proxy:kinesis_output_proxy command:kinesis_output_command
-component: wasm-target
+# Binaryen's wasm-opt (through `jco opt`, which optimises each core module of a component)
+# takes a sixth off the size at no measured cost in speed. The features are the ones rustc
+# enables for wasm32-wasip2 (a stripped module no longer lists them); not
+# --low-memory-unused, which would assume the bottom of Rust's stack is never used.
+WASM_OPT_ARGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-multivalue --enable-reference-types --strip-debug
+component: wasm-target $(JCO)
 	@mkdir -p dist
 	@set -e; for w in $(WORLDS); do \
 	  world=$${w%%:*}; name=$${w#*:}; features=$$([ $$world = sink ] || echo "--features $$world"); \
 	  $(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p kinesis-output $$features; \
-	  cp $(COMPONENT) dist/$$name.wasm; \
-	  echo "component ($$world world): dist/$$name.wasm ($$(stat -c %s dist/$$name.wasm) bytes)"; \
+	  .tools/node/node_modules/.bin/jco opt $(COMPONENT) -o dist/$$name.wasm -q -- $(WASM_OPT_ARGS); \
+	  echo "component ($$world world): dist/$$name.wasm ($$(stat -c %s $(COMPONENT)) bytes from rustc, $$(stat -c %s dist/$$name.wasm) after wasm-opt)"; \
 	done
 
 # The reference host, optimised but without the component's size settings (see [profile.host]).
