@@ -142,16 +142,39 @@ impl Platform for Wasi {
         in_flight.clear();
         results
             .into_iter()
-            .map(|r| r.expect("every request resolved"))
+            .zip(&requests)
+            .map(|(r, request)| match r.expect("every request resolved") {
+                Err(e) if e.code == "HttpRequestDenied" => Err(local_error(
+                    "HttpRequestDenied",
+                    format!(
+                        "the host refused the request to {}: its egress policy does not allow it",
+                        authority_of(&request.url)
+                    ),
+                )),
+                other => other,
+            })
             .collect()
     }
 }
 
+/// `scheme://authority` of a URL, for messages.
+fn authority_of(url: &str) -> String {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
+        .unwrap_or_else(|| url.to_string())
+}
+
+/// wasi:http's error as our code (its case name: `ConnectionRefused`, `HttpRequestDenied`)
+/// and message (the case with its details).
 fn transport_error(e: &ErrorCode) -> TransportError {
     let text = format!("{e:?}");
+    // The generated Debug names the enum first: `ErrorCode::DnsError(…)`.
+    let text = text.strip_prefix("ErrorCode::").unwrap_or(&text).to_string();
     let code = text
         .split(|c: char| !c.is_ascii_alphanumeric())
         .next()
+        .filter(|c| !c.is_empty())
         .unwrap_or("HttpError")
         .to_string();
     TransportError { code, message: text }

@@ -133,6 +133,21 @@ pub enum Source {
 }
 
 impl Source {
+    /// The endpoints (URLs) this source fetches credentials from, for egress policies.
+    pub fn endpoints(&self) -> Vec<&str> {
+        match self {
+            Source::Static { .. } | Source::Process { .. } => Vec::new(),
+            Source::WebIdentity { sts, .. } => vec![sts.endpoint.as_str()],
+            Source::Container { url, .. } => vec![url.as_str()],
+            Source::Imds { endpoint, .. } => vec![endpoint.as_str()],
+            Source::AssumeRole { base, role } => {
+                let mut out = base.source.endpoints();
+                out.push(role.sts.endpoint.as_str());
+                out
+            }
+        }
+    }
+
     /// A short description for reports, without secrets.
     pub fn describe(&self) -> String {
         match self {
@@ -514,7 +529,7 @@ struct CredentialsJson {
 }
 
 /// IMDS and container endpoints answer the same JSON (`Token` for the session token).
-fn parse_credentials_json(body: &[u8], from: &str) -> Result<Credentials, CredentialError> {
+pub fn parse_credentials_json(body: &[u8], from: &str) -> Result<Credentials, CredentialError> {
     let parsed: CredentialsJson = serde_json::from_slice(body).map_err(|e| CredentialError {
         message: format!("the {from} answer is not credentials JSON: {e}"),
     })?;

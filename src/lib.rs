@@ -40,6 +40,7 @@ pub mod aggregate;
 pub mod compact;
 pub mod config;
 pub mod credentials;
+pub mod egress;
 pub mod envconfig;
 pub mod format;
 pub mod ingest;

@@ -26,6 +26,8 @@ use crate::wire::{
 
 /// Our code for a request that got no complete response.
 pub const NETWORK_ERROR: &str = "NetworkError";
+/// wasi:http's code for a request the host refused to send (its egress policy): fails at once.
+pub const EGRESS_DENIED: &str = "HttpRequestDenied";
 /// Our code for a 200 response we could not read. The records may have been stored: they are
 /// sent again (at-least-once), which is the one way a duplicate can arise.
 pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
@@ -441,6 +443,21 @@ fn apply_response(
 ) -> (bool, bool) {
     let response = match response {
         Ok(r) => r,
+        // The host's egress policy refused the address: no retry can change that.
+        Err(e) if e.code == EGRESS_DENIED => {
+            for p in batch.iter_mut() {
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Failed {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                        attempts: p.attempts,
+                    },
+                );
+            }
+            return (false, false);
+        }
         Err(e) => {
             let message = format!("{}: {}", e.code, e.message);
             for p in batch.iter_mut() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -70,6 +70,10 @@ pub struct InstanceOptions {
     pub process_timeout: Duration,
     /// Send the guest's stderr to this process's stderr instead of keeping it.
     pub inherit_stderr: bool,
+    /// The egress policy: the only authorities (`host:port`, see `kinesis_output::egress`) the
+    /// component may reach; any other request is refused with `HttpRequestDenied`. `None`
+    /// lets every request through.
+    pub egress: Option<Vec<String>>,
 }
 
 impl InstanceOptions {
@@ -81,7 +85,14 @@ impl InstanceOptions {
             dirs: Vec::new(),
             process_timeout: Duration::from_secs(30),
             inherit_stderr: false,
+            egress: None,
         }
+    }
+
+    /// Refuse every authority but `allowed` (`host:port`).
+    pub fn egress(mut self, allowed: Vec<String>) -> Self {
+        self.egress = Some(allowed);
+        self
     }
 
     pub fn env(mut self, pairs: &[(&str, &str)]) -> Self {
@@ -141,6 +152,9 @@ impl wasmtime::ResourceLimiter for MemoryPeak {
 struct Hooks {
     upstream: Upstream,
     endpoints: HashMap<String, Endpoint>,
+    egress: Option<Vec<String>>,
+    /// Requests the egress policy refused, as `scheme://authority`.
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 impl bindings::kinesis::output::host::Host for Ctx {
@@ -190,6 +204,17 @@ impl WasiHttpHooks for Hooks {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
+        if let Some(allowed) = &self.egress {
+            let https = request.uri().scheme_str() == Some("https");
+            if !kinesis_output::egress::is_allowed(allowed, https, &authority) {
+                let scheme = if https { "https" } else { "http" };
+                self.refused
+                    .lock()
+                    .expect("not poisoned")
+                    .push(format!("{scheme}://{authority}"));
+                return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            }
+        }
         if let Some(endpoint) = self.endpoints.get(&authority).cloned() {
             return Box::new(async move {
                 let (parts, headers, body) = read_request(request).await?;
@@ -481,6 +506,8 @@ fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
         hooks: Hooks {
             upstream: options.upstream,
             endpoints: options.endpoints,
+            egress: options.egress,
+            refused: Arc::new(Mutex::new(Vec::new())),
         },
         process_timeout: options.process_timeout,
         memory: MemoryPeak::default(),
@@ -627,6 +654,17 @@ impl Instance {
     /// The largest linear memory the instance has grown to, in bytes.
     pub fn peak_memory(&self) -> usize {
         self.store.data().memory.peak
+    }
+
+    /// The requests the egress policy refused, as `scheme://authority`, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.store
+            .data()
+            .hooks
+            .refused
+            .lock()
+            .expect("not poisoned")
+            .clone()
     }
 
     /// What the guest wrote to stderr.

@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 
 use crate::runtime::{proxy_component_path, InstanceOptions, ProxyRuntime, Upstream};
-use crate::ship::{component_env, granted_dirs, read_config, usage};
+use crate::ship::{component_env, egress_policy, granted_dirs, read_config, usage};
 
-pub const SERVE_USAGE: &str = "usage: kinesis-ship serve --listen 127.0.0.1:PORT [--config FILE] [--component FILE] [--allow-dir DIR]...
+pub const SERVE_USAGE: &str = "usage: kinesis-ship serve --listen 127.0.0.1:PORT [--config FILE] [--component FILE] [--allow-dir DIR]... [--allow-authority HOST:PORT]...
 
 Hosts the kinesis-output proxy world: POST NDJSON or a JSON array to /, GET /health.
   --listen ADDR     where to listen (port 0 picks a free one; the address is printed)
@@ -23,7 +23,10 @@ Hosts the kinesis-output proxy world: POST NDJSON or a JSON array to /, GET /hea
                     environment
   --component FILE  the proxy component (default: $KINESIS_OUTPUT_PROXY_WASM, or
                     kinesis_output_proxy.wasm beside this program)
-  --allow-dir DIR   a folder the component may read (repeatable)";
+  --allow-dir DIR   a folder the component may read (repeatable)
+  --allow-authority HOST:PORT
+                    another address the component may connect to (repeatable); by itself it
+                    reaches only the Kinesis endpoint and the credential endpoints it needs";
 
 /// `serve`'s options.
 #[derive(Debug, Clone)]
@@ -32,6 +35,7 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     pub component: Option<PathBuf>,
     pub allow_dirs: Vec<PathBuf>,
+    pub allow_authorities: Vec<String>,
 }
 
 pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeOptions> {
@@ -39,6 +43,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
     let mut config = None;
     let mut component = None;
     let mut allow_dirs = Vec::new();
+    let mut allow_authorities = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -53,6 +58,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--component" => component = Some(PathBuf::from(value("--component")?)),
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
+            "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
         }
@@ -62,6 +68,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
         config,
         component,
         allow_dirs,
+        allow_authorities,
     })
 }
 
@@ -80,6 +87,15 @@ pub fn proxy_env(config: Option<&Value>) -> Vec<(String, String)> {
     env
 }
 
+/// The egress policy for the proxy world: its configuration is read from the environment
+/// it is given, as the component reads it (see [`crate::ship::egress_policy`]).
+fn egress_for_env(env: &[(String, String)], extra: &[String]) -> Vec<String> {
+    match kinesis_output::envconfig::from_env(&mut crate::ship::NativeEnv(env)) {
+        Ok(Some(json)) => egress_policy(&kinesis_output::ingest::proxy_sink_config(&json), env, extra),
+        _ => extra.to_vec(),
+    }
+}
+
 /// Listen and serve until the process is stopped. `ready` gets the bound address.
 pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let config = match &opts.config {
@@ -92,6 +108,7 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     let mut options = InstanceOptions::new(Upstream::Network);
     options.env = env.clone();
     options.inherit_stderr = true;
+    options.egress = Some(egress_for_env(&env, &opts.allow_authorities));
     let empty = Value::Object(Default::default());
     for dir in granted_dirs(config.as_ref().unwrap_or(&empty), &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();

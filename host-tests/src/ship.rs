@@ -347,9 +347,12 @@ pub struct Options {
     pub quiet: bool,
     /// Extra folders the component may read (`--allow-dir`).
     pub allow_dirs: Vec<PathBuf>,
+    /// Extra authorities the component may reach (`--allow-authority`), beyond the ones its
+    /// configuration needs.
+    pub allow_authorities: Vec<String>,
 }
 
-pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--allow-dir DIR]... [--quiet]
+pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--allow-dir DIR]... [--allow-authority HOST:PORT]... [--quiet]
 
 Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output component.
   --config FILE     JSON or YAML configuration (the component's settings plus `buffer`)
@@ -359,6 +362,9 @@ Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output
   --tag TAG         the tag given to every event (default: kinesis-ship)
   --allow-dir DIR   a folder the component may read (repeatable); the folders of AWS token
                     files, shared AWS files and file secrets are granted by themselves
+  --allow-authority HOST:PORT
+                    another address the component may connect to (repeatable); by itself it
+                    reaches only the Kinesis endpoint and the credential endpoints it needs
   --quiet           no progress or summary on stderr
 Exit status: 0 all delivered, 1 some not delivered, 2 configuration or usage error.";
 
@@ -370,6 +376,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
     let mut tag = "kinesis-ship".to_string();
     let mut quiet = false;
     let mut allow_dirs = Vec::new();
+    let mut allow_authorities = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -380,6 +387,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
             "--component" => component = Some(PathBuf::from(value("--component")?)),
             "--tag" => tag = value("--tag")?,
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
+            "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
             "--quiet" => quiet = true,
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
@@ -395,7 +403,38 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         tag,
         quiet,
         allow_dirs,
+        allow_authorities,
     })
+}
+
+/// The component's environment seen natively: its variables, and files at the same paths (the
+/// component is granted their folders at those paths).
+pub struct NativeEnv<'a>(pub &'a [(String, String)]);
+
+impl kinesis_output::config::Environment for NativeEnv<'_> {
+    fn var(&mut self, name: &str) -> Option<String> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+/// The egress policy of `kinesis-ship`: the Kinesis endpoint and the credential endpoints the
+/// configuration needs (resolved natively the way the component resolves them, from the same
+/// environment and files), plus `extra`. A configuration that does not parse allows only
+/// `extra`: the component reports the configuration error before it sends anything.
+pub fn egress_policy(config_json: &str, env: &[(String, String)], extra: &[String]) -> Vec<String> {
+    let mut env = NativeEnv(env);
+    let mut allowed = kinesis_output::Config::from_json(config_json, &mut env)
+        .and_then(|config| kinesis_output::egress::authorities(&config, &mut env))
+        .unwrap_or_default();
+    for a in extra {
+        if !allowed.contains(a) {
+            allowed.push(a.clone());
+        }
+    }
+    allowed
 }
 
 /// A problem that ends the run with exit status 2.
@@ -435,6 +474,7 @@ pub async fn run(opts: &Options) -> Result<Summary> {
     let env = component_env();
     let mut options = InstanceOptions::new(Upstream::Network);
     options.env = env.clone();
+    options.egress = Some(egress_policy(&config_text, &env, &opts.allow_authorities));
     for dir in granted_dirs(&config, &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();
         options = options.dir(dir, &guest);
