@@ -11,7 +11,7 @@ LOGS := examples/logs/kubernetes.ndjson
 
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
 
-.PHONY: all build component host run test bench floor fmt-check clippy unit host-tests wasm-target tools logs clean
+.PHONY: all build component host run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -48,6 +48,33 @@ build: component host
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
 bench: component host tools floor $(JS_SDK)
 	$(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
+
+# Fuzzing the native core (not part of `make test`): every target in fuzz/ for FUZZ_SECONDS
+# each, with AddressSanitizer, on the nightly toolchain cargo-fuzz needs. New inputs go to the
+# git-ignored fuzz/corpus; the committed seeds stay as they are. A crash stops the run and
+# leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config chunk response credentials proxy_body
+CARGO_FUZZ := .tools/cargo/bin/cargo-fuzz
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --root .tools/cargo cargo-fuzz@0.13.2
+fuzz: $(CARGO_FUZZ)
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@mkdir -p target
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; log=target/fuzz-$$t.log; \
+	  if ! (cd fuzz && PATH="$(CURDIR)/.tools/cargo/bin:$$PATH" cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=2048 -print_final_stats=1) > $$log 2>&1; then \
+	    tail -n 40 $$log; echo "fuzz target $$t FAILED (log: $$log, input: fuzz/artifacts/$$t/)"; exit 1; \
+	  fi; \
+	  echo "fuzz target $$t: clean for $(FUZZ_SECONDS) s, $$(grep -o 'number_of_executed_units: *[0-9]*' $$log | grep -o '[0-9]*$$') executions, corpus $$(ls fuzz/corpus/$$t | wc -l) inputs, peak RSS $$(grep -o 'peak_rss_mb: *[0-9]*' $$log | grep -o '[0-9]*$$') MB"; \
+	done
+
+# The long soak under faults (not part of `make test`, which runs 100,000 records): a million
+# records through the component in an optimised build; prints its figures.
+SOAK_RECORDS ?= 1000000
+soak: component
+	KINESIS_SOAK_RECORDS=$(SOAK_RECORDS) $(CARGO) test --profile host -p host-tests --test soak -- --nocapture
 
 # The floor under the component's per-record cost, as a wasi:cli command.
 floor: wasm-target
@@ -93,8 +120,12 @@ unit:
 	$(CARGO) test -p kinesis-output
 
 # The harness tests run the release component; the kinesalite test needs the npm tools.
+# Everything the component and our programs say during them is kept in target/transcripts,
+# then scanned for every secret value the tests used (host-tests/src/transcript.rs).
 host-tests: component tools
-	$(CARGO) test -p host-tests
+	rm -rf target/transcripts
+	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests
+	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts
 
 test: fmt-check clippy unit host-tests
 

@@ -43,6 +43,23 @@ pub fn is_allowed(allowed: &[String], scheme_is_https: bool, authority: &str) ->
     host_port(&format!("{scheme}://{authority}")).is_some_and(|a| allowed.contains(&a))
 }
 
+/// A warning when `endpoint` sends in clear text to anything but this machine: `http://` is
+/// for local emulators (kinesalite, LocalStack); TLS is the host's business otherwise.
+pub fn plain_http_warning(endpoint: &str) -> Option<String> {
+    let uri: http::Uri = endpoint.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "endpoint {endpoint} is plain http to another machine: records and signatures travel unencrypted (http:// is meant for local emulators)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +124,20 @@ mod tests {
             authorities_for(assume, &[]),
             ["kinesis.us-east-1.amazonaws.com:443", "sts.example.test:443"]
         );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_machine() {
+        assert!(plain_http_warning("https://kinesis.us-east-1.amazonaws.com").is_none());
+        assert!(plain_http_warning("http://localhost:4567").is_none());
+        assert!(plain_http_warning("http://127.0.0.1:4567").is_none());
+        assert!(plain_http_warning("http://[::1]:4567").is_none());
+        let w = plain_http_warning("http://kinesis.internal:4567").unwrap();
+        assert!(
+            w.contains("http://kinesis.internal:4567") && w.contains("unencrypted"),
+            "{w}"
+        );
+        assert!(plain_http_warning("http://10.0.0.5").is_some());
     }
 
     #[test]

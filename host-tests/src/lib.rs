@@ -10,3 +10,4 @@ pub mod runtime;
 pub mod serve;
 pub mod ship;
 pub mod sigv4;
+pub mod transcript;

@@ -486,6 +486,7 @@ impl Runtime {
 
 /// A store's data set up by `options`, and the pipe that keeps the guest's stderr.
 fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
+    crate::transcript::secrets_in_env(&options.env);
     let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
     let mut builder = WasiCtx::builder();
     builder.envs(&options.env);
@@ -616,6 +617,12 @@ pub struct Instance {
     stderr: MemoryOutputPipe,
 }
 
+impl Drop for Instance {
+    fn drop(&mut self) {
+        crate::transcript::record("guest stderr", &self.stderr());
+    }
+}
+
 /// An open sink inside an [`Instance`].
 #[derive(Clone, Copy)]
 pub struct SinkHandle(ResourceAny);
@@ -623,6 +630,7 @@ pub struct SinkHandle(ResourceAny);
 impl Instance {
     /// `sink.open(config)`: `Err` only for a trap; a refused config is the inner `Err`.
     pub async fn open(&mut self, config: &str) -> Result<std::result::Result<SinkHandle, ConfigError>> {
+        crate::transcript::secrets_in_config(config);
         let result = self
             .sink
             .kinesis_output_shipper()
@@ -630,17 +638,23 @@ impl Instance {
             .call_open(&mut self.store, config)
             .await
             .map_err(|e| self.trap("open", e))?;
+        if let Err(e) = &result {
+            crate::transcript::record("open", &format!("{e:?} {}", e.message));
+        }
         Ok(result.map(SinkHandle))
     }
 
     /// `sink.put(events)`.
     pub async fn put(&mut self, sink: SinkHandle, events: &[Event]) -> Result<PutReport> {
-        self.sink
+        let report = self
+            .sink
             .kinesis_output_shipper()
             .sink()
             .call_put(&mut self.store, sink.0, events)
             .await
-            .map_err(|e| self.trap("put", e))
+            .map_err(|e| self.trap("put", e))?;
+        crate::transcript::record("put", &format!("{report:?}"));
+        Ok(report)
     }
 
     /// Drop an open sink.

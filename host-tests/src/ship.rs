@@ -463,8 +463,15 @@ struct Line {
 pub async fn run(opts: &Options) -> Result<Summary> {
     let mut config = read_config(&opts.config).map_err(usage)?;
     let buffer_value = config.as_object_mut().and_then(|m| m.remove("buffer"));
-    let (buffer, warnings) = BufferSettings::from_value(buffer_value.as_ref()).map_err(usage)?;
+    let (buffer, mut warnings) = BufferSettings::from_value(buffer_value.as_ref()).map_err(usage)?;
     let config_text = config.to_string();
+    if let Some(w) = config
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .and_then(kinesis_output::egress::plain_http_warning)
+    {
+        warnings.push(w);
+    }
 
     let path = opts
         .component

@@ -561,6 +561,9 @@ const CREDENTIAL_SECRETS: &[&str] = &[
 ];
 
 async fn ship_with(options: InstanceOptions, cfg: &str, events: &[Event]) -> PutReport {
+    for s in CREDENTIAL_SECRETS {
+        host_tests::transcript::secret(s);
+    }
     let mut inst = Runtime::shared().instantiate_with(options).await.unwrap();
     let sink = inst.open(cfg).await.unwrap().expect("config accepted");
     let report = inst.put(sink, events).await.unwrap();
@@ -831,6 +834,7 @@ mod proxy {
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
             .collect();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        host_tests::transcript::record("proxy answer", &String::from_utf8_lossy(&bytes));
         let body = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
@@ -1350,4 +1354,102 @@ mod proxy {
             .unwrap()
             .contains("KINESIS_OUTPUT_CONFIG"));
     }
+}
+
+// ---- Egress policy: the host refuses every authority it was not told about ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_egress_policy_refuses_other_authorities_with_a_clear_failure() {
+    let fake = fake();
+    let allowed = vec!["kinesis.test:4567".to_string()];
+    let events = records(5);
+
+    // The configured endpoint is allowed: everything ships.
+    let options = InstanceOptions::new(Upstream::Fake(fake.clone())).egress(allowed.clone());
+    let report = ship_with(options, &config(json!({})), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+
+    // An endpoint the policy does not name: refused by the host, never reached.
+    let requests_before = fake.seen().len();
+    let options = InstanceOptions::new(Upstream::Fake(fake.clone())).egress(allowed.clone());
+    let mut inst = Runtime::shared().instantiate_with(options).await.unwrap();
+    let sink = inst
+        .open(&config(
+            json!({"endpoint": "http://elsewhere.test:4567", "retries_on_batch_request": 1}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let report = inst.put(sink, &events).await.unwrap();
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else {
+            panic!("expected a refusal, got {o:?}")
+        };
+        assert_eq!(f.code, "HttpRequestDenied", "{}", f.message);
+        assert!(
+            f.message.contains("http://elsewhere.test:4567") && f.message.contains("egress policy"),
+            "{}",
+            f.message
+        );
+    }
+    assert_eq!(fake.seen().len(), requests_before, "nothing reached Kinesis");
+    assert!(inst.refused().iter().all(|r| r == "http://elsewhere.test:4567"));
+    assert!(!inst.refused().is_empty());
+
+    // A credential endpoint outside the policy: the credential error says so.
+    let agent_calls = Arc::new(AtomicUsize::new(0));
+    let calls = agent_calls.clone();
+    let agent: Endpoint = Arc::new(move |_, _, _, _| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        (200, b"{}".to_vec())
+    });
+    let options = InstanceOptions::new(Upstream::Fake(fake.clone()))
+        .env(&[(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "http://169.254.170.23/v1/credentials",
+        )])
+        .endpoint("169.254.170.23", agent)
+        .egress(allowed);
+    let report = ship_with(options, &chain_config(), &records(2)).await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else {
+            panic!("expected a credential failure, got {o:?}")
+        };
+        assert!(
+            f.message.contains("http://169.254.170.23") && f.message.contains("egress policy"),
+            "{}",
+            f.message
+        );
+    }
+    assert_eq!(
+        count(&agent_calls),
+        0,
+        "the credential endpoint was never reached"
+    );
+}
+
+#[test]
+fn kinesis_ship_allows_what_its_configuration_needs_and_nothing_else() {
+    let cfg = json!({"stream_name": "logs", "region": "eu-west-1", "endpoint": "http://127.0.0.1:4567"})
+        .to_string();
+    let env = vec![(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+        "http://169.254.170.23/v1/credentials".to_string(),
+    )];
+    assert_eq!(
+        host_tests::ship::egress_policy(&cfg, &env, &[]),
+        ["127.0.0.1:4567", "169.254.170.23:80"]
+    );
+    let with_keys =
+        json!({"stream_name": "logs", "region": "eu-west-1", "aws_key_id": "AKID", "aws_sec_key": "x"})
+            .to_string();
+    assert_eq!(
+        host_tests::ship::egress_policy(&with_keys, &env, &["proxy.internal:3128".to_string()]),
+        ["kinesis.eu-west-1.amazonaws.com:443", "proxy.internal:3128"]
+    );
+    assert_eq!(
+        host_tests::ship::egress_policy("{not json", &env, &[]),
+        Vec::<String>::new(),
+        "a broken configuration reaches nothing"
+    );
 }

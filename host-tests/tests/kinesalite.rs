@@ -160,6 +160,11 @@ fn ship_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> (i32, 
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for (name, value) in env {
+        host_tests::transcript::secrets_in_env(&[(name.to_string(), value.to_string())]);
+    }
+    host_tests::transcript::record("kinesis-ship stderr", &stderr);
+    host_tests::transcript::record("kinesis-ship stdout", &String::from_utf8_lossy(&out.stdout));
     assert!(
         !stderr.contains("integration-secret-value"),
         "secret in output: {stderr}"

@@ -176,6 +176,11 @@ fn timestamps_parse_as_rfc3339() {
         "2025-13-01T00:00:00Z",
         "2025-11-25",
         "2025-11-25T25:00:00Z",
+        // Found by the `credentials` fuzz target: these overflowed the arithmetic.
+        "2026-+1-26T04:066-9999999999999990:00.5",
+        "2026-11-26T04:00:00+99999999999999:00",
+        "9223372036854775807-01-01T00:00:00Z",
+        "2025-11-25T20:46:40+01:75",
     ] {
         assert_eq!(parse_timestamp(bad), None, "{bad}");
     }

@@ -709,3 +709,120 @@ fn aggregation_packs_records_and_shares_outcomes() {
     let (_, key) = decode(&serde_json::from_slice::<Value>(&fake.requests[0].body).unwrap()["Records"][0]);
     assert_eq!(key.len(), 32, "a random key per aggregate");
 }
+
+mod property {
+    //! For any chunk and any sequence of answers: exactly one outcome per event, in input
+    //! order, and no record stored twice.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What one event holds.
+    #[derive(Debug, Clone)]
+    enum Shape {
+        /// A keyed object: delivered, or failed with a reason.
+        Good(String),
+        /// Not JSON, or JSON that is not an object.
+        Garbage(Vec<u8>),
+        /// An object without the key field.
+        Keyless,
+        /// Over `max_record_size`.
+        Huge,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            6 => ".{0,40}".prop_map(Shape::Good),
+            1 => proptest::collection::vec(any::<u8>(), 0..20).prop_map(Shape::Garbage),
+            1 => Just(Shape::Keyless),
+            1 => Just(Shape::Huge),
+        ]
+    }
+
+    fn record(i: usize, shape: &Shape) -> Vec<u8> {
+        match shape {
+            Shape::Good(log) => serde_json::to_vec(&json!({"k": format!("key-{i}"), "log": log})).unwrap(),
+            Shape::Garbage(bytes) => {
+                let mut b = bytes.clone();
+                b.insert(0, b'#'); // never an object
+                b
+            }
+            Shape::Keyless => br#"{"log":"no key here"}"#.to_vec(),
+            Shape::Huge => {
+                serde_json::to_vec(&json!({"k": format!("key-{i}"), "log": "x".repeat(600)})).unwrap()
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn every_event_gets_one_outcome_in_order(
+            shapes in proptest::collection::vec(shape(), 0..80),
+            answers in proptest::collection::vec(any::<u8>(), 1..64),
+            max_count in 1usize..12,
+            concurrency in 1usize..5,
+            retries in 0u32..6,
+        ) {
+            let recs: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, s)| record(i, s)).collect();
+            let mut s = sink(&format!(
+                r#","max_record_size":400,"batch_request_max_count":{max_count},"max_concurrent_requests":{concurrency},"retries_on_batch_request":{retries},"retry_base_delay":0.001"#
+            ));
+            let mut fake = Fake::new(move |n, body| {
+                let a = answers[n % answers.len()];
+                match a % 6 {
+                    0 => error(500, "InternalFailure"),
+                    1 => Err(TransportError { code: "ConnectionReset".into(), message: "reset".into() }),
+                    2 => error(400, "ProvisionedThroughputExceededException"),
+                    _ => Ok(respond(body, |pos, _| {
+                        ((a >> (pos % 8)) & 1 == 1).then_some("ProvisionedThroughputExceededException")
+                    })),
+                }
+            });
+            let report = s.put(&events(&recs), &mut fake);
+            prop_assert_eq!(report.outcomes.len(), shapes.len());
+            for (i, (shape, outcome)) in shapes.iter().zip(&report.outcomes).enumerate() {
+                match (shape, outcome) {
+                    (Shape::Good(_), Outcome::Delivered { sequence_number, .. }) => {
+                        prop_assert_eq!(sequence_number, &format!("seq-key-{i}"));
+                    }
+                    (Shape::Good(_), Outcome::Failed { code, message, attempts }) => {
+                        prop_assert!(!code.is_empty() && !message.is_empty());
+                        prop_assert!(*attempts >= 1);
+                    }
+                    (Shape::Garbage(_), Outcome::Rejected(r)) => {
+                        prop_assert!(matches!(r.kind, RejectionKind::NotJson | RejectionKind::NotAnObject), "{:?}", r);
+                    }
+                    (Shape::Keyless, Outcome::Rejected(r)) => prop_assert_eq!(r.kind, RejectionKind::NoPartitionKey),
+                    (Shape::Huge, Outcome::Rejected(r)) => prop_assert_eq!(r.kind, RejectionKind::TooLarge),
+                    (shape, outcome) => prop_assert!(false, "event {} ({:?}) got {:?}", i, shape, outcome),
+                }
+            }
+            let mut keys: Vec<&str> = fake.stored.iter().map(|(_, k)| k.as_str()).collect();
+            keys.sort_unstable();
+            let stored = keys.len();
+            keys.dedup();
+            prop_assert_eq!(stored, keys.len(), "a record was stored twice");
+        }
+    }
+}
+
+#[test]
+fn a_request_the_host_refuses_fails_at_once_without_retries() {
+    let recs = records(3);
+    let mut s = sink(r#","retries_on_batch_request":5,"retry_base_delay":0.001"#);
+    let mut fake = Fake::new(|_, _| {
+        Err(TransportError {
+            code: EGRESS_DENIED.to_string(),
+            message: "the host refused the request to https://x.test: its egress policy does not allow it"
+                .to_string(),
+        })
+    });
+    let report = s.put(&events(&recs), &mut fake);
+    for o in &report.outcomes {
+        let (code, message, attempts) = failed(o);
+        assert_eq!((code, attempts), (EGRESS_DENIED, 1));
+        assert!(message.contains("egress policy"), "{message}");
+    }
+    assert_eq!(fake.requests.len(), 1, "no retries");
+    assert!(fake.sleeps.is_empty());
+}
