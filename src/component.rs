@@ -104,57 +104,224 @@ impl Platform for Wasi {
 
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         // Start every request (handle first, then the body: writing first stalls large bodies),
-        // then wait for all responses together.
-        // A body that fails to send usually means the request failed: its future then holds the
-        // precise error (a refused connection, say), which wins over the write error.
-        let mut in_flight: Vec<Result<(FutureIncomingResponse, Option<TransportError>), TransportError>> =
-            requests.iter().map(start_request).collect();
-        let mut results: Vec<Option<Result<HttpResponse, TransportError>>> = vec![None; requests.len()];
-        for (i, started) in in_flight.iter().enumerate() {
-            if let Err(e) = started {
-                results[i] = Some(Err(e.clone()));
-            }
-        }
+        // then wait for all of them together: response heads and bodies alike, so that a slow
+        // or stalled body never holds up the others.
+        // Each request has its own deadline, `request_timeout` from its start for the head and
+        // as long again from the head for the body, kept here with a clock pollable: a host that
+        // ignores the request options, or an endpoint that stalls, can delay a request but
+        // never hang the put.
+        let timeouts: Vec<u64> = requests
+            .iter()
+            .map(|r| u64::try_from(r.timeout.as_nanos()).unwrap_or(u64::MAX))
+            .collect();
+        let started = monotonic_clock::now();
+        let mut slots: Vec<Slot> = requests
+            .iter()
+            .zip(&timeouts)
+            .map(
+                |(r, timeout)| match start_request(r, started.saturating_add(*timeout)) {
+                    Ok((future, write_error)) => Slot::Waiting {
+                        future,
+                        write_error,
+                        deadline: started.saturating_add(*timeout),
+                    },
+                    Err(e) => Slot::Done(Err(e)),
+                },
+            )
+            .collect();
         loop {
-            let waiting: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
-            if waiting.is_empty() {
-                break;
+            let mut pollables = Vec::new();
+            let mut earliest: Option<u64> = None;
+            for slot in &slots {
+                let (pollable, deadline) = match slot {
+                    Slot::Waiting { future, deadline, .. } => (future.subscribe(), *deadline),
+                    Slot::Reading(r) => (r.stream.subscribe(), r.deadline),
+                    Slot::Done(_) => continue,
+                };
+                pollables.push(pollable);
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
             }
-            let pollables: Vec<_> = waiting
-                .iter()
-                .map(|i| in_flight[*i].as_ref().expect("started").0.subscribe())
-                .collect();
-            let refs: Vec<&poll::Pollable> = pollables.iter().collect();
-            let ready = poll::poll(&refs);
+            let Some(earliest) = earliest else {
+                break;
+            };
+            let timer = monotonic_clock::subscribe_instant(earliest);
+            let mut refs: Vec<&poll::Pollable> = pollables.iter().collect();
+            refs.push(&timer);
+            poll::poll(&refs);
             drop(refs);
+            drop(timer);
             drop(pollables);
-            for r in ready {
-                let i = waiting[r as usize];
-                let (future, write_error) = in_flight[i].as_mut().expect("started");
-                if let Some(result) = future.get() {
-                    results[i] = Some(match (finish_response(result), write_error.take()) {
-                        (Ok(_), Some(e)) => Err(e),
-                        (result, _) => result,
-                    });
-                }
+            // Move every request on as far as it goes without waiting.
+            let now = monotonic_clock::now();
+            for (slot, timeout) in slots.iter_mut().zip(&timeouts) {
+                let current = std::mem::replace(slot, Slot::Done(Err(local_error("", ""))));
+                *slot = current.advance(now, *timeout);
             }
         }
-        in_flight.clear();
-        results
+        slots
             .into_iter()
             .zip(&requests)
-            .map(|(r, request)| match r.expect("every request resolved") {
-                Err(e) if e.code == "HttpRequestDenied" => Err(local_error(
+            .map(|(slot, request)| match slot {
+                Slot::Done(Err(e)) if e.code == "HttpRequestDenied" => Err(local_error(
                     "HttpRequestDenied",
                     format!(
                         "the host refused the request to {}: its egress policy does not allow it",
                         authority_of(&request.url)
                     ),
                 )),
-                other => other,
+                Slot::Done(Err(e)) if e.code == REQUEST_TIMEOUT => Err(timed_out(request, &e.message)),
+                Slot::Done(result) => result,
+                _ => unreachable!("every request ends done"),
             })
             .collect()
     }
+}
+
+/// Where one request of [`Platform::send_all`] is.
+enum Slot {
+    /// Sent; its response head has not come yet.
+    Waiting {
+        future: FutureIncomingResponse,
+        /// A body that failed to send usually means the request failed: the future then holds
+        /// the precise error (a refused connection, say), which wins over this one.
+        write_error: Option<TransportError>,
+        deadline: u64,
+    },
+    Reading(Reading),
+    Done(Result<HttpResponse, TransportError>),
+}
+
+/// A response whose body is being read. Fields drop in order: the stream before its body,
+/// the body before its response.
+struct Reading {
+    stream: bindings::wasi::io::streams::InputStream,
+    body: Option<IncomingBody>,
+    _response: bindings::wasi::http::types::IncomingResponse,
+    status: u16,
+    bytes: Vec<u8>,
+    deadline: u64,
+    write_error: Option<TransportError>,
+}
+
+impl Slot {
+    fn advance(self, now: u64, timeout: u64) -> Slot {
+        match self {
+            Slot::Waiting {
+                future,
+                write_error,
+                deadline,
+            } => match future.get() {
+                Some(Ok(Ok(response))) => {
+                    match start_reading(response, write_error, now.saturating_add(timeout)) {
+                        Ok(reading) => Slot::Reading(reading).advance(now, timeout),
+                        Err(e) => Slot::Done(Err(e)),
+                    }
+                }
+                Some(Ok(Err(e))) => Slot::Done(Err(transport_error(&e))),
+                Some(Err(())) => Slot::Done(Err(local_error("HttpProtocolError", "response already taken"))),
+                // Dropping the future cancels the request in the host.
+                None if now >= deadline => Slot::Done(Err(local_error(REQUEST_TIMEOUT, "no response"))),
+                None => Slot::Waiting {
+                    future,
+                    write_error,
+                    deadline,
+                },
+            },
+            Slot::Reading(mut r) => loop {
+                match r.stream.read(64 * 1024) {
+                    Ok(chunk) if chunk.is_empty() => {
+                        if now >= r.deadline {
+                            return Slot::Done(Err(local_error(
+                                REQUEST_TIMEOUT,
+                                "the response body stalled",
+                            )));
+                        }
+                        return Slot::Reading(r);
+                    }
+                    Ok(chunk) => {
+                        r.bytes.extend_from_slice(&chunk);
+                        if r.bytes.len() > MAX_RESPONSE_BODY {
+                            return Slot::Done(Err(local_error(
+                                "HttpResponseBodySize",
+                                format!("the response body is larger than {MAX_RESPONSE_BODY} bytes"),
+                            )));
+                        }
+                    }
+                    Err(StreamError::Closed) => {
+                        let Reading {
+                            stream,
+                            mut body,
+                            _response,
+                            status,
+                            bytes,
+                            write_error,
+                            ..
+                        } = r;
+                        drop(stream);
+                        if let Some(body) = body.take() {
+                            drop(IncomingBody::finish(body));
+                        }
+                        return Slot::Done(match write_error {
+                            Some(e) => Err(e),
+                            None => Ok(HttpResponse { status, body: bytes }),
+                        });
+                    }
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Slot::Done(Err(local_error("HttpResponseIncomplete", e.to_debug_string())))
+                    }
+                }
+            },
+            done @ Slot::Done(_) => done,
+        }
+    }
+}
+
+fn start_reading(
+    response: bindings::wasi::http::types::IncomingResponse,
+    write_error: Option<TransportError>,
+    deadline: u64,
+) -> Result<Reading, TransportError> {
+    let status = response.status();
+    let body = response
+        .consume()
+        .map_err(|_| local_error("HttpProtocolError", "response body unavailable"))?;
+    let stream = body
+        .stream()
+        .map_err(|_| local_error("HttpProtocolError", "response body stream unavailable"))?;
+    Ok(Reading {
+        stream,
+        body: Some(body),
+        _response: response,
+        status,
+        bytes: Vec::new(),
+        deadline,
+        write_error,
+    })
+}
+
+/// Our code for a request the component stopped waiting for at its deadline.
+const REQUEST_TIMEOUT: &str = "RequestTimeout";
+/// The most of a response body the component reads (PutRecords answers 500 records in ~75 KB).
+const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
+
+/// `what` happened at `request`'s deadline: "no response", "the response body stalled".
+fn timed_out(request: &HttpRequest, what: &str) -> TransportError {
+    local_error(
+        REQUEST_TIMEOUT,
+        format!(
+            "{what} from {} within the request_timeout of {:?}",
+            authority_of(&request.url),
+            request.timeout
+        ),
+    )
+}
+
+/// Wait until `pollable` is ready or `deadline` (monotonic nanoseconds) passes; false on the
+/// deadline.
+fn ready_before(pollable: &poll::Pollable, deadline: u64) -> bool {
+    let timer = monotonic_clock::subscribe_instant(deadline);
+    let ready = poll::poll(&[pollable, &timer]);
+    ready.contains(&0)
 }
 
 /// `scheme://authority` of a URL, for messages.
@@ -189,6 +356,7 @@ fn local_error(code: &str, message: impl Into<String>) -> TransportError {
 
 fn start_request(
     request: &HttpRequest,
+    deadline: u64,
 ) -> Result<(FutureIncomingResponse, Option<TransportError>), TransportError> {
     let uri: http::Uri = request
         .url
@@ -235,30 +403,47 @@ fn start_request(
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| transport_error(&e))?;
-    let write_error = write_body(body, &request.body).err();
+    let write_error = write_body(body, &request.body, deadline)
+        .map_err(|e| {
+            if e.code == REQUEST_TIMEOUT {
+                timed_out(request, &e.message)
+            } else {
+                e
+            }
+        })
+        .err();
     Ok((future, write_error))
 }
 
-fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), TransportError> {
+fn write_body(body: OutgoingBody, bytes: &[u8], deadline: u64) -> Result<(), TransportError> {
     let stream = body
         .write()
         .map_err(|_| local_error("HttpProtocolError", "request body stream unavailable"))?;
-    write_all(&stream, bytes)?;
+    write_all(&stream, bytes, Some(deadline))?;
     // No flush after the last write: the host may already have dropped the finished body.
     drop(stream);
     OutgoingBody::finish(body, None).map_err(|e| transport_error(&e))
 }
 
-/// Write all of `bytes` as fast as the stream takes them.
+/// Write all of `bytes` as fast as the stream takes them, giving up at `deadline` (monotonic
+/// nanoseconds) if there is one.
 pub(crate) fn write_all(
     stream: &bindings::wasi::io::streams::OutputStream,
     bytes: &[u8],
+    deadline: Option<u64>,
 ) -> Result<(), TransportError> {
     let mut offset = 0;
     while offset < bytes.len() {
         let permit = match stream.check_write() {
             Ok(0) => {
-                stream.subscribe().block();
+                let writable = stream.subscribe();
+                match deadline {
+                    None => writable.block(),
+                    Some(d) if !ready_before(&writable, d) => {
+                        return Err(local_error(REQUEST_TIMEOUT, "the request body could not be sent"))
+                    }
+                    Some(_) => {}
+                }
                 continue;
             }
             Ok(n) => n as usize,
@@ -276,34 +461,4 @@ fn stream_error(e: StreamError) -> TransportError {
         StreamError::LastOperationFailed(err) => local_error("HttpIoError", err.to_debug_string()),
         StreamError::Closed => local_error("ConnectionTerminated", "the connection closed while sending"),
     }
-}
-
-fn finish_response(
-    result: Result<Result<bindings::wasi::http::types::IncomingResponse, ErrorCode>, ()>,
-) -> Result<HttpResponse, TransportError> {
-    let response = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(transport_error(&e)),
-        Err(()) => return Err(local_error("HttpProtocolError", "response already taken")),
-    };
-    let status = response.status();
-    let body = response
-        .consume()
-        .map_err(|_| local_error("HttpProtocolError", "response body unavailable"))?;
-    let stream = body
-        .stream()
-        .map_err(|_| local_error("HttpProtocolError", "response body stream unavailable"))?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(local_error("HttpResponseIncomplete", e.to_debug_string()))
-            }
-        }
-    }
-    drop(stream);
-    drop(IncomingBody::finish(body));
-    Ok(HttpResponse { status, body: bytes })
 }

@@ -40,6 +40,11 @@ pub enum Fault {
     /// The request is processed normally after this delay; if the client's first-byte timeout
     /// is shorter, it is never processed and the client times out.
     Slow(Duration),
+    /// Nothing ever comes back, whatever timeouts the client asked for (a host that cannot
+    /// set them, facing a hung endpoint); nothing stored.
+    Hang,
+    /// The records are stored, then the response body stops half-way and never goes on.
+    StallBody,
 }
 
 /// What the fake wants the transport to do.
@@ -48,14 +53,18 @@ pub enum Reply {
     Response {
         status: u16,
         body: Vec<u8>,
-        /// Send only the first bytes of `body`, then break the stream.
+        /// Send only the first bytes of `body`, then break the stream (or stall it).
         break_after: Option<usize>,
+        /// At `break_after`, wait forever instead of breaking.
+        stall: bool,
         delay: Duration,
     },
     /// Fail the request as a connection error.
     ConnectionError,
     /// Nothing arrives within the client's first-byte timeout: fail after waiting that long.
     Timeout(Duration),
+    /// Nothing arrives, ever.
+    Hang,
 }
 
 /// A record the fake stored.
@@ -178,6 +187,10 @@ impl FakeKinesis {
             response_damaged_after_store: false,
         };
 
+        if fault == Some(Fault::Hang) {
+            state.seen.push(seen);
+            return Reply::Hang;
+        }
         if let Some(limit) = first_byte_timeout.filter(|limit| delay > *limit) {
             state.seen.push(seen);
             return Reply::Timeout(limit);
@@ -210,6 +223,18 @@ impl FakeKinesis {
                             status,
                             body: resp[..cut].to_vec(),
                             break_after: None,
+                            stall: false,
+                            delay,
+                        }
+                    }
+                    Some(Fault::StallBody) if status == 200 => {
+                        seen.response_damaged_after_store = stored_any;
+                        let cut = resp.len() / 2;
+                        Reply::Response {
+                            status,
+                            body: resp,
+                            break_after: Some(cut),
+                            stall: true,
                             delay,
                         }
                     }
@@ -220,6 +245,7 @@ impl FakeKinesis {
                             status,
                             body: resp,
                             break_after: Some(cut),
+                            stall: false,
                             delay,
                         }
                     }
@@ -227,6 +253,7 @@ impl FakeKinesis {
                         status,
                         body: resp,
                         break_after: None,
+                        stall: false,
                         delay,
                     },
                 }

@@ -264,7 +264,7 @@ impl WasiHttpHooks for Hooks {
                         &body,
                         options.and_then(|o| o.first_byte_timeout),
                     );
-                    let (status, body, break_after, delay) = match reply {
+                    let (status, body, break_after, stall, delay) = match reply {
                         Reply::ConnectionError => {
                             return Err(wasmtime_wasi_http::Error::ConnectionTerminated)
                         }
@@ -273,12 +273,15 @@ impl WasiHttpHooks for Hooks {
                             tokio::time::sleep(after).await;
                             return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout);
                         }
+                        // Until the guest drops the request, which aborts this task.
+                        Reply::Hang => std::future::pending().await,
                         Reply::Response {
                             status,
                             body,
                             break_after,
+                            stall,
                             delay,
-                        } => (status, body, break_after, delay),
+                        } => (status, body, break_after, stall, delay),
                     };
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
@@ -287,6 +290,7 @@ impl WasiHttpHooks for Hooks {
                         None => full_body(body),
                         Some(cut) => BrokenBody {
                             first: Some(Bytes::from(body).slice(..cut)),
+                            stall,
                         }
                         .boxed_unsync(),
                     };
@@ -334,6 +338,8 @@ pub fn full_body(body: Vec<u8>) -> WasiBody {
 /// A response body that yields its first part, then fails like a dropped connection.
 struct BrokenBody {
     first: Option<Bytes>,
+    /// After the first bytes, wait forever instead of failing.
+    stall: bool,
 }
 
 impl http_body::Body for BrokenBody {
@@ -346,6 +352,7 @@ impl http_body::Body for BrokenBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         match self.first.take() {
             Some(data) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            None if self.stall => std::task::Poll::Pending,
             None => std::task::Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated))),
         }
     }

@@ -1,7 +1,8 @@
 //! The soak under faults: many records through the component while the fake Kinesis throttles
 //! 30% of records, fails 5% of requests in every way it knows (500s, dropped connections,
-//! truncated and broken bodies, malformed answers, slow responses, expired tokens) and the
-//! credentials come from a container endpoint that must be asked again whenever a token expires.
+//! truncated, broken and stalled bodies, malformed answers, slow and hung responses, expired
+//! tokens) and the credentials come from a container endpoint that must be asked again
+//! whenever a token expires.
 //!
 //! `make test` runs 100,000 records; `make soak` runs `KINESIS_SOAK_RECORDS=1000000` in an
 //! optimised build. The figures are printed (see README "Reliability").
@@ -63,6 +64,8 @@ async fn every_record_is_delivered_or_reported_and_none_is_resent_after_it_was_a
                     Fault::MalformedBody,
                     Fault::Slow(Duration::from_millis(20)),
                     Fault::ExpiredToken,
+                    Fault::Hang,
+                    Fault::StallBody,
                 ],
             },
             7,
@@ -101,7 +104,9 @@ async fn every_record_is_delivered_or_reported_and_none_is_resent_after_it_was_a
         "retries_on_batch_request": 40,
         "retry_base_delay": 0.001,
         "retry_max_delay": 0.004,
-        "request_timeout": 5,
+        // Hung requests and stalled bodies end here (the fake ignores the host timeouts);
+        // long enough that a busy machine never times out a request the fake answered.
+        "request_timeout": 2,
         "max_concurrent_requests": 4,
     })
     .to_string();
@@ -164,7 +169,9 @@ async fn every_record_is_delivered_or_reported_and_none_is_resent_after_it_was_a
         for (_, request) in copies.iter().filter(|(n, _)| n != sequence_number) {
             assert!(
                 damaged[*request],
-                "record {seq} stored again (request {request}) although request {accepted_in}'s response was intact"
+                "record {seq} stored again (request {request}, {:?}) although request {accepted_in}'s response ({:?}) was intact",
+                seen[*request].fault,
+                seen[*accepted_in].fault
             );
             copies_after_damage += 1;
         }

@@ -226,7 +226,7 @@ fn respond(response_out: ResponseOutparam, reply: Reply) {
     };
     ResponseOutparam::set(response_out, Ok(response));
     if let Ok(stream) = body.write() {
-        if let Err(e) = write_all(&stream, &reply.body) {
+        if let Err(e) = write_all(&stream, &reply.body, None) {
             eprintln!("kinesis-output: writing the answer: {}", e.message);
         }
         drop(stream);

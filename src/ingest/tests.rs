@@ -46,6 +46,36 @@ fn a_line_that_is_not_json_is_a_400_naming_it() {
 }
 
 #[test]
+fn deep_nesting_is_rejected_as_a_record_not_a_crash() {
+    // 100,000 levels: a recursive reader without a limit would overflow the stack. Splitting
+    // skips values without recursing; the record is then refused by serde_json's depth limit.
+    let deep = format!("{{\"deep\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!("{{\"ok\":1}}\n{deep}\n");
+    let items = split(Framing::Lines, body.as_bytes(), &settings()).unwrap();
+    assert_eq!(items.len(), 2);
+    let mut env = |_: &str| None;
+    let config = crate::Config::from_json(
+        r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"x"}"#,
+        &mut env,
+    )
+    .unwrap();
+    let record = &body.as_bytes()[items[1].start..items[1].end];
+    let event = crate::Event {
+        tag: "t",
+        seconds: 0,
+        nanoseconds: 0,
+        record,
+    };
+    let rejected = crate::record::prepare(&config, &event, &mut |b| b.fill(7)).unwrap_err();
+    assert_eq!(rejected.kind, crate::RejectionKind::NotJson);
+    assert!(
+        rejected.message.contains("recursion limit"),
+        "{}",
+        rejected.message
+    );
+}
+
+#[test]
 fn json_bodies_are_arrays_objects_or_lines() {
     let body = b"[ {\"a\":1},\n {\"b\":[1,2]} ]";
     let items = split(Framing::Json, body, &settings()).unwrap();
