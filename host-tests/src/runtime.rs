@@ -74,6 +74,8 @@ pub struct InstanceOptions {
     /// component may reach; any other request is refused with `HttpRequestDenied`. `None`
     /// lets every request through.
     pub egress: Option<Vec<String>>,
+    /// The most linear memory the instance may grow to, in bytes; past it the guest traps.
+    pub max_memory: Option<usize>,
 }
 
 impl InstanceOptions {
@@ -86,6 +88,7 @@ impl InstanceOptions {
             process_timeout: Duration::from_secs(30),
             inherit_stderr: false,
             egress: None,
+            max_memory: None,
         }
     }
 
@@ -122,10 +125,12 @@ pub struct Ctx {
     memory: MemoryPeak,
 }
 
-/// Watches linear memory growth: the largest size any memory of the instance asked for.
+/// Watches linear memory growth: the largest size any memory of the instance asked for, and
+/// refuses growth past `limit` (the guest's allocation then fails: a trap).
 #[derive(Default)]
 struct MemoryPeak {
     peak: usize,
+    limit: Option<usize>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryPeak {
@@ -135,6 +140,9 @@ impl wasmtime::ResourceLimiter for MemoryPeak {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if self.limit.is_some_and(|limit| desired > limit) {
+            return Ok(false);
+        }
         self.peak = self.peak.max(desired);
         Ok(true)
     }
@@ -518,7 +526,10 @@ fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
             refused: Arc::new(Mutex::new(Vec::new())),
         },
         process_timeout: options.process_timeout,
-        memory: MemoryPeak::default(),
+        memory: MemoryPeak {
+            peak: 0,
+            limit: options.max_memory,
+        },
     };
     Ok((ctx, stderr))
 }

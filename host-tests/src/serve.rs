@@ -14,7 +14,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use crate::runtime::{proxy_component_path, InstanceOptions, ProxyRuntime, Upstream};
 use crate::ship::{component_env, egress_policy, granted_dirs, read_config, usage};
 
-pub const SERVE_USAGE: &str = "usage: kinesis-ship serve --listen 127.0.0.1:PORT [--config FILE] [--component FILE] [--allow-dir DIR]... [--allow-authority HOST:PORT]...
+pub const SERVE_USAGE: &str = "usage: kinesis-ship serve --listen 127.0.0.1:PORT [--config FILE] [--component FILE] [--allow-dir DIR]... [--allow-authority HOST:PORT]... [--max-memory MIB]
 
 Hosts the kinesis-output proxy world: POST NDJSON or a JSON array to /, GET /health.
   --listen ADDR     where to listen (port 0 picks a free one; the address is printed)
@@ -26,7 +26,8 @@ Hosts the kinesis-output proxy world: POST NDJSON or a JSON array to /, GET /hea
   --allow-dir DIR   a folder the component may read (repeatable)
   --allow-authority HOST:PORT
                     another address the component may connect to (repeatable); by itself it
-                    reaches only the Kinesis endpoint and the credential endpoints it needs";
+                    reaches only the Kinesis endpoint and the credential endpoints it needs
+  --max-memory MIB  the most linear memory one request's instance may use (past it: a 500)";
 
 /// `serve`'s options.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ pub struct ServeOptions {
     pub component: Option<PathBuf>,
     pub allow_dirs: Vec<PathBuf>,
     pub allow_authorities: Vec<String>,
+    pub max_memory_mib: Option<usize>,
 }
 
 pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeOptions> {
@@ -44,6 +46,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
     let mut component = None;
     let mut allow_dirs = Vec::new();
     let mut allow_authorities = Vec::new();
+    let mut max_memory_mib = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -59,6 +62,17 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
             "--component" => component = Some(PathBuf::from(value("--component")?)),
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
             "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
+            "--max-memory" => {
+                let text = value("--max-memory")?;
+                max_memory_mib = Some(
+                    text.parse::<usize>()
+                        .ok()
+                        .filter(|m| (1..=4096).contains(m))
+                        .ok_or_else(|| {
+                            anyhow!("--max-memory {text:?} must be a number of MiB from 1 to 4096")
+                        })?,
+                );
+            }
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
         }
@@ -69,6 +83,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
         component,
         allow_dirs,
         allow_authorities,
+        max_memory_mib,
     })
 }
 
@@ -109,6 +124,7 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     options.env = env.clone();
     options.inherit_stderr = true;
     options.egress = Some(egress_for_env(&env, &opts.allow_authorities));
+    options.max_memory = opts.max_memory_mib.map(|m| m * 1024 * 1024);
     let empty = Value::Object(Default::default());
     for dir in granted_dirs(config.as_ref().unwrap_or(&empty), &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();

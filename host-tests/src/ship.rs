@@ -350,9 +350,11 @@ pub struct Options {
     /// Extra authorities the component may reach (`--allow-authority`), beyond the ones its
     /// configuration needs.
     pub allow_authorities: Vec<String>,
+    /// The most linear memory the component may use (`--max-memory`, MiB).
+    pub max_memory_mib: Option<usize>,
 }
 
-pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--allow-dir DIR]... [--allow-authority HOST:PORT]... [--quiet]
+pub const USAGE: &str = "usage: kinesis-ship --config FILE [--input FILE|-] [--report FILE] [--component FILE] [--tag TAG] [--allow-dir DIR]... [--allow-authority HOST:PORT]... [--max-memory MIB] [--quiet]
 
 Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output component.
   --config FILE     JSON or YAML configuration (the component's settings plus `buffer`)
@@ -365,6 +367,8 @@ Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output
   --allow-authority HOST:PORT
                     another address the component may connect to (repeatable); by itself it
                     reaches only the Kinesis endpoint and the credential endpoints it needs
+  --max-memory MIB  the most linear memory the component may use; a put that needs more traps,
+                    its records are reported failed (ComponentTrap) and a new instance goes on
   --quiet           no progress or summary on stderr
 Exit status: 0 all delivered, 1 some not delivered, 2 configuration or usage error.";
 
@@ -377,6 +381,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
     let mut quiet = false;
     let mut allow_dirs = Vec::new();
     let mut allow_authorities = Vec::new();
+    let mut max_memory_mib = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -388,6 +393,17 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
             "--tag" => tag = value("--tag")?,
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
             "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
+            "--max-memory" => {
+                let text = value("--max-memory")?;
+                max_memory_mib = Some(
+                    text.parse::<usize>()
+                        .ok()
+                        .filter(|m| (1..=4096).contains(m))
+                        .ok_or_else(|| {
+                            anyhow!("--max-memory {text:?} must be a number of MiB from 1 to 4096")
+                        })?,
+                );
+            }
             "--quiet" => quiet = true,
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
@@ -404,6 +420,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         quiet,
         allow_dirs,
         allow_authorities,
+        max_memory_mib,
     })
 }
 
@@ -482,6 +499,7 @@ pub async fn run(opts: &Options) -> Result<Summary> {
     let mut options = InstanceOptions::new(Upstream::Network);
     options.env = env.clone();
     options.egress = Some(egress_policy(&config_text, &env, &opts.allow_authorities));
+    options.max_memory = opts.max_memory_mib.map(|m| m * 1024 * 1024);
     for dir in granted_dirs(&config, &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();
         options = options.dir(dir, &guest);
@@ -537,7 +555,15 @@ pub async fn run(opts: &Options) -> Result<Summary> {
             chunk_bytes = 0;
             if let Err(trap) = ship_chunk(&mut instance, sink, &lines, &opts.tag, &mut summary).await {
                 // A trap ends the instance: record the chunk as failed and start a new one.
+                // Which of its records the service stored before the trap is unknown here, so
+                // none is sent again (that could duplicate them): each is reported instead.
                 let message = format!("{trap:#}");
+                if !opts.quiet {
+                    eprintln!(
+                        "kinesis-ship: the component trapped; the {} records of this chunk are reported failed (ComponentTrap) and a new instance goes on: {message}",
+                        lines.len()
+                    );
+                }
                 for line in &lines {
                     summary.failed += 1;
                     summary.problems.push(Problem {

@@ -940,3 +940,59 @@ fn kinesis_ship_serves_the_proxy_world() {
     drop(server);
     assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
 }
+
+#[test]
+fn a_trap_is_reported_and_a_new_instance_ships_the_next_chunks() {
+    // --max-memory bounds the component's linear memory: a chunk of large records needs more
+    // and traps; kinesis-ship reports its records, starts a new instance and goes on.
+    let k = Kinesalite::start("it-trap");
+    let dir = temp_dir("trap");
+    let config = write_config(
+        &dir,
+        &k,
+        json!({"buffer": {"chunk_limit_records": 40, "flush_interval": "60s"}}),
+    );
+    let big = "x".repeat(200_000);
+    let mut input = String::new();
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"small-{i}\",\"n\":{i}}}\n"));
+    }
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"big-{i}\",\"log\":\"{big}\"}}\n"));
+    }
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"after-{i}\",\"n\":{i}}}\n"));
+    }
+    let input_path = dir.join("input.ndjson");
+    std::fs::write(&input_path, &input).unwrap();
+    let report = dir.join("report.json");
+    let (code, stderr) = ship(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--max-memory",
+            "6",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the component trapped"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 80, "{report}");
+    assert_eq!(report["failed"], 40, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 40);
+    assert!(problems
+        .iter()
+        .all(|p| p["code"] == "ComponentTrap" && (41..=80).contains(&p["line"].as_u64().unwrap())));
+    let stored = k.read();
+    assert_eq!(
+        stored.len(),
+        80,
+        "the chunks before and after the trap, nothing of the trapped one twice"
+    );
+}
