@@ -76,6 +76,10 @@ pub struct InstanceOptions {
     pub egress: Option<Vec<String>>,
     /// The most linear memory the instance may grow to, in bytes; past it the guest traps.
     pub max_memory: Option<usize>,
+    /// Keep the `Data` of every record a PutRecords answer said was stored (real network
+    /// only; see [`Instance::take_accepted`]), so that after a trap the host knows what the
+    /// service already has.
+    pub track_accepted: bool,
 }
 
 impl InstanceOptions {
@@ -89,6 +93,7 @@ impl InstanceOptions {
             inherit_stderr: false,
             egress: None,
             max_memory: None,
+            track_accepted: false,
         }
     }
 
@@ -157,12 +162,20 @@ impl wasmtime::ResourceLimiter for MemoryPeak {
     }
 }
 
+/// PutRecords request bodies with their answers, shared with the HTTP hook.
+type Exchanges = Arc<Mutex<Vec<(Bytes, Bytes)>>>;
+
 struct Hooks {
     upstream: Upstream,
     endpoints: HashMap<String, Endpoint>,
     egress: Option<Vec<String>>,
     /// Requests the egress policy refused, as `scheme://authority`.
     refused: Arc<Mutex<Vec<String>>>,
+    /// With `track_accepted`: each PutRecords request body answered 200, with its answer
+    /// (kept as they are, read only if needed).
+    accepted: Option<Exchanges>,
+    /// Fault injection (`KINESIS_FAULT_TRAP_AFTER_PUTS`): the engine whose epoch to bump.
+    trap_engine: Option<Engine>,
 }
 
 impl bindings::kinesis::output::host::Host for Ctx {
@@ -253,6 +266,41 @@ impl WasiHttpHooks for Hooks {
                     ))
                 })
             }
+            Upstream::Network if self.accepted.is_some() || self.trap_engine.is_some() => {
+                let accepted = self.accepted.clone();
+                let trap_engine = self.trap_engine.clone();
+                Box::new(async move {
+                    // Whole bodies both ways, to read the PutRecords exchange.
+                    let (parts, body) = request.into_parts();
+                    let sent = body.collect().await?.to_bytes();
+                    let is_put = parts
+                        .headers
+                        .get("x-amz-target")
+                        .is_some_and(|v| v.as_bytes() == b"Kinesis_20131202.PutRecords");
+                    let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
+                    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    // The connection runs on its own while the answer is read.
+                    let io = tokio::spawn(io);
+                    let (parts, body) = response.into_parts();
+                    let answer = body.collect().await?.to_bytes();
+                    if is_put && parts.status == 200 {
+                        if let Some(accepted) = &accepted {
+                            accepted
+                                .lock()
+                                .expect("not poisoned")
+                                .push((sent.clone(), answer.clone()));
+                        }
+                        if let Some(engine) = &trap_engine {
+                            fault_after_put(engine);
+                        }
+                    }
+                    Ok((
+                        http::Response::from_parts(parts, bytes_body(answer.clone())),
+                        Box::new(async move { io.await.unwrap_or(Ok(())) })
+                            as Box<dyn std::future::Future<Output = _> + Send>,
+                    ))
+                })
+            }
             Upstream::Network => Box::new(async move {
                 let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
                 Ok((
@@ -317,6 +365,49 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
+/// The base64 `Data` of each record of a PutRecords request `sent` that its `answer` says
+/// was stored.
+pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
+    let (Ok(sent), Ok(answer)) = (
+        serde_json::from_slice::<serde_json::Value>(sent),
+        serde_json::from_slice::<serde_json::Value>(answer),
+    ) else {
+        return Vec::new();
+    };
+    let (Some(records), Some(entries)) = (sent["Records"].as_array(), answer["Records"].as_array()) else {
+        return Vec::new();
+    };
+    if records.len() != entries.len() {
+        return Vec::new();
+    }
+    records
+        .iter()
+        .zip(entries)
+        .filter(|(_, e)| e.get("SequenceNumber").is_some())
+        .filter_map(|(r, _)| r["Data"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `KINESIS_FAULT_TRAP_AFTER_PUTS=N`: the instance running when the N-th PutRecords answer
+/// arrives traps at its next epoch check, once per process. A fault injection for tests of
+/// what a host does after a trap; nothing else sets it.
+fn trap_after_puts() -> Option<usize> {
+    static N: OnceLock<Option<usize>> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("KINESIS_FAULT_TRAP_AFTER_PUTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+fn fault_after_put(engine: &Engine) {
+    static ANSWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = ANSWERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if Some(n) == trap_after_puts() {
+        engine.increment_epoch();
+    }
+}
+
 /// A request's head, headers as text pairs, and whole body.
 async fn read_request(
     request: http::Request<WasiBody>,
@@ -334,6 +425,11 @@ async fn read_request(
         })
         .collect();
     Ok((parts, headers, body))
+}
+
+/// A whole body from bytes already in memory, without copying them.
+fn bytes_body(body: Bytes) -> WasiBody {
+    Full::new(body).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// A whole body, as the harness hands requests and responses to wasmtime-wasi-http.
@@ -415,6 +511,9 @@ fn new_engine() -> Result<Engine> {
             config.cache(Some(cache));
         }
     }
+    if trap_after_puts().is_some() {
+        config.epoch_interruption(true);
+    }
     // `KINESIS_WASM_PROFILE=perfmap` writes /tmp/perf-<pid>.map so `perf report` can name the
     // component's functions (see README "Performance", profiling the guest).
     if std::env::var_os("KINESIS_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
@@ -487,9 +586,13 @@ impl Runtime {
 
     /// A fresh instance set up by `options`.
     pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
-        let (ctx, stderr) = new_ctx(options)?;
+        let (ctx, stderr) = new_ctx(options, Some(&self.engine))?;
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.memory);
+        if trap_after_puts().is_some() {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(1);
+        }
         let sink = self
             .pre
             .instantiate_async(&mut store)
@@ -500,7 +603,7 @@ impl Runtime {
 }
 
 /// A store's data set up by `options`, and the pipe that keeps the guest's stderr.
-fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
+fn new_ctx(options: InstanceOptions, engine: Option<&Engine>) -> Result<(Ctx, MemoryOutputPipe)> {
     crate::transcript::secrets_in_env(&options.env);
     let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
     let mut builder = WasiCtx::builder();
@@ -524,6 +627,8 @@ fn new_ctx(options: InstanceOptions) -> Result<(Ctx, MemoryOutputPipe)> {
             endpoints: options.endpoints,
             egress: options.egress,
             refused: Arc::new(Mutex::new(Vec::new())),
+            accepted: options.track_accepted.then(|| Arc::new(Mutex::new(Vec::new()))),
+            trap_engine: engine.filter(|_| trap_after_puts().is_some()).cloned(),
         },
         process_timeout: options.process_timeout,
         memory: MemoryPeak {
@@ -574,7 +679,7 @@ impl ProxyRuntime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-        let (ctx, stderr) = new_ctx(options.clone())?;
+        let (ctx, stderr) = new_ctx(options.clone(), None)?;
         let mut store = Store::new(self.pre.engine(), ctx);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
@@ -686,6 +791,28 @@ impl Instance {
     /// The largest linear memory the instance has grown to, in bytes.
     pub fn peak_memory(&self) -> usize {
         self.store.data().memory.peak
+    }
+
+    /// With `track_accepted`: the base64 `Data` of every record answered as stored since the
+    /// last call, taken.
+    pub fn take_accepted(&mut self) -> Vec<String> {
+        self.store
+            .data()
+            .hooks
+            .accepted
+            .as_ref()
+            .map(|a| std::mem::take(&mut *a.lock().expect("not poisoned")))
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|(sent, answer)| stored_data(sent, answer))
+            .collect()
+    }
+
+    /// Forget the PutRecords exchanges kept so far (before a new `put`).
+    pub fn clear_accepted(&mut self) {
+        if let Some(a) = &self.store.data().hooks.accepted {
+            a.lock().expect("not poisoned").clear();
+        }
     }
 
     /// The requests the egress policy refused, as `scheme://authority`, in order.

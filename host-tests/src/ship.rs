@@ -367,8 +367,9 @@ Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output
   --allow-authority HOST:PORT
                     another address the component may connect to (repeatable); by itself it
                     reaches only the Kinesis endpoint and the credential endpoints it needs
-  --max-memory MIB  the most linear memory the component may use; a put that needs more traps,
-                    its records are reported failed (ComponentTrap) and a new instance goes on
+  --max-memory MIB  the most linear memory the component may use; a put that needs more traps:
+                    a new instance sends what the service had not stored, and what traps again
+                    is reported failed (ComponentTrap)
   --quiet           no progress or summary on stderr
 Exit status: 0 all delivered, 1 some not delivered, 2 configuration or usage error.";
 
@@ -500,6 +501,12 @@ pub async fn run(opts: &Options) -> Result<Summary> {
     options.env = env.clone();
     options.egress = Some(egress_policy(&config_text, &env, &opts.allow_authorities));
     options.max_memory = opts.max_memory_mib.map(|m| m * 1024 * 1024);
+    // After a trap, what the service already stored is known from the PutRecords answers the
+    // host saw; the native core formats each record as the component did, to tell them apart.
+    options.track_accepted = true;
+    let native_config = kinesis_output::Config::from_json(&config_text, &mut NativeEnv(&env))
+        .ok()
+        .filter(|c| !c.aggregate);
     for dir in granted_dirs(&config, &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();
         options = options.dir(dir, &guest);
@@ -553,27 +560,66 @@ pub async fn run(opts: &Options) -> Result<Summary> {
         if flush {
             let lines = std::mem::take(&mut chunk);
             chunk_bytes = 0;
-            if let Err(trap) = ship_chunk(&mut instance, sink, &lines, &opts.tag, &mut summary).await {
-                // A trap ends the instance: record the chunk as failed and start a new one.
-                // Which of its records the service stored before the trap is unknown here, so
-                // none is sent again (that could duplicate them): each is reported instead.
+            // One time for the chunk, kept if it has to be sent again.
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let time = Timestamp {
+                seconds: now.as_secs() as i64,
+                nanoseconds: now.subsec_nanos(),
+            };
+            instance.clear_accepted();
+            if let Err(trap) = ship_chunk(&mut instance, sink, &lines, &opts.tag, time, &mut summary).await {
+                // A trap ends the instance. The records the service answered as stored are
+                // counted delivered; the others go again through a new instance. Without the
+                // native view of the configuration (or with aggregation, where records are
+                // packed together), they are all reported failed instead: none is sent twice.
                 let message = format!("{trap:#}");
-                if !opts.quiet {
-                    eprintln!(
-                        "kinesis-ship: the component trapped; the {} records of this chunk are reported failed (ComponentTrap) and a new instance goes on: {message}",
-                        lines.len()
-                    );
-                }
-                for line in &lines {
-                    summary.failed += 1;
-                    summary.problems.push(Problem {
-                        line: line.number,
-                        outcome: "failed",
-                        code: "ComponentTrap".to_string(),
-                        message: message.clone(),
-                    });
-                }
+                let accepted = instance.take_accepted();
                 (instance, sink) = open(&runtime, &options, &config_text).await?;
+                let again = match &native_config {
+                    Some(config) => {
+                        let (stored, again) = split_stored(config, &lines, &opts.tag, time, accepted);
+                        summary.delivered += stored;
+                        if !opts.quiet {
+                            eprintln!(
+                                "kinesis-ship: the component trapped after the service stored {stored} of this chunk's {} records; sending the other {} again in a new instance: {message}",
+                                lines.len(),
+                                again.len()
+                            );
+                        }
+                        again
+                    }
+                    None => lines,
+                };
+                let failed = match &native_config {
+                    Some(_) if again.is_empty() => None,
+                    Some(_) => {
+                        match ship_chunk(&mut instance, sink, &again, &opts.tag, time, &mut summary).await {
+                            Ok(()) => None,
+                            Err(trap) => {
+                                (instance, sink) = open(&runtime, &options, &config_text).await?;
+                                Some((again, format!("{trap:#}")))
+                            }
+                        }
+                    }
+                    None => Some((again, message)),
+                };
+                if let Some((lines, message)) = failed {
+                    if !opts.quiet {
+                        eprintln!(
+                            "kinesis-ship: the component trapped; {} records are reported failed (ComponentTrap): {message}",
+                            lines.len()
+                        );
+                    }
+                    for line in &lines {
+                        summary.failed += 1;
+                        summary.problems.push(Problem {
+                            line: line.number,
+                            outcome: "failed",
+                            code: "ComponentTrap".to_string(),
+                            message: message.clone(),
+                        });
+                    }
+                }
             }
             if progress {
                 eprint!(
@@ -654,18 +700,55 @@ fn read_lines(input: Option<PathBuf>, tx: mpsc::SyncSender<std::io::Result<Line>
     }
 }
 
+/// Of `lines` put with `tag` and `time`, how many the service stored according to `accepted`
+/// (base64 `Data` answered as stored, counted with repeats), and the rest.
+fn split_stored(
+    config: &kinesis_output::Config,
+    lines: &[Line],
+    tag: &str,
+    time: Timestamp,
+    accepted: Vec<String>,
+) -> (usize, Vec<Line>) {
+    use base64::Engine as _;
+    let mut left: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for data in accepted {
+        *left.entry(data).or_default() += 1;
+    }
+    let mut stored = 0;
+    let mut again = Vec::new();
+    for line in lines {
+        let event = kinesis_output::Event {
+            tag,
+            seconds: time.seconds,
+            nanoseconds: time.nanoseconds,
+            record: &line.record,
+        };
+        // The key does not matter here: only the data is compared.
+        let data = kinesis_output::record::prepare(config, &event, &mut |b| b.fill(0))
+            .ok()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p.data));
+        match data.and_then(|d| left.get_mut(&d).filter(|n| **n > 0)) {
+            Some(n) => {
+                *n -= 1;
+                stored += 1;
+            }
+            None => again.push(Line {
+                number: line.number,
+                record: line.record.clone(),
+            }),
+        }
+    }
+    (stored, again)
+}
+
 async fn ship_chunk(
     instance: &mut Instance,
     sink: SinkHandle,
     lines: &[Line],
     tag: &str,
+    time: Timestamp,
     summary: &mut Summary,
 ) -> Result<()> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let time = Timestamp {
-        seconds: now.as_secs() as i64,
-        nanoseconds: now.subsec_nanos(),
-    };
     let events: Vec<Event> = lines
         .iter()
         .map(|l| Event {
