@@ -227,25 +227,14 @@ impl FakeKinesis {
                             delay,
                         }
                     }
-                    Some(Fault::StallBody) if status == 200 => {
+                    Some(f @ (Fault::BrokenBody | Fault::StallBody)) if status == 200 => {
                         seen.response_damaged_after_store = stored_any;
                         let cut = resp.len() / 2;
                         Reply::Response {
                             status,
                             body: resp,
                             break_after: Some(cut),
-                            stall: true,
-                            delay,
-                        }
-                    }
-                    Some(Fault::BrokenBody) if status == 200 => {
-                        seen.response_damaged_after_store = stored_any;
-                        let cut = resp.len() / 2;
-                        Reply::Response {
-                            status,
-                            body: resp,
-                            break_after: Some(cut),
-                            stall: false,
+                            stall: f == Fault::StallBody,
                             delay,
                         }
                     }

@@ -62,17 +62,7 @@ pub fn parse_serve_args(args: impl IntoIterator<Item = String>) -> Result<ServeO
             "--component" => component = Some(PathBuf::from(value("--component")?)),
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
             "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
-            "--max-memory" => {
-                let text = value("--max-memory")?;
-                max_memory_mib = Some(
-                    text.parse::<usize>()
-                        .ok()
-                        .filter(|m| (1..=4096).contains(m))
-                        .ok_or_else(|| {
-                            anyhow!("--max-memory {text:?} must be a number of MiB from 1 to 4096")
-                        })?,
-                );
-            }
+            "--max-memory" => max_memory_mib = Some(crate::ship::parse_max_memory(&value("--max-memory")?)?),
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
         }

@@ -394,17 +394,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
             "--tag" => tag = value("--tag")?,
             "--allow-dir" => allow_dirs.push(PathBuf::from(value("--allow-dir")?)),
             "--allow-authority" => allow_authorities.push(value("--allow-authority")?.to_ascii_lowercase()),
-            "--max-memory" => {
-                let text = value("--max-memory")?;
-                max_memory_mib = Some(
-                    text.parse::<usize>()
-                        .ok()
-                        .filter(|m| (1..=4096).contains(m))
-                        .ok_or_else(|| {
-                            anyhow!("--max-memory {text:?} must be a number of MiB from 1 to 4096")
-                        })?,
-                );
-            }
+            "--max-memory" => max_memory_mib = Some(parse_max_memory(&value("--max-memory")?)?),
             "--quiet" => quiet = true,
             "-h" | "--help" => bail!("help"),
             other => bail!("unknown argument {other:?}"),
@@ -453,6 +443,14 @@ pub fn egress_policy(config_json: &str, env: &[(String, String)], extra: &[Strin
         }
     }
     allowed
+}
+
+/// `--max-memory`'s value: MiB from 1 to 4096.
+pub fn parse_max_memory(text: &str) -> Result<usize> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|m| (1..=4096).contains(m))
+        .ok_or_else(|| anyhow!("--max-memory {text:?} must be a number of MiB from 1 to 4096"))
 }
 
 /// A problem that ends the run with exit status 2.
