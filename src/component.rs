@@ -118,16 +118,17 @@ impl Platform for Wasi {
         let mut slots: Vec<Slot> = requests
             .iter()
             .zip(&timeouts)
-            .map(
-                |(r, timeout)| match start_request(r, started.saturating_add(*timeout)) {
+            .map(|(r, timeout)| {
+                let deadline = started.saturating_add(*timeout);
+                match start_request(r, deadline) {
                     Ok((future, write_error)) => Slot::Waiting {
                         future,
                         write_error,
-                        deadline: started.saturating_add(*timeout),
+                        deadline,
                     },
                     Err(e) => Slot::Done(Err(e)),
-                },
-            )
+                }
+            })
             .collect();
         loop {
             let mut pollables = Vec::new();

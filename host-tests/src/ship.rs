@@ -433,9 +433,18 @@ impl kinesis_output::config::Environment for NativeEnv<'_> {
 /// environment and files), plus `extra`. A configuration that does not parse allows only
 /// `extra`: the component reports the configuration error before it sends anything.
 pub fn egress_policy(config_json: &str, env: &[(String, String)], extra: &[String]) -> Vec<String> {
-    let mut env = NativeEnv(env);
-    let mut allowed = kinesis_output::Config::from_json(config_json, &mut env)
-        .and_then(|config| kinesis_output::egress::authorities(&config, &mut env))
+    let config = kinesis_output::Config::from_json(config_json, &mut NativeEnv(env)).ok();
+    egress_for(config.as_ref(), env, extra)
+}
+
+/// [`egress_policy`] for a configuration already read natively (`None`: it did not parse).
+fn egress_for(
+    config: Option<&kinesis_output::Config>,
+    env: &[(String, String)],
+    extra: &[String],
+) -> Vec<String> {
+    let mut allowed = config
+        .and_then(|config| kinesis_output::egress::authorities(config, &mut NativeEnv(env)).ok())
         .unwrap_or_default();
     for a in extra {
         if !allowed.contains(a) {
@@ -497,14 +506,15 @@ pub async fn run(opts: &Options) -> Result<Summary> {
     let env = component_env();
     let mut options = InstanceOptions::new(Upstream::Network);
     options.env = env.clone();
-    options.egress = Some(egress_policy(&config_text, &env, &opts.allow_authorities));
+    // The configuration as the component will read it, read once natively: for the egress
+    // policy, and after a trap to format records as the component did.
+    let native = kinesis_output::Config::from_json(&config_text, &mut NativeEnv(&env)).ok();
+    options.egress = Some(egress_for(native.as_ref(), &env, &opts.allow_authorities));
     options.max_memory = opts.max_memory_mib.map(|m| m * 1024 * 1024);
     // After a trap, what the service already stored is known from the PutRecords answers the
     // host saw; the native core formats each record as the component did, to tell them apart.
     options.track_accepted = true;
-    let native_config = kinesis_output::Config::from_json(&config_text, &mut NativeEnv(&env))
-        .ok()
-        .filter(|c| !c.aggregate);
+    let native_config = native.filter(|c| !c.aggregate);
     for dir in granted_dirs(&config, &env, &opts.allow_dirs) {
         let guest = dir.to_string_lossy().into_owned();
         options = options.dir(dir, &guest);

@@ -48,39 +48,23 @@ async fn run() -> Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let section = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    // `--profile-native SIZE N`: only the native core on one workload, for callgrind.
-    if let Some(i) = args.iter().position(|a| a == "--profile-native") {
-        let size: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(200);
-        let n: usize = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(20_000);
-        let w = Workload {
-            size,
-            partition_key: false,
-            gzip: false,
-            records: n,
-        };
-        let cpu = native_run(&w, &records(size, n))?;
+    // `--profile-native SIZE N [gzip]`: only the native core on one workload, for callgrind.
+    if let Some(w) = profile_workload(&args, "--profile-native") {
+        let cpu = native_run(&w, &records(w.size, w.records))?;
         println!(
             "native: {:.2} µs CPU per record",
-            cpu.as_secs_f64() / n as f64 * 1e6
+            cpu.as_secs_f64() / w.records as f64 * 1e6
         );
         return Ok(());
     }
     // `--profile-component SIZE N [gzip]`: only the component on one workload, for `perf record`
     // with `KINESIS_WASM_PROFILE=perfmap` (names come from an unstripped build).
-    if let Some(i) = args.iter().position(|a| a == "--profile-component") {
-        let size: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(200);
-        let n: usize = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(20_000);
-        let w = Workload {
-            size,
-            partition_key: false,
-            gzip: args.get(i + 3).is_some_and(|v| v == "gzip"),
-            records: n,
-        };
+    if let Some(w) = profile_workload(&args, "--profile-component") {
         let runtime = Runtime::load(&host_tests::runtime::component_path())?;
-        let (cpu, _, _) = component_run(&runtime, &w, &records(size, n)).await?;
+        let (cpu, _, _) = component_run(&runtime, &w, &records(w.size, w.records)).await?;
         println!(
             "component: {:.2} µs CPU per record",
-            cpu.as_secs_f64() / n as f64 * 1e6
+            cpu.as_secs_f64() / w.records as f64 * 1e6
         );
         return Ok(());
     }
@@ -296,6 +280,18 @@ async fn run() -> Result<()> {
 }
 
 /// Median CPU µs per record over `reps` runs of `f` (which returns the CPU time for `n` records).
+/// The workload after a profiling `flag`: `SIZE N [gzip]` (200 B and 20,000 records by
+/// default), random keys.
+fn profile_workload(args: &[String], flag: &str) -> Option<Workload> {
+    let i = args.iter().position(|a| a == flag)?;
+    Some(Workload {
+        size: args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(200),
+        partition_key: false,
+        gzip: args.get(i + 3).is_some_and(|v| v == "gzip"),
+        records: args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(20_000),
+    })
+}
+
 fn repeat(reps: usize, n: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<f64> {
     let mut runs = Vec::new();
     for _ in 0..reps {
