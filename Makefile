@@ -37,9 +37,10 @@ component: wasm-target $(JCO)
 	  echo "component ($$world world): dist/$$name.wasm ($$(stat -c %s $(COMPONENT)) bytes from rustc, $$(stat -c %s dist/$$name.wasm) after wasm-opt)"; \
 	done
 
-# The reference host, optimised but without the component's size settings (see [profile.host]).
+# The product host (host/), optimised but without the component's size settings (see
+# [profile.host]). Built alone, without the test harness: its fault injection stays out.
 host:
-	$(CARGO) build --profile host -p host-tests --bin kinesis-ship
+	$(CARGO) build --profile host -p kinesis-ship --bin kinesis-ship
 	@mkdir -p dist && cp target/host/kinesis-ship dist/kinesis-ship
 
 build: component host
@@ -119,12 +120,14 @@ clippy: wasm-target
 unit:
 	$(CARGO) test -p kinesis-output
 
-# The harness tests run the release component; the kinesalite test needs the npm tools.
-# Everything the component and our programs say during them is kept in target/transcripts,
-# then scanned for every secret value the tests used (host-tests/src/transcript.rs).
+# The harness tests (component tests, the soak) and the product host's tests (its units, and
+# kinesis-ship end to end against kinesalite, the wasmtime CLI and jco) run the release
+# components and need the npm and PyPI tools. Everything the component and our programs say
+# during them is kept in target/transcripts, then scanned for every secret value the tests
+# used (host-tests/src/transcript.rs).
 host-tests: component tools
 	rm -rf target/transcripts
-	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests
+	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts
 
 test: fmt-check clippy unit host-tests

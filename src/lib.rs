@@ -8,19 +8,20 @@
 //! rejected.
 //!
 //! ## Layout
-//! - [`config`]: parsing and validation; errors name the field and the rule.
-//! - [`record`]: formatting and partition keys, per event; [`compact`] lets a record already in
-//!   compact form go out as it arrived.
-//! - [`wire`]: the PutRecords body, response and error classification.
-//! - [`sign`]: SigV4 with `aws-sigv4`.
-//! - [`credentials`]: credential sources (static, environment, web identity, shared files,
-//!   container, instance profile, credential process, AssumeRole), cached and refreshed.
-//! - [`ingest`]: records arriving over HTTP or stdin (the proxy and command worlds): framing,
-//!   decoding, limits, event times, and the answer per request.
-//! - [`envconfig`]: the configuration from environment variables.
-//! - [`sink`]: the delivery loop (batching, retries, backoff, deadline).
-//! - [`platform`]: the one trait through which the core reaches clocks, randomness, the
-//!   environment and HTTP.
+//! The stages, each a folder, in the order a record meets them; each imports only the ones
+//! before it:
+//! - [`platform`]: the one boundary (environment, clocks, randomness, HTTP) the core reaches the
+//!   world through.
+//! - [`kinesis`]: the service: limits, regions, the wire format, KPL aggregation, and the codes
+//!   of every outcome with their retry classification.
+//! - [`shaping`]: from an event to the bytes Kinesis stores: formats, inject, data_key,
+//!   compression, partition keys, stream names.
+//! - [`auth`]: credentials, fetching and refreshing them, SigV4 signing.
+//! - [`config`]: reading and validating every setting once per open, credential sources
+//!   included.
+//! - [`delivery`]: the sink: batching, retry rounds, backoff, deadlines, outcomes.
+//! - [`front`]: what every door shares: line rules, body framing, event times, replies, the
+//!   report.
 //! - `component` (wasm32 only): the WASI glue, the only module that uses generated bindings.
 //!
 //! ## Design decisions
@@ -35,28 +36,24 @@
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
 
-pub mod accessor;
-pub mod aggregate;
-pub mod compact;
-pub mod config;
-pub mod credentials;
-pub mod egress;
-pub mod envconfig;
-pub mod format;
-pub mod ingest;
-pub mod outcome;
 pub mod platform;
-pub mod record;
-pub mod sign;
-pub mod sink;
-pub mod stream_name;
-pub mod timefmt;
-pub mod wire;
+
+pub mod kinesis;
+
+pub mod shaping;
+
+pub mod auth;
+
+pub mod config;
+
+pub mod delivery;
+
+pub mod front;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-pub use config::{Config, ConfigError};
-pub use outcome::{Counters, Event, Outcome, PutReport, Rejected, RejectionKind};
-pub use platform::{HttpRequest, HttpResponse, Platform, TransportError};
-pub use sink::Sink;
+pub use config::{Config, ConfigError, Settings};
+pub use delivery::Sink;
+pub use kinesis::{Code, Counters, Event, Outcome, PutReport, Rejected, RejectionKind};
+pub use platform::{Environment, HttpRequest, HttpResponse, Platform, TransportError};

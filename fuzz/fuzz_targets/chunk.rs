@@ -6,8 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kinesis_output::config::Environment;
-use kinesis_output::{Event, HttpRequest, HttpResponse, Outcome, Platform, Sink, TransportError};
+use kinesis_output::{Environment, Event, HttpRequest, HttpResponse, Outcome, Platform, Sink, TransportError};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -45,10 +44,7 @@ impl Fuzzed<'_> {
         let sent = body["Records"].as_array().map_or(0, Vec::len);
         let choice = self.byte();
         match choice % 8 {
-            0 => Err(TransportError {
-                code: "ConnectionRefused".to_string(),
-                message: "refused".to_string(),
-            }),
+            0 => Err(TransportError::new("ConnectionRefused", "refused")),
             1 => Ok(HttpResponse { status: 500, body: br#"{"__type":"InternalFailure"}"#.to_vec() }),
             2 => Ok(HttpResponse { status: 400, body: br#"{"__type":"ProvisionedThroughputExceededException","message":"slow down"}"#.to_vec() }),
             3 => Ok(HttpResponse {
@@ -140,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report.outcomes.len(), events.len(), "one outcome per event");
     for outcome in &report.outcomes {
         if let Outcome::Failed { code, message, .. } = outcome {
-            assert!(!code.is_empty() && !message.is_empty(), "a failure says why");
+            assert!(!code.as_str().is_empty() && !message.is_empty(), "a failure says why");
         }
     }
     // Each record answered as stored is one delivered event: a record sent again after it was

@@ -1,8 +1,7 @@
-//! Any text as a configuration: a `Config` or a `ConfigError` naming a field, never a panic.
+//! Any text as a configuration: `Settings` or a `ConfigError` naming a field, never a panic.
 #![no_main]
 
-use kinesis_output::config::{Config, Environment};
-use kinesis_output::ingest::ProxySettings;
+use kinesis_output::{Environment, Settings};
 use libfuzzer_sys::fuzz_target;
 
 /// An environment with a few variables a configuration may point at.
@@ -25,13 +24,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match Config::from_json(text, &mut Env) {
-        Ok(config) => {
-            // A valid configuration also yields its credential chain and proxy settings.
-            let _ = kinesis_output::credentials::resolve(&config, &mut Env);
+    match Settings::from_json(text, &mut Env) {
+        Ok(settings) => {
+            // A valid configuration also yields its credential chain.
+            let _ = kinesis_output::config::resolve(&settings.sink, &mut Env);
         }
         Err(e) => assert!(!e.field.is_empty() || !e.message.is_empty()),
     }
-    let _ = ProxySettings::from_config(text);
-    let _ = kinesis_output::ingest::proxy_sink_config(text);
+    // The proxy world reads the same document with its own defaults.
+    let _ = Settings::for_proxy(text, &mut Env);
 });

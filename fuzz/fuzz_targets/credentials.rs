@@ -2,9 +2,8 @@
 //! or a clear error, never a panic.
 #![no_main]
 
-use kinesis_output::credentials::{
-    parse_credentials_json, parse_process_output, parse_sts_response, parse_timestamp,
-};
+use kinesis_output::auth::credentials::{parse_credentials_json, parse_process_output, parse_sts_response};
+use kinesis_output::shaping::timefmt::parse_timestamp;
 use kinesis_output::HttpResponse;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,10 @@
 //! split into lines or refused with a status, within the limits, never a panic.
 #![no_main]
 
-use kinesis_output::ingest::{decode, framing, line_to_record, scan_time, split, ProxySettings};
+use kinesis_output::config::FrontSettings;
+use kinesis_output::front::body::{decode, framing, split};
+use kinesis_output::front::lines::line_to_record;
+use kinesis_output::front::time::scan_time;
 use libfuzzer_sys::fuzz_target;
 
 const TYPES: [Option<&str>; 5] = [
@@ -20,8 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let settings = ProxySettings::from_config(r#"{"stream_name":"s","proxy":{"max_records":50}}"#)
-        .expect("valid settings");
+    let settings = FrontSettings {
+        max_records: 50,
+        ..FrontSettings::default()
+    };
     let Ok(framing) = framing(TYPES[usize::from(selector % 5)]) else {
         return;
     };

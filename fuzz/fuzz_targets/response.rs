@@ -1,7 +1,8 @@
 //! Any PutRecords answer: parsed into one result per sent record or refused, never a panic.
 #![no_main]
 
-use kinesis_output::wire::{classify_error_response, parse_put_records_response};
+use kinesis_output::kinesis::code::classify_error_response;
+use kinesis_output::kinesis::wire::parse_put_records_response;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use kinesis_output::config::Environment;
 use kinesis_output::platform::{HttpRequest, HttpResponse, Platform, TransportError};
+use kinesis_output::Environment;
 use serde_json::json;
 
 /// Answers each PutRecords request with success for every record, checking nothing beyond

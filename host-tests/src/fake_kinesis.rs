@@ -299,32 +299,27 @@ impl FakeKinesis {
         if target != Some("Kinesis_20131202.PutRecords") {
             return error(400, "UnknownOperationException", "");
         }
-        match fault {
-            Some(Fault::AccessDenied) => {
-                return error(
-                    400,
-                    "AccessDeniedException",
-                    "User: arn:aws:iam::111111111111:user/x is not authorized to perform: kinesis:PutRecords",
-                )
-            }
-            Some(Fault::Throttled) => {
-                return error(400, "LimitExceededException", "Rate exceeded for stream")
-            }
-            Some(Fault::ExpiredToken) => {
-                return error(
-                    400,
-                    "ExpiredTokenException",
-                    "The security token included in the request is expired",
-                )
-            }
-            Some(Fault::MalformedBody) => {
-                return Processed::Answer {
-                    status: 200,
-                    body: b"<html>gateway says hello</html>".to_vec(),
-                    records: 0,
-                }
-            }
-            _ => {}
+        let refusal = match fault {
+            Some(Fault::AccessDenied) => Some((
+                "AccessDeniedException",
+                "User: arn:aws:iam::111111111111:user/x is not authorized to perform: kinesis:PutRecords",
+            )),
+            Some(Fault::Throttled) => Some(("LimitExceededException", "Rate exceeded for stream")),
+            Some(Fault::ExpiredToken) => Some((
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = refusal {
+            return error(400, code, message);
+        }
+        if let Some(Fault::MalformedBody) = fault {
+            return Processed::Answer {
+                status: 200,
+                body: b"<html>gateway says hello</html>".to_vec(),
+                records: 0,
+            };
         }
 
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {

@@ -1,13 +1,12 @@
-//! The host side of kinesis-output: a wasmtime harness that runs the component ([`runtime`]),
-//! an in-process fake Kinesis with an independent SigV4 verifier ([`fake_kinesis`], [`sigv4`]),
-//! and the reference host `kinesis-ship` ([`ship`], [`serve`] for the proxy world).
+//! The test harness of kinesis-output: the product's wasmtime embedding with the fakes plugged in
+//! ([`runtime`]), an in-process fake Kinesis with an independent SigV4 verifier
+//! ([`fake_kinesis`], [`sigv4`]), the transcripts and secret scan ([`transcript`]), and the
+//! benchmark's support ([`bench`]). The product host itself is the `kinesis-ship` crate
+//! (`host/`); nothing here ships.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod fake_kinesis;
-pub mod process;
 pub mod runtime;
-pub mod serve;
-pub mod ship;
 pub mod sigv4;
 pub mod transcript;

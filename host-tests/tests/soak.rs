@@ -78,13 +78,13 @@ async fn every_record_is_delivered_or_reported_and_none_is_resent_after_it_was_a
         if method != "GET" || path != "/v1/credentials" {
             return (404, b"{}".to_vec());
         }
-        let expiration = kinesis_output::timefmt::iso8601(
+        let expiration = kinesis_output::shaping::timefmt::iso8601(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs() as i64
                 + 3600,
-            kinesis_output::timefmt::Zone::UTC,
+            kinesis_output::shaping::timefmt::Zone::UTC,
         );
         let body = json!({"AccessKeyId": ISSUED_KEY, "SecretAccessKey": ISSUED_SECRET,
             "Token": format!("soak-session-{n}"), "Expiration": expiration});

@@ -2,20 +2,22 @@
 //!
 //! `kinesis-output [--tag TAG] [--chunk-records N] [CONFIG.json]`: the configuration comes from the
 //! file (its folder must be granted, `wasmtime run --dir`) or, without one, from the environment
-//! (`KINESIS_OUTPUT_CONFIG`, …). Lines that are not JSON objects ship as `{"message": line}`, as
-//! `kinesis-ship` does. The exit status is 0 when every line was delivered and 1 otherwise: WASI
+//! (`KINESIS_OUTPUT_CONFIG`, …). Lines follow the rules of every door ([`crate::front::lines`]),
+//! and each event's time comes from its `time_keys` fields, else its time of arrival. The exit status is 0 when every line was delivered and 1 otherwise: WASI
 //! 0.2's stable `exit` carries only success or failure, so a configuration error is also 1 (its
 //! message says so).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use super::bindings;
 use super::Wasi;
-use crate::config::Environment;
-use crate::ingest::{self, DEFAULT_TIME_KEYS};
-use crate::outcome::{Event, Outcome};
-use crate::platform::Platform;
-use crate::sink::Sink;
+use crate::config::{env as envconfig, Settings};
+use crate::delivery::Sink;
+use crate::front::lines::{Line, Lines};
+use crate::front::time::{arrival, event_time};
+use crate::front::Tally;
+use crate::kinesis::Event;
+use crate::platform::{Environment, Platform};
 use bindings::exports::wasi::cli::run::Guest;
 
 struct Component;
@@ -73,19 +75,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-#[derive(Default)]
-struct Totals {
-    lines: usize,
-    delivered: usize,
-    failed: usize,
-    rejected: usize,
-    requests: u64,
-    retries: u64,
-    throttled: u64,
-    /// The first problems, to print.
-    problems: Vec<String>,
-}
-
 const PROBLEMS_SHOWN: usize = 20;
 
 /// Ship standard input; `Ok(true)` when every line was delivered.
@@ -98,122 +87,66 @@ fn main() -> Result<bool, String> {
                 .map_err(|e| format!("configuration: cannot read {path}: {e} (grant its folder to the component)"))?;
             String::from_utf8(bytes).map_err(|_| format!("configuration: {path} is not UTF-8"))?
         }
-        None => crate::envconfig::from_env(&mut Wasi)
+        None => envconfig::from_env(&mut Wasi)
             .map_err(|e| format!("configuration: {e}"))?
             .ok_or_else(|| {
                 format!("configuration: give a file or set KINESIS_OUTPUT_CONFIG or KINESIS_OUTPUT_<SETTING> variables\n{USAGE}")
             })?,
     };
-    let mut sink = Sink::open(&config, &mut Wasi).map_err(|e| format!("configuration: {e}"))?;
-    let keys: Vec<String> = DEFAULT_TIME_KEYS.iter().map(|k| k.to_string()).collect();
+    let settings = Settings::from_json(&config, &mut Wasi).map_err(|e| format!("configuration: {e}"))?;
+    let keys = settings.front.time_keys;
+    let mut sink = Sink::new_resolved(settings.sink, &mut Wasi).map_err(|e| format!("configuration: {e}"))?;
 
-    let mut totals = Totals::default();
-    let mut chunk: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut tally = Tally::default();
+    let mut chunk: Vec<Line> = Vec::new();
     let mut chunk_bytes = 0;
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let mut line = Vec::new();
-    let mut number = 0;
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("reading standard input: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let record = ingest::line_to_record(text);
-        chunk_bytes += record.len();
-        chunk.push((number, record));
+    for line in Lines::new(std::io::stdin().lock()) {
+        let line = line.map_err(|e| format!("reading standard input: {e}"))?;
+        chunk_bytes += line.record.len();
+        chunk.push(line);
         if chunk.len() >= args.chunk_records || chunk_bytes >= CHUNK_BYTES {
-            ship(&mut sink, &args.tag, &keys, &chunk, &mut totals);
+            ship(&mut sink, &args.tag, &keys, &chunk, &mut tally);
             chunk.clear();
             chunk_bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        ship(&mut sink, &args.tag, &keys, &chunk, &mut totals);
+        ship(&mut sink, &args.tag, &keys, &chunk, &mut tally);
     }
 
     let mut err = std::io::stderr().lock();
-    for p in &totals.problems {
+    for p in tally.problems.iter().take(PROBLEMS_SHOWN) {
         let _ = writeln!(err, "kinesis-output: {p}");
     }
-    let hidden = (totals.failed + totals.rejected).saturating_sub(totals.problems.len());
+    let hidden = tally.problems.len().saturating_sub(PROBLEMS_SHOWN);
     if hidden > 0 {
         let _ = writeln!(err, "kinesis-output: … and {hidden} more lines not delivered");
     }
     let _ = writeln!(
         err,
-        "kinesis-output: {} lines: {} delivered, {} failed, {} rejected; {} requests, {} retries, {} throttled records; credentials: {}",
-        totals.lines,
-        totals.delivered,
-        totals.failed,
-        totals.rejected,
-        totals.requests,
-        totals.retries,
-        totals.throttled,
+        "kinesis-output: {}; credentials: {}",
+        tally.summary(),
         sink.credential_source()
     );
-    Ok(totals.delivered == totals.lines)
+    Ok(tally.all_delivered())
 }
 
-fn ship(sink: &mut Sink, tag: &str, keys: &[String], chunk: &[(usize, Vec<u8>)], totals: &mut Totals) {
-    let now = Wasi
-        .wall_clock()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+fn ship(sink: &mut Sink, tag: &str, keys: &[String], chunk: &[Line], tally: &mut Tally) {
+    let now = arrival(Wasi.wall_clock());
     let events: Vec<Event<'_>> = chunk
         .iter()
-        .map(|(_, record)| {
-            let (seconds, nanoseconds) = ingest::scan_time(record, keys)
-                .ok()
-                .flatten()
-                .unwrap_or((now.as_secs() as i64, now.subsec_nanos()));
+        .map(|line| {
+            let (seconds, nanoseconds) = event_time(&line.record, keys, now);
             Event {
                 tag,
                 seconds,
                 nanoseconds,
-                record,
+                record: &line.record,
             }
         })
         .collect();
     let report = sink.put(&events, &mut Wasi);
-    totals.lines += chunk.len();
-    totals.requests += report.counters.requests;
-    totals.retries += report.counters.retries;
-    totals.throttled += report.counters.throttled_records;
-    for ((number, _), outcome) in chunk.iter().zip(&report.outcomes) {
-        let problem = match outcome {
-            Outcome::Delivered { .. } => {
-                totals.delivered += 1;
-                None
-            }
-            Outcome::Failed { code, message, .. } => {
-                totals.failed += 1;
-                Some(format!("line {number}: failed {code}: {message}"))
-            }
-            Outcome::Rejected(r) => {
-                totals.rejected += 1;
-                Some(format!(
-                    "line {number}: rejected {}: {}",
-                    ingest::rejection_code(r.kind),
-                    r.message
-                ))
-            }
-        };
-        if let Some(p) = problem {
-            if totals.problems.len() < PROBLEMS_SHOWN {
-                totals.problems.push(p);
-            }
-        }
-    }
+    tally.add_report(chunk.iter().map(|l| l.number), &report);
 }
 
 bindings::export!(Component with_types_in bindings);

@@ -1,15 +1,17 @@
 //! The `proxy` world: a `wasi:http` incoming handler. `POST /` with records, answered once every
-//! record has an outcome (see [`crate::ingest`] for the statuses); `GET /health`.
+//! record has an outcome (see [`crate::front::reply`] for the statuses); `GET /health`.
 
 use std::cell::RefCell;
 
 use super::bindings;
 use super::{write_all, Wasi};
-use crate::config::{ConfigError, Environment};
-use crate::ingest::{self, BodyError, ProxySettings, Reply};
-use crate::outcome::Event;
-use crate::platform::Platform;
-use crate::sink::Sink;
+use crate::config::{env as envconfig, ConfigError, FrontSettings, Settings};
+use crate::delivery::Sink;
+use crate::front::body::{self, BodyError, Item};
+use crate::front::reply::{self, Reply};
+use crate::front::time::arrival;
+use crate::kinesis::Event;
+use crate::platform::{Environment, Platform};
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -18,10 +20,18 @@ use bindings::wasi::io::streams::StreamError;
 
 struct Component;
 
+/// The configuration, read once, and the sink opened with it.
+struct Opened {
+    sink: Sink,
+    front: FrontSettings,
+}
+
 thread_local! {
-    /// The sink opened for a configuration, kept while the host keeps this instance (hosts that
+    /// Opened at the first request and kept while the host keeps this instance (hosts that
     /// reuse instances then reuse its credentials); `wasmtime serve` starts each request afresh.
-    static SINK: RefCell<Option<(String, Sink)>> = const { RefCell::new(None) };
+    /// A configuration error is not kept: the next request reads the configuration again (a
+    /// secret file may have appeared meanwhile).
+    static OPENED: RefCell<Option<Opened>> = const { RefCell::new(None) };
 }
 
 impl Guest for Component {
@@ -74,40 +84,41 @@ fn method_not_allowed(allow: &str) -> Reply {
     .with_header("allow", allow)
 }
 
-/// The configuration text from the environment, with the proxy's defaults.
-fn configuration() -> Result<(String, ProxySettings), ConfigError> {
+/// Read the configuration from the environment (with the proxy's defaults) and open the sink.
+fn open() -> Result<Opened, ConfigError> {
     let mut env = Snapshot(bindings::wasi::cli::environment::get_environment());
-    let text = crate::envconfig::from_env(&mut env)?.ok_or_else(|| {
+    let text = envconfig::from_env(&mut env)?.ok_or_else(|| {
         ConfigError::new(
-            crate::envconfig::CONFIG_VAR,
+            envconfig::CONFIG_VAR,
             "no configuration: set KINESIS_OUTPUT_CONFIG (JSON), KINESIS_OUTPUT_CONFIG_FILE, or one KINESIS_OUTPUT_<SETTING> variable per setting",
         )
     })?;
-    let settings = ProxySettings::from_config(&text)?;
-    Ok((ingest::proxy_sink_config(&text), settings))
+    let settings = Settings::for_proxy(&text, &mut env)?;
+    let sink = Sink::new_resolved(settings.sink, &mut env)?;
+    Ok(Opened {
+        sink,
+        front: settings.front,
+    })
 }
 
-/// Run `f` with the sink for `config`, opening it when the configuration changed.
-fn with_sink<T>(config: &str, f: impl FnOnce(&mut Sink) -> T) -> Result<T, ConfigError> {
-    SINK.with(|cell| {
+/// Run `f` with this instance's sink and settings, opening them at the first call.
+fn with_opened<T>(f: impl FnOnce(&mut Opened) -> T) -> Result<T, ConfigError> {
+    OPENED.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(text, _)| text != config) {
-            let sink = Sink::open(config, &mut Wasi)?;
-            *slot = Some((config.to_string(), sink));
+        if slot.is_none() {
+            *slot = Some(open()?);
         }
-        let (_, sink) = slot.as_mut().expect("opened above");
-        Ok(f(sink))
+        Ok(f(slot.as_mut().expect("opened above")))
     })
 }
 
 fn health() -> Reply {
-    let opened = configuration().and_then(|(config, _)| with_sink(&config, |sink| sink.credential_source()));
-    match opened {
+    match with_opened(|opened| opened.sink.credential_source()) {
         Ok(source) => Reply::json(
             200,
             &serde_json::json!({ "status": "ok", "credential_source": source }),
         ),
-        Err(e) => ingest::config_error_reply(&e).with_status(503),
+        Err(e) => reply::config_error_reply(&e).with_status(503),
     }
 }
 
@@ -121,22 +132,13 @@ fn header(request: &IncomingRequest, name: &str) -> Option<String> {
 }
 
 fn ingest(request: &IncomingRequest) -> Reply {
-    let (config, settings) = match configuration() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kinesis-output: configuration: {e}");
-            return ingest::config_error_reply(&e);
-        }
-    };
-    let reply = match take_records(request, &settings) {
+    let answered = with_opened(|opened| match take_records(request, &opened.front) {
         Ok((body, items, tag)) => {
-            let now = Wasi.wall_clock();
-            let now = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let now = arrival(Wasi.wall_clock());
             let events: Vec<Event<'_>> = items
                 .iter()
                 .map(|item| {
-                    let (seconds, nanoseconds) =
-                        item.time.unwrap_or((now.as_secs() as i64, now.subsec_nanos()));
+                    let (seconds, nanoseconds) = item.time.unwrap_or(now);
                     Event {
                         tag: &tag,
                         seconds,
@@ -145,15 +147,17 @@ fn ingest(request: &IncomingRequest) -> Reply {
                     }
                 })
                 .collect();
-            match with_sink(&config, |sink| sink.put(&events, &mut Wasi)) {
-                Ok(report) => ingest::outcome_reply(&items, &report.outcomes),
-                Err(e) => {
-                    eprintln!("kinesis-output: configuration: {e}");
-                    return ingest::config_error_reply(&e);
-                }
-            }
+            let report = opened.sink.put(&events, &mut Wasi);
+            reply::outcome_reply(&items, &report.outcomes)
         }
-        Err(e) => ingest::body_error_reply(&e),
+        Err(e) => reply::body_error_reply(&e),
+    });
+    let reply = match answered {
+        Ok(reply) => reply,
+        Err(e) => {
+            eprintln!("kinesis-output: configuration: {e}");
+            return reply::config_error_reply(&e);
+        }
     };
     if reply.status != 200 {
         eprintln!(
@@ -168,15 +172,15 @@ fn ingest(request: &IncomingRequest) -> Reply {
 /// Read, decode and split the body; the tag from its header.
 fn take_records(
     request: &IncomingRequest,
-    settings: &ProxySettings,
-) -> Result<(Vec<u8>, Vec<ingest::Item>, String), BodyError> {
-    let framing = ingest::framing(header(request, "content-type").as_deref())?;
+    settings: &FrontSettings,
+) -> Result<(Vec<u8>, Vec<Item>, String), BodyError> {
+    let framing = body::framing(header(request, "content-type").as_deref())?;
     let encoding = header(request, "content-encoding");
     let tag = header(request, &settings.tag_header).unwrap_or_else(|| settings.default_tag.clone());
     let raw = read_body(request, settings.max_body_size)?;
-    let body = ingest::decode(encoding.as_deref(), raw, settings.max_body_size)?;
-    let items = ingest::split(framing, &body, settings)?;
-    Ok((body, items, tag))
+    let decoded = body::decode(encoding.as_deref(), raw, settings.max_body_size)?;
+    let items = body::split(framing, &decoded, settings)?;
+    Ok((decoded, items, tag))
 }
 
 /// The request body, refused with 413 once it passes `max` bytes.

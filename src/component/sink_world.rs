@@ -4,12 +4,13 @@ use std::cell::RefCell;
 
 use super::bindings;
 use super::Wasi;
-use crate::outcome::{Event, Outcome, RejectionKind};
+use crate::delivery::Sink;
+use crate::kinesis::{Event, Outcome, RejectionKind};
 use bindings::exports::kinesis::output::shipper as api;
 
 /// The exported `sink` resource.
 struct SinkResource {
-    inner: RefCell<crate::sink::Sink>,
+    inner: RefCell<Sink>,
 }
 
 struct Component;
@@ -20,7 +21,7 @@ impl api::Guest for Component {
 
 impl api::GuestSink for SinkResource {
     fn open(config: String) -> Result<api::Sink, api::ConfigError> {
-        crate::sink::Sink::open(&config, &mut Wasi)
+        Sink::open(&config, &mut Wasi)
             .map(|sink| {
                 api::Sink::new(SinkResource {
                     inner: RefCell::new(sink),
@@ -70,21 +71,27 @@ fn outcome(o: Outcome) -> api::Outcome {
             message,
             attempts,
         } => api::Outcome::Failed(api::Failed {
-            code,
+            code: code.as_str().to_string(),
             message,
             attempts,
         }),
         Outcome::Rejected(r) => api::Outcome::Rejected(api::Rejected {
-            kind: match r.kind {
-                RejectionKind::NotJson => api::RejectionKind::NotJson,
-                RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
-                RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
-                RejectionKind::TooLarge => api::RejectionKind::TooLarge,
-                RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
-                RejectionKind::NoStreamName => api::RejectionKind::NoStreamName,
-            },
+            kind: rejection_kind(r.kind),
             message: r.message,
         }),
+    }
+}
+
+/// The WIT enum of a rejection: the one place the core's kinds map to it (hosts map back with
+/// the same names; `kinesis::code` spells them).
+fn rejection_kind(kind: RejectionKind) -> api::RejectionKind {
+    match kind {
+        RejectionKind::NotJson => api::RejectionKind::NotJson,
+        RejectionKind::NotAnObject => api::RejectionKind::NotAnObject,
+        RejectionKind::NoPartitionKey => api::RejectionKind::NoPartitionKey,
+        RejectionKind::TooLarge => api::RejectionKind::TooLarge,
+        RejectionKind::NoDataKey => api::RejectionKind::NoDataKey,
+        RejectionKind::NoStreamName => api::RejectionKind::NoStreamName,
     }
 }
 

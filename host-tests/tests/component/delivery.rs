@@ -1,0 +1,398 @@
+//! Delivery through the component: every record once, faults, retries, limits, rejections,
+//! configuration errors and secrets.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivers_every_record_once_with_valid_signatures() {
+    let fake = fake();
+    let events = records(1200);
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+    assert_eq!(fake.stored().len(), 1200, "nothing stored twice");
+    let seen = fake.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.records).collect::<Vec<_>>(),
+        vec![500, 500, 200]
+    );
+    assert!(seen.iter().all(|s| s.status == 200), "every signature verified");
+    assert_eq!(report.counters.requests, 3);
+    assert_eq!(report.counters.retries, 0);
+    assert!(report.counters.bytes_sent > 1200 * 60);
+    let header = |name: &str| {
+        seen[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("host").as_deref(), Some("kinesis.test:4567"));
+    assert_eq!(
+        header("x-amz-target").as_deref(),
+        Some("Kinesis_20131202.PutRecords")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_tokens_are_sent_and_signed() {
+    let fake = fake();
+    let events = records(3);
+    let (report, _) = ship(&fake, &config(json!({"aws_ses_token": TOKEN})), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+    let seen = fake.seen();
+    let token = seen[0].headers.iter().find(|(k, _)| k == "x-amz-security-token");
+    assert_eq!(token.map(|(_, v)| v.as_str()), Some(TOKEN));
+    let auth = &seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap()
+        .1;
+    assert!(auth.contains("x-amz-security-token"), "{auth}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_of_every_kind_lose_nothing_and_resend_only_failures() {
+    let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(
+        RandomFaults {
+            throttle_records: 0.3,
+            fail_records: 0.05,
+            ..RandomFaults::default()
+        },
+        42,
+    ));
+    fake.script([
+        Fault::ServerError,
+        Fault::DropConnection,
+        Fault::TruncatedBody,
+        Fault::BrokenBody,
+        Fault::MalformedBody,
+        Fault::Slow(Duration::from_millis(50)),
+        Fault::Throttled,
+    ]);
+    let events = records(2000);
+    let (report, _) = ship(
+        &fake,
+        &config(json!({"retries_on_batch_request": 30, "max_concurrent_requests": 3})),
+        &events,
+    )
+    .await;
+    assert_exactly_delivered(&fake, &events, &report);
+    let seen = fake.seen();
+    assert!(
+        seen.iter().any(|s| s.response_damaged_after_store),
+        "the damaged responses happened"
+    );
+    assert!(report.counters.retries > 600, "{:?}", report.counters);
+    assert!(report.counters.throttled_records > 600, "{:?}", report.counters);
+    assert_eq!(report.counters.requests as usize, seen.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_endpoint_times_out_and_the_records_are_sent_again() {
+    let fake = fake();
+    fake.script([Fault::Slow(Duration::from_secs(5))]);
+    let events = records(4);
+    let started = std::time::Instant::now();
+    let (report, _) = ship(&fake, &config(json!({"request_timeout": 0.2})), &events).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the wait short"
+    );
+    assert_exactly_delivered(&fake, &events, &report);
+    assert_eq!(fake.seen().len(), 2);
+    assert_eq!(report.counters.retries, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_run_out_with_the_last_code() {
+    let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(
+        RandomFaults {
+            throttle_records: 1.0,
+            ..RandomFaults::default()
+        },
+        7,
+    ));
+    let events = records(5);
+    let (report, _) = ship(&fake, &config(json!({"retries_on_batch_request": 2})), &events).await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "ProvisionedThroughputExceededException");
+        assert_eq!(f.attempts, 3);
+        assert!(f.message.contains("gave up after 2 retries"), "{}", f.message);
+    }
+    assert_eq!(fake.seen().len(), 3);
+    assert_eq!(report.counters.throttled_records, 15);
+    assert!(fake.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_requests_fail_at_once_with_the_service_error() {
+    // Access denied.
+    let fake = fake();
+    fake.script([Fault::AccessDenied]);
+    let events = records(4);
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "AccessDeniedException");
+        assert!(f.message.contains("not authorized"));
+        assert_eq!(f.attempts, 1);
+    }
+    assert_eq!(fake.seen().len(), 1);
+
+    // A wrong secret: the fake's own verifier refuses the signature.
+    let fake = self::fake();
+    let (report, _) = ship(
+        &fake,
+        &config(json!({"aws_sec_key": "not-the-right-secret"})),
+        &events,
+    )
+    .await;
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "InvalidSignatureException");
+        assert_eq!(f.attempts, 1);
+    }
+
+    // An unknown stream.
+    let fake = self::fake();
+    let (report, _) = ship(&fake, &config(json!({"stream_name": "nope"})), &events).await;
+    let Outcome::Failed(f) = &report.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(f.code, "ResourceNotFoundException");
+    assert!(fake.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_are_rejected_while_the_rest_ship() {
+    let fake = fake();
+    let big = json!({"pod": "p", "log": "x".repeat(2000)}).to_string();
+    let events = vec![
+        event(r#"{"pod":"a","log":"ok 1"}"#, 1),
+        event("this is not json", 2),
+        event(r#"{"log":"no pod field"}"#, 3),
+        event(big, 4),
+        event(r#"["an","array"]"#, 5),
+        event(r#"{"pod":null}"#, 6),
+        event(r#"{"pod":"b","log":"ok 2"}"#, 7),
+    ];
+    let (report, _) = ship(&fake, &config(json!({"max_record_size": 1024})), &events).await;
+    let kinds: Vec<Option<RejectionKind>> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Rejected(r) => Some(r.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            None,
+            Some(RejectionKind::NotJson),
+            Some(RejectionKind::NoPartitionKey),
+            Some(RejectionKind::TooLarge),
+            Some(RejectionKind::NotAnObject),
+            Some(RejectionKind::NoPartitionKey),
+            None
+        ]
+    );
+    let Outcome::Rejected(r) = &report.outcomes[3] else {
+        panic!()
+    };
+    assert!(r.message.contains("limit of 1024"), "{}", r.message);
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].data, b"{\"pod\":\"a\",\"log\":\"ok 1\"}\n");
+    assert_eq!(stored[1].partition_key, "b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_stay_within_the_service_limits() {
+    // Records of ~300 KiB: at most 16 fit in 5 MiB. The fake refuses any request over its limits.
+    let fake = fake();
+    let blob = "y".repeat(300 * 1024);
+    let events: Vec<Event> = (0..40)
+        .map(|i| event(json!({"pod": format!("p{i}"), "blob": blob}).to_string(), i))
+        .collect();
+    let (report, _) = ship(&fake, &config(json!({})), &events).await;
+    assert!(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))));
+    assert!(fake.seen().iter().all(|s| s.status == 200 && s.records <= 17));
+    assert_eq!(fake.stored().len(), 40);
+    // Keys of more than 256 characters are cut to 256 characters, never bytes.
+    let fake = self::fake();
+    let long = "ü".repeat(300);
+    let (report, _) = ship(
+        &fake,
+        &config(json!({})),
+        &[event(json!({"pod": long}).to_string(), 1)],
+    )
+    .await;
+    assert!(matches!(report.outcomes[0], Outcome::Delivered(_)));
+    assert_eq!(fake.stored()[0].partition_key.chars().count(), 256);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configuration_errors_name_the_field_and_never_a_secret() {
+    let fake = fake();
+    let mut inst = instance(&fake).await;
+    let cases = [
+        (
+            json!({"batch_request_max_count": 600}),
+            "batch_request_max_count",
+            "600 exceeds the limit of 500",
+        ),
+        (
+            json!({"batch_request_max_size": 11_000_000}),
+            "batch_request_max_size",
+            "exceeds the limit of 10485760",
+        ),
+        (
+            json!({"max_record_size": 10_485_761}),
+            "max_record_size",
+            "exceeds the limit",
+        ),
+        (json!({"stream_name": ""}), "stream_name", "1 to 128"),
+        (json!({"endpoint": "ftp://x"}), "endpoint", "http"),
+        (
+            json!({"format": {"type": "csv"}}),
+            "format.fields",
+            "is required for csv",
+        ),
+        (
+            json!({"compression": "lz4"}),
+            "compression",
+            "unknown compression",
+        ),
+        (
+            json!({"assume_role_credentials": {"role_arn": "a", "role_session_name": "s1"}}),
+            "assume_role_credentials.role_arn",
+            "is not a role ARN",
+        ),
+        (
+            json!({"process_credentials": {"process": "x"}}),
+            "process_credentials",
+            "cannot be combined with aws_key_id",
+        ),
+        (
+            json!({"aws_sec_key": {"file": "/not/granted"}}),
+            "aws_sec_key.file",
+            "cannot read",
+        ),
+        (json!({"partition_key": 5}), "partition_key", "must be a string"),
+        (json!({"unknown_thing": 1}), "unknown_thing", "unknown setting"),
+        (
+            json!({"aws_key_id": null}),
+            "aws_key_id",
+            "required when aws_sec_key is set",
+        ),
+    ];
+    for (extra, field, rule) in cases {
+        let err = inst
+            .open(&config(extra.clone()))
+            .await
+            .unwrap()
+            .err()
+            .unwrap_or_else(|| panic!("{extra} accepted"));
+        assert_eq!(err.field, field, "{extra}");
+        assert!(err.message.contains(rule), "{extra}: {}", err.message);
+        assert!(!err.message.contains(SECRET));
+    }
+    let err = inst.open("{not json").await.unwrap().err().unwrap();
+    assert!(err.message.contains("not valid JSON"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn region_and_credentials_come_from_the_wasi_environment() {
+    let fake = fake();
+    let mut inst = Runtime::shared()
+        .instantiate(
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ],
+            Upstream::Fake(fake.clone()),
+        )
+        .await
+        .unwrap();
+    let cfg =
+        json!({"stream_name": STREAM, "endpoint": "http://kinesis.test", "partition_key": "pod"}).to_string();
+    let sink = inst.open(&cfg).await.unwrap().unwrap();
+    let events = records(10);
+    let report = inst.put(sink, &events).await.unwrap();
+    assert_exactly_delivered(&fake, &events, &report);
+    // A second put on the same sink works too.
+    let report = inst.put(sink, &events[..2]).await.unwrap();
+    assert!(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))));
+    inst.close(sink).await.unwrap();
+
+    // Without any credentials (and the instance profile turned off): a clear error.
+    let mut inst = Runtime::shared()
+        .instantiate(
+            &[("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")],
+            Upstream::Fake(fake.clone()),
+        )
+        .await
+        .unwrap();
+    let err = inst.open(&cfg).await.unwrap().err().unwrap();
+    assert_eq!(err.field, "aws_key_id");
+    assert!(err.message.contains("no credentials"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_endpoint_fails_records_with_a_network_error() {
+    // A port nothing listens on, through the real network path.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut inst = Runtime::shared()
+        .instantiate(&[], Upstream::Network)
+        .await
+        .unwrap();
+    let cfg = config(json!({"endpoint": format!("http://127.0.0.1:{port}"), "retries_on_batch_request": 2}));
+    let sink = inst.open(&cfg).await.unwrap().unwrap();
+    let report = inst.put(sink, &records(3)).await.unwrap();
+    for o in &report.outcomes {
+        let Outcome::Failed(f) = o else { panic!("{o:?}") };
+        assert_eq!(f.code, "NetworkError");
+        assert!(f.message.contains("ConnectionRefused"), "{}", f.message);
+        assert_eq!(f.attempts, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_appears_in_any_report_error_or_log() {
+    let mut texts = Vec::new();
+    let fake = fake();
+    fake.script([Fault::AccessDenied, Fault::ServerError]);
+    for extra in [
+        json!({"aws_ses_token": TOKEN}),
+        json!({"aws_ses_token": TOKEN, "aws_sec_key": "wrong-secret-value-xyz"}),
+        json!({"aws_ses_token": TOKEN, "retries_on_batch_request": 1}),
+        json!({"aws_ses_token": TOKEN, "batch_request_max_count": 9999}),
+        json!({"aws_ses_token": TOKEN, "endpoint": "http://127.0.0.1:1"}),
+        json!({"aws_ses_token": TOKEN, "aws_key_id": null}),
+        json!({"aws_ses_token": 12}),
+    ] {
+        let mut inst = instance(&fake).await;
+        match inst.open(&config(extra)).await.unwrap() {
+            Ok(sink) => {
+                let mut events = records(3);
+                events.push(event("not json", 0));
+                let report = inst.put(sink, &events).await.unwrap();
+                texts.push(format!("{report:?}"));
+            }
+            Err(e) => texts.push(format!("{e:?} {}", e.message)),
+        }
+        texts.push(inst.stderr());
+    }
+    for t in &texts {
+        for secret in [SECRET, TOKEN, "wrong-secret-value-xyz"] {
+            assert!(!t.contains(secret), "a secret leaked into: {t}");
+        }
+    }
+}

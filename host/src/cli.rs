@@ -1,0 +1,275 @@
+//! The `kinesis-ship` command line, declared with clap: ship (the default), `serve` and `env`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::serve::{self, ServeOptions};
+use crate::setup::{parse_max_memory, read_config, Sandbox};
+use crate::ship::{self, ShipOptions, UsageError};
+
+/// Exit status: everything delivered.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: some records were not delivered.
+pub const EXIT_NOT_DELIVERED: i32 = 1;
+/// Exit status: bad configuration or usage (clap's own status for usage errors).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Ships NDJSON log lines to Amazon Kinesis Data Streams through the kinesis-output component.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinesis-ship",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit status: 0 all delivered, 1 some not delivered, 2 configuration or usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub ship: ShipArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host the proxy world over HTTP: POST NDJSON or a JSON array to /, GET /health.
+    Serve(ServeArgs),
+    /// Print a configuration as the environment variables of the proxy and command worlds.
+    Env(EnvArgs),
+}
+
+/// What the component may reach and use, for ship and serve alike.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// A folder the component may read (repeatable); the folders of AWS token files, shared AWS
+    /// files and file secrets are granted by themselves.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
+    /// Another address the component may connect to (repeatable); by itself it reaches only the
+    /// Kinesis endpoint and the credential endpoints its configuration needs.
+    #[arg(long = "allow-authority", value_name = "HOST:PORT", value_parser = lowercase)]
+    pub allow_authorities: Vec<String>,
+    /// The most linear memory the component may use, in MiB (1 to 4096); past it the component
+    /// traps: ship sends again in a new instance what the service had not stored and reports
+    /// what traps again as failed (ComponentTrap); serve answers that request with a 500.
+    #[arg(long = "max-memory", value_name = "MIB", value_parser = parse_max_memory)]
+    pub max_memory_mib: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// JSON or YAML configuration (the component's settings plus `buffer`), a logging-operator
+    /// Output included.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub config: Option<PathBuf>,
+    /// NDJSON input, one record a line; `-` or none: standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub input: Option<PathBuf>,
+    /// Write a JSON report: delivered, failed, rejected, counters and every problem.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The component (default: $KINESIS_OUTPUT_WASM, or kinesis_output.wasm beside this
+    /// program).
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<PathBuf>,
+    /// The tag given to every event.
+    #[arg(long, default_value = "kinesis-ship")]
+    pub tag: String,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// No progress or summary on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (port 0 picks a free one; the address is printed).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    pub listen: SocketAddr,
+    /// JSON or YAML configuration, a logging-operator Output included; without it the component
+    /// reads KINESIS_OUTPUT_CONFIG / KINESIS_OUTPUT_<SETTING> from the environment.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The proxy component (default: $KINESIS_OUTPUT_PROXY_WASM, or kinesis_output_proxy.wasm
+    /// beside this program).
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// JSON or YAML configuration, a logging-operator Output included.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The whole configuration as one KINESIS_OUTPUT_CONFIG variable.
+    #[arg(long)]
+    pub single: bool,
+    /// `export` lines for a POSIX shell instead of an env file.
+    #[arg(long)]
+    pub shell: bool,
+}
+
+fn lowercase(text: &str) -> Result<String, String> {
+    Ok(text.to_ascii_lowercase())
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080"))
+}
+
+impl SandboxArgs {
+    fn sandbox(self) -> Sandbox {
+        Sandbox {
+            allow_dirs: self.allow_dirs,
+            allow_authorities: self.allow_authorities,
+            max_memory_mib: self.max_memory_mib,
+        }
+    }
+}
+
+impl ShipArgs {
+    fn options(self) -> ShipOptions {
+        ShipOptions {
+            config: self.config.expect("clap requires --config"),
+            input: self.input.filter(|p| p.as_os_str() != "-"),
+            report: self.report,
+            component: self.component,
+            tag: self.tag,
+            quiet: self.quiet,
+            sandbox: self.sandbox.sandbox(),
+        }
+    }
+}
+
+/// Run the command line `args` (without the program name's handling: clap reads it); the exit
+/// status.
+pub async fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    match cli.command {
+        Some(Command::Serve(args)) => serve_main(args).await,
+        Some(Command::Env(args)) => env_main(args),
+        None => ship_main(cli.ship.options()).await,
+    }
+}
+
+/// An error's message with every cause, and the exit status it means.
+fn failure(what: &str, e: anyhow::Error) -> i32 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        eprintln!("{what}: {e}");
+        EXIT_USAGE
+    } else {
+        eprintln!("{what}: {e:#}");
+        EXIT_NOT_DELIVERED
+    }
+}
+
+async fn serve_main(args: ServeArgs) -> i32 {
+    let opts = ServeOptions {
+        listen: args.listen,
+        config: args.config,
+        component: args.component,
+        sandbox: args.sandbox.sandbox(),
+    };
+    let served = serve::serve(&opts, |addr| {
+        // Tests and scripts read the port from this line.
+        println!("listening on http://{addr}");
+    })
+    .await;
+    match served {
+        Ok(()) => EXIT_OK,
+        Err(e) => failure("kinesis-ship serve", e),
+    }
+}
+
+fn env_main(args: EnvArgs) -> i32 {
+    match read_config(&args.config).and_then(|c| crate::envfile::env_lines(&c, args.single, args.shell)) {
+        Ok(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("kinesis-ship env: {e:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn ship_main(opts: ShipOptions) -> i32 {
+    let shipped = match ship::run(&opts).await {
+        Ok(s) => s,
+        Err(e) => return failure("kinesis-ship", e),
+    };
+    if let Some(path) = &opts.report {
+        let text = serde_json::to_string_pretty(&shipped.report()).expect("a report serialises");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("kinesis-ship: writing the report {}: {e}", path.display());
+            return EXIT_NOT_DELIVERED;
+        }
+    }
+    if shipped.tally.all_delivered() {
+        EXIT_OK
+    } else {
+        EXIT_NOT_DELIVERED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kinesis-ship").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line() {
+        let cli = parse(&["--config", "c.json", "--input", "-", "--report", "r.json"]).unwrap();
+        let o = cli.ship.options();
+        assert_eq!(o.input, None);
+        assert_eq!(o.report, Some(PathBuf::from("r.json")));
+        assert_eq!(o.tag, "kinesis-ship");
+        assert!(parse(&["--input", "x"]).is_err(), "--config is required");
+        assert!(parse(&["--config"]).is_err());
+        assert!(parse(&["--what"]).is_err());
+        let e = parse(&["--config", "c", "--max-memory", "0"]).unwrap_err();
+        assert!(e.to_string().contains("from 1 to 4096"), "{e}");
+        let cli = parse(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-authority",
+            "X.test:443",
+        ])
+        .unwrap();
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(s.sandbox.allow_authorities, vec!["x.test:443"]);
+        let e = parse(&["serve", "--listen", "here"]).unwrap_err();
+        assert!(
+            e.to_string().contains("not an address like 127.0.0.1:8080"),
+            "{e}"
+        );
+        assert!(parse(&["env"]).is_err(), "env needs --config");
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayVersion
+        );
+    }
+}

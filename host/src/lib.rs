@@ -1,0 +1,39 @@
+//! # kinesis-ship
+//!
+//! The product host of kinesis-output: a wasmtime embedding of the component and the
+//! `kinesis-ship` command line.
+//!
+//! ## Layout
+//! - [`engine`]: the engine (with wasmtime's code cache when asked), the linker, where the
+//!   components are found.
+//! - [`sink`]: the `sink` world: instances, the egress policy, the HTTP transport (the network,
+//!   or an embedder's [`sink::Transport`]), memory limits, what the service stored (for trap
+//!   recovery), and the map from the WIT types to the core's.
+//! - [`proxy`]: the `proxy` world, one instance per request.
+//! - [`process`]: `credential_process` commands, run for the component.
+//! - [`setup`]: what a host derives from a configuration: the file, the settings read once
+//!   natively, the component's environment, folders and egress policy.
+//! - [`ship`], [`serve`], [`envfile`]: the three commands; [`cli`]: the command line.
+//! - `faults`: fault injection for tests, compiled only with the `fault-injection` feature.
+//!
+//! ## Design decisions
+//! - **The core decides, the host carries.** Line rules, event times, codes and the report come
+//!   from the core's front-end kit (`kinesis_output::front`), so `kinesis-ship` says what every
+//!   other door says.
+//! - **The configuration is read natively once** (the same code the component runs), for the
+//!   buffer, the egress policy and trap recovery; the component reads it again inside its
+//!   sandbox.
+//! - **Nothing of the test harness ships.** Fakes plug in through [`sink::Transport`] from the
+//!   harness crate; the trap switch exists only in `fault-injection` builds.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod engine;
+pub mod envfile;
+mod faults;
+pub mod process;
+pub mod proxy;
+pub mod serve;
+pub mod setup;
+pub mod ship;
+pub mod sink;

@@ -1,0 +1,100 @@
+//! The `proxy` world in wasmtime: one fresh instance per request, as `wasmtime serve` does. A
+//! trap becomes a 500 and the host keeps serving.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::engine::compile;
+use crate::sink::{new_ctx, Ctx, InstanceOptions};
+
+/// The `proxy` world compiled and pre-linked: one fresh instance per request, as
+/// `wasmtime serve` does.
+#[derive(Clone)]
+pub struct ProxyRuntime {
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<Ctx>,
+}
+
+/// A response body as wasmtime-wasi-http produces it.
+pub type ProxyBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+impl ProxyRuntime {
+    /// Compile the proxy component at `path` and link it against WASI and wasi:http.
+    pub fn load(path: &Path) -> Result<ProxyRuntime> {
+        let (_, component, linker) = compile(path)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("linking: {e}"))?;
+        let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+            .map_err(|e| anyhow!("{path:?} is not a wasi:http proxy component: {e}"))?;
+        Ok(ProxyRuntime { pre })
+    }
+
+    /// Answer one request with a fresh instance set up by `options`. A trap becomes a 500.
+    pub async fn handle<B>(
+        &self,
+        options: &InstanceOptions,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<ProxyBody>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        let (ctx, stderr) = new_ctx(options.clone(), None)?;
+        let mut store = Store::new(self.pre.engine(), ctx);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| anyhow!("{e}"))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| anyhow!("{e}"))?;
+        let pre = self.pre.clone();
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Ok(error_response(&format!(
+                "the component answered an error: {code:?}"
+            ))),
+            Err(_) => {
+                let why = match task.await {
+                    Ok(Ok(())) => "the component never answered".to_string(),
+                    Ok(Err(e)) => format!("the component trapped: {e:?}"),
+                    Err(e) => format!("the component's task failed: {e}"),
+                };
+                let guest = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                eprintln!("kinesis-ship: {why}\n{guest}");
+                Ok(error_response(&why))
+            }
+        }
+    }
+}
+
+/// A 500 with a JSON error.
+fn error_response(message: &str) -> hyper::Response<ProxyBody> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    hyper::Response::builder()
+        .status(500)
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid response")
+}

@@ -1,0 +1,66 @@
+//! `kinesis-ship serve`: host the `proxy` world over HTTP, for users without a wasmtime CLI. One
+//! fresh instance per request, as `wasmtime serve` does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use hyper::server::conn::http1;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::io::TokioIo;
+
+use crate::engine::proxy_component_path;
+use crate::proxy::ProxyRuntime;
+use crate::setup::{proxy_egress_policy, proxy_env, read_config, Sandbox};
+use crate::ship::usage;
+
+/// What `kinesis-ship serve` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub config: Option<PathBuf>,
+    pub component: Option<PathBuf>,
+    pub sandbox: Sandbox,
+}
+
+/// Listen and serve until the process is stopped. `ready` gets the bound address.
+pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let config = match &opts.config {
+        Some(path) => Some(read_config(path).map_err(usage)?),
+        None => None,
+    };
+    let path = opts.component.clone().unwrap_or_else(proxy_component_path);
+    let runtime = ProxyRuntime::load(&path).map_err(usage)?;
+    let env = proxy_env(config.as_ref());
+    let egress = proxy_egress_policy(&env);
+    let empty = Value::Object(Default::default());
+    let mut options = opts
+        .sandbox
+        .options(env, config.as_ref().unwrap_or(&empty), egress);
+    options.inherit_stderr = true;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))
+        .map_err(usage)?;
+    ready(listener.local_addr().map_err(|e| anyhow!("{e}"))?);
+    let shared = Arc::new((runtime, options));
+    loop {
+        let (client, _) = listener.accept().await?;
+        let shared = shared.clone();
+        tokio::task::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { shared.0.handle(&shared.1, req).await }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(client), service)
+                .await
+            {
+                eprintln!("kinesis-ship: connection: {e}");
+            }
+        });
+    }
+}

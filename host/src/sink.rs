@@ -1,0 +1,538 @@
+//! The `sink` world in wasmtime: one engine and one compiled component per process, one store
+//! per instance, and the instance's outgoing HTTP: to the network through the egress policy, or
+//! to a [`Transport`] the embedder supplies (a test harness, a benchmark).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::component::{Component, ResourceAny, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use crate::engine::{compile, wasi_linker};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "sink",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        },
+    });
+}
+
+pub use bindings::exports::kinesis::output::shipper::{
+    ConfigError, Counters, Delivered, Event, Failed, Outcome, PutReport, Rejected, RejectionKind, Timestamp,
+};
+
+/// The core's view of an outcome the component reported: the one place the WIT types map to
+/// the core's (and so to the codes every report spells).
+pub fn core_outcome(outcome: &Outcome) -> kinesis_output::Outcome {
+    use kinesis_output::RejectionKind as Kind;
+    match outcome {
+        Outcome::Delivered(d) => kinesis_output::Outcome::Delivered {
+            shard_id: d.shard_id.clone(),
+            sequence_number: d.sequence_number.clone(),
+        },
+        Outcome::Failed(f) => kinesis_output::Outcome::Failed {
+            code: kinesis_output::Code::parse(&f.code),
+            message: f.message.clone(),
+            attempts: f.attempts,
+        },
+        Outcome::Rejected(r) => kinesis_output::Outcome::Rejected(kinesis_output::Rejected {
+            kind: match r.kind {
+                RejectionKind::NotJson => Kind::NotJson,
+                RejectionKind::NotAnObject => Kind::NotAnObject,
+                RejectionKind::NoPartitionKey => Kind::NoPartitionKey,
+                RejectionKind::TooLarge => Kind::TooLarge,
+                RejectionKind::NoDataKey => Kind::NoDataKey,
+                RejectionKind::NoStreamName => Kind::NoStreamName,
+            },
+            message: r.message.clone(),
+        }),
+    }
+}
+
+/// The core's view of a report the component returned.
+pub fn core_report(report: &PutReport) -> kinesis_output::PutReport {
+    kinesis_output::PutReport {
+        outcomes: report.outcomes.iter().map(core_outcome).collect(),
+        credential_source: report.credential_source.clone(),
+        counters: kinesis_output::Counters {
+            requests: report.counters.requests,
+            retries: report.counters.retries,
+            throttled_records: report.counters.throttled_records,
+            bytes_sent: report.counters.bytes_sent,
+        },
+    }
+}
+
+/// Guest stderr kept per instance (panic messages, if any).
+const STDERR_CAPACITY: usize = 1 << 20;
+
+/// What a request comes to, as wasmtime-wasi-http's hooks return it: the response head with its
+/// body, and the future that drives the connection meanwhile.
+pub type Answered = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+/// A response on its way.
+pub type ResponseFuture = Box<dyn std::future::Future<Output = Answered> + Send>;
+
+/// Answers the component's requests in place of the network: what a test harness or a
+/// benchmark plugs in. Requests reach it only after the egress policy let them through.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> ResponseFuture;
+}
+
+/// Where the component's outgoing HTTP goes.
+#[derive(Clone)]
+pub enum Upstream {
+    /// The real network, through wasmtime-wasi-http's default client.
+    Network,
+    /// An embedder's transport.
+    Custom(Arc<dyn Transport>),
+}
+
+/// How to set up one instance.
+#[derive(Clone)]
+pub struct InstanceOptions {
+    pub env: Vec<(String, String)>,
+    pub upstream: Upstream,
+    /// Folders granted read-only: (host path, guest path).
+    pub dirs: Vec<(PathBuf, String)>,
+    /// How long a credential process may run.
+    pub process_timeout: Duration,
+    /// Send the guest's stderr to this process's stderr instead of keeping it.
+    pub inherit_stderr: bool,
+    /// The egress policy: the only authorities (`host:port`, see `kinesis_output::egress`) the
+    /// component may reach; any other request is refused with `HttpRequestDenied`. `None`
+    /// lets every request through.
+    pub egress: Option<Vec<String>>,
+    /// The most linear memory the instance may grow to, in bytes; past it the guest traps.
+    pub max_memory: Option<usize>,
+    /// Keep the `Data` of every record a PutRecords answer said was stored (real network
+    /// only; see [`Instance::take_accepted`]), so that after a trap the host knows what the
+    /// service already has.
+    pub track_accepted: bool,
+}
+
+impl InstanceOptions {
+    pub fn new(upstream: Upstream) -> Self {
+        InstanceOptions {
+            env: Vec::new(),
+            upstream,
+            dirs: Vec::new(),
+            process_timeout: Duration::from_secs(30),
+            inherit_stderr: false,
+            egress: None,
+            max_memory: None,
+            track_accepted: false,
+        }
+    }
+
+    /// Refuse every authority but `allowed` (`host:port`).
+    pub fn egress(mut self, allowed: Vec<String>) -> Self {
+        self.egress = Some(allowed);
+        self
+    }
+
+    pub fn env(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    pub fn dir(mut self, host: impl Into<PathBuf>, guest: &str) -> Self {
+        self.dirs.push((host.into(), guest.to_string()));
+        self
+    }
+}
+
+/// The store's data.
+pub struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    process_timeout: Duration,
+    memory: MemoryPeak,
+}
+
+/// Watches linear memory growth: the largest size any memory of the instance asked for, and
+/// refuses growth past `limit` (the guest's allocation then fails: a trap).
+#[derive(Default)]
+struct MemoryPeak {
+    peak: usize,
+    limit: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryPeak {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.limit.is_some_and(|limit| desired > limit) {
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// PutRecords request bodies with their answers, shared with the HTTP hook.
+type Exchanges = Arc<Mutex<Vec<(Bytes, Bytes)>>>;
+
+struct Hooks {
+    upstream: Upstream,
+    egress: Option<Vec<String>>,
+    /// Requests the egress policy refused, as `scheme://authority`.
+    refused: Arc<Mutex<Vec<String>>>,
+    /// With `track_accepted`: each PutRecords request body answered 200, with its answer
+    /// (kept as they are, read only if needed).
+    accepted: Option<Exchanges>,
+    /// Fault injection (test builds, see [`crate::faults`]): the engine whose epoch to bump.
+    trap_engine: Option<Engine>,
+}
+
+impl bindings::kinesis::output::host::Host for Ctx {
+    fn run_credential_process(&mut self, command: String) -> Result<String, String> {
+        crate::process::run(&command, self.process_timeout)
+    }
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> ResponseFuture {
+        drop(fut);
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        if let Some(allowed) = &self.egress {
+            let https = request.uri().scheme_str() == Some("https");
+            if !kinesis_output::delivery::egress::is_allowed(allowed, https, &authority) {
+                let scheme = if https { "https" } else { "http" };
+                self.refused
+                    .lock()
+                    .expect("not poisoned")
+                    .push(format!("{scheme}://{authority}"));
+                return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            }
+        }
+        match &self.upstream {
+            Upstream::Custom(transport) => transport.send(request, options),
+            Upstream::Network if self.accepted.is_some() || self.trap_engine.is_some() => {
+                let accepted = self.accepted.clone();
+                let trap_engine = self.trap_engine.clone();
+                Box::new(async move {
+                    // Whole bodies both ways, to read the PutRecords exchange.
+                    let (parts, body) = request.into_parts();
+                    let sent = body.collect().await?.to_bytes();
+                    let is_put = parts
+                        .headers
+                        .get("x-amz-target")
+                        .is_some_and(|v| v.as_bytes() == b"Kinesis_20131202.PutRecords");
+                    let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
+                    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    // The connection runs on its own while the answer is read.
+                    let io = tokio::spawn(io);
+                    let (parts, body) = response.into_parts();
+                    let answer = body.collect().await?.to_bytes();
+                    if is_put && parts.status == 200 {
+                        if let Some(accepted) = &accepted {
+                            accepted
+                                .lock()
+                                .expect("not poisoned")
+                                .push((sent.clone(), answer.clone()));
+                        }
+                        if let Some(engine) = &trap_engine {
+                            crate::faults::after_put(engine);
+                        }
+                    }
+                    Ok((
+                        http::Response::from_parts(parts, bytes_body(answer.clone())),
+                        Box::new(async move { io.await.unwrap_or(Ok(())) })
+                            as Box<dyn std::future::Future<Output = _> + Send>,
+                    ))
+                })
+            }
+            Upstream::Network => Box::new(async move {
+                let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+                ))
+            }),
+        }
+    }
+}
+
+/// The base64 `Data` of each record of a PutRecords request `sent` that its `answer` says
+/// was stored.
+pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
+    let (Ok(sent), Ok(answer)) = (
+        serde_json::from_slice::<serde_json::Value>(sent),
+        serde_json::from_slice::<serde_json::Value>(answer),
+    ) else {
+        return Vec::new();
+    };
+    let (Some(records), Some(entries)) = (sent["Records"].as_array(), answer["Records"].as_array()) else {
+        return Vec::new();
+    };
+    if records.len() != entries.len() {
+        return Vec::new();
+    }
+    records
+        .iter()
+        .zip(entries)
+        .filter(|(_, e)| e.get("SequenceNumber").is_some())
+        .filter_map(|(r, _)| r["Data"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A whole body from bytes already in memory, without copying them.
+pub fn bytes_body(body: Bytes) -> WasiBody {
+    Full::new(body).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A whole body, as the harness hands requests and responses to wasmtime-wasi-http.
+pub fn full_body(body: Vec<u8>) -> WasiBody {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An engine and the compiled, pre-linked component.
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::SinkPre<Ctx>,
+}
+
+impl Runtime {
+    /// Compile the component at `path` and link it against WASI and wasi:http.
+    pub fn load(path: &Path) -> Result<Runtime> {
+        let (engine, component, _) = compile::<Ctx>(path)?;
+        Runtime::with_component(engine, &component)
+    }
+
+    /// Link a component already compiled in `engine` (compiled here, or deserialized from
+    /// precompiled code).
+    pub fn with_component(engine: Engine, component: &Component) -> Result<Runtime> {
+        let mut linker = wasi_linker(&engine)?;
+        bindings::kinesis::output::host::add_to_linker::<Ctx, wasmtime::component::HasSelf<Ctx>>(
+            &mut linker,
+            |c| c,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow!("linking: {e}"))?;
+        let pre = bindings::SinkPre::new(pre).map_err(|e| anyhow!("{e}"))?;
+        Ok(Runtime { engine, pre })
+    }
+
+    /// A fresh instance with `env` as its environment and `upstream` for its HTTP.
+    pub async fn instantiate(&self, env: &[(&str, &str)], upstream: Upstream) -> Result<Instance> {
+        self.instantiate_with(InstanceOptions::new(upstream).env(env))
+            .await
+    }
+
+    /// A fresh instance set up by `options`.
+    pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
+        let (ctx, stderr) = new_ctx(options, Some(&self.engine))?;
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.memory);
+        if crate::faults::trap_after_puts().is_some() {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(1);
+        }
+        let sink = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("instantiating: {e}"))?;
+        Ok(Instance { store, sink, stderr })
+    }
+}
+
+/// A store's data set up by `options`, and the pipe that keeps the guest's stderr.
+pub(crate) fn new_ctx(options: InstanceOptions, engine: Option<&Engine>) -> Result<(Ctx, MemoryOutputPipe)> {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+    let mut builder = WasiCtx::builder();
+    builder.envs(&options.env);
+    if options.inherit_stderr {
+        builder.inherit_stderr();
+    } else {
+        builder.stderr(stderr.clone());
+    }
+    for (host, guest) in &options.dirs {
+        builder
+            .preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| anyhow!("granting {}: {e}", host.display()))?;
+    }
+    let ctx = Ctx {
+        table: ResourceTable::new(),
+        wasi: builder.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Hooks {
+            upstream: options.upstream,
+            egress: options.egress,
+            refused: Arc::new(Mutex::new(Vec::new())),
+            accepted: options.track_accepted.then(|| Arc::new(Mutex::new(Vec::new()))),
+            trap_engine: engine
+                .filter(|_| crate::faults::trap_after_puts().is_some())
+                .cloned(),
+        },
+        process_timeout: options.process_timeout,
+        memory: MemoryPeak {
+            peak: 0,
+            limit: options.max_memory,
+        },
+    };
+    Ok((ctx, stderr))
+}
+
+/// One instance of the component.
+pub struct Instance {
+    store: Store<Ctx>,
+    sink: bindings::Sink,
+    stderr: MemoryOutputPipe,
+}
+
+/// An open sink inside an [`Instance`].
+#[derive(Clone, Copy)]
+pub struct SinkHandle(ResourceAny);
+
+impl Instance {
+    /// `sink.open(config)`: `Err` only for a trap; a refused config is the inner `Err`.
+    pub async fn open(&mut self, config: &str) -> Result<std::result::Result<SinkHandle, ConfigError>> {
+        let result = self
+            .sink
+            .kinesis_output_shipper()
+            .sink()
+            .call_open(&mut self.store, config)
+            .await
+            .map_err(|e| self.trap("open", e))?;
+        Ok(result.map(SinkHandle))
+    }
+
+    /// `sink.put(events)`.
+    pub async fn put(&mut self, sink: SinkHandle, events: &[Event]) -> Result<PutReport> {
+        let report = self
+            .sink
+            .kinesis_output_shipper()
+            .sink()
+            .call_put(&mut self.store, sink.0, events)
+            .await
+            .map_err(|e| self.trap("put", e))?;
+        Ok(report)
+    }
+
+    /// Drop an open sink.
+    pub async fn close(&mut self, sink: SinkHandle) -> Result<()> {
+        sink.0
+            .resource_drop_async(&mut self.store)
+            .await
+            .map_err(|e| anyhow!("dropping the sink: {e}"))
+    }
+
+    /// The largest linear memory the instance has grown to, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().memory.peak
+    }
+
+    /// With `track_accepted`: the base64 `Data` of every record answered as stored since the
+    /// last call, taken.
+    pub fn take_accepted(&mut self) -> Vec<String> {
+        self.store
+            .data()
+            .hooks
+            .accepted
+            .as_ref()
+            .map(|a| std::mem::take(&mut *a.lock().expect("not poisoned")))
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|(sent, answer)| stored_data(sent, answer))
+            .collect()
+    }
+
+    /// Forget the PutRecords exchanges kept so far (before a new `put`).
+    pub fn clear_accepted(&mut self) {
+        if let Some(a) = &self.store.data().hooks.accepted {
+            a.lock().expect("not poisoned").clear();
+        }
+    }
+
+    /// The requests the egress policy refused, as `scheme://authority`, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.store
+            .data()
+            .hooks
+            .refused
+            .lock()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// What the guest wrote to stderr.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    fn trap(&self, call: &str, e: wasmtime::Error) -> anyhow::Error {
+        anyhow!(
+            "the component trapped in {call}: {e:?}\nguest stderr:\n{}",
+            self.stderr()
+        )
+    }
+}

@@ -1,0 +1,251 @@
+//! The `buffer` section (Fluentd's names): how a host that holds records (`kinesis-ship`) cuts
+//! them into chunks. The component itself holds nothing between calls; hosts read this.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ConfigError;
+
+/// The `buffer` settings our hosts honour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferSettings {
+    /// Flush a chunk when it holds this many records (`chunk_limit_records`, default: no limit).
+    pub chunk_limit_records: Option<usize>,
+    /// Flush a chunk when its records reach this many bytes (`chunk_limit_size`, default 8 MiB).
+    pub chunk_limit_size: usize,
+    /// Flush a chunk this long after its first record arrived (`flush_interval`, default 60 s).
+    pub flush_interval: Duration,
+    /// At most this many bytes buffered (`total_limit_size`, default 512 MiB); must be at least
+    /// `chunk_limit_size`. `kinesis-ship` holds one chunk at a time.
+    pub total_limit_size: usize,
+    /// `throw_exception`, `block` or `drop_oldest_chunk`; `kinesis-ship` reads its input only
+    /// as fast as it ships, so it never overflows and always behaves as `block`.
+    pub overflow_action: String,
+}
+
+impl Default for BufferSettings {
+    fn default() -> Self {
+        BufferSettings {
+            chunk_limit_records: None,
+            chunk_limit_size: 8 * 1024 * 1024,
+            flush_interval: Duration::from_secs(60),
+            total_limit_size: 512 * 1024 * 1024,
+            overflow_action: "throw_exception".to_string(),
+        }
+    }
+}
+
+/// Fluentd buffer settings that have no meaning for our hosts: accepted, and named in a warning.
+const FLUENTD_ONLY_BUFFER_KEYS: &[&str] = &[
+    "type",
+    "@type",
+    "path",
+    "timekey",
+    "timekey_wait",
+    "timekey_use_utc",
+    "timekey_zone",
+    "flush_mode",
+    "flush_thread_count",
+    "flush_at_shutdown",
+    "retry_forever",
+    "retry_max_times",
+    "retry_timeout",
+    "retry_type",
+    "retry_wait",
+    "retry_max_interval",
+    "retry_exponential_backoff_base",
+    "retry_randomize",
+    "queued_chunks_limit_size",
+    "compress",
+    "delayed_commit_timeout",
+    "disabled",
+    "tags",
+    "chunk_full_threshold",
+    "queue_limit_length",
+];
+
+/// The settings this section applies.
+const APPLIED: &[&str] = &[
+    "chunk_limit_records",
+    "chunk_limit_size",
+    "total_limit_size",
+    "flush_interval",
+    "overflow_action",
+];
+
+/// A number or a string, as the text Fluentd's notation is read from (lower case).
+fn notation(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.trim().to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// A size in Fluentd's notation: a number with an optional `k`, `m`, `g` or `t` suffix
+/// (1024-based).
+pub fn parse_size(field: &str, v: &Value) -> Result<usize, ConfigError> {
+    let bad = |why: String| ConfigError::new(field, why);
+    let text = notation(v).ok_or_else(|| bad("must be a size like 8m or 1048576".into()))?;
+    let text = text.trim_end_matches('b');
+    let (digits, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let multiplier: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0f64.powi(4),
+        _ => return Err(bad(format!("unknown size unit {unit:?} (use k, m, g or t)"))),
+    };
+    let number: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{v} is not a size like 8m or 1048576")))?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(bad("must be above zero".into()));
+    }
+    Ok((number * multiplier) as usize)
+}
+
+/// A duration in Fluentd's notation: seconds, or a number with `s`, `m`, `h` or `d`.
+pub fn parse_duration(field: &str, v: &Value) -> Result<Duration, ConfigError> {
+    let bad = |why: String| ConfigError::new(field, why);
+    let text = notation(v).ok_or_else(|| bad("must be a duration like 60s or 1m".into()))?;
+    let (digits, factor) = match text.chars().last() {
+        Some('s') => (&text[..text.len() - 1], 1.0),
+        Some('m') => (&text[..text.len() - 1], 60.0),
+        Some('h') => (&text[..text.len() - 1], 3600.0),
+        Some('d') => (&text[..text.len() - 1], 86400.0),
+        _ => (text.as_str(), 1.0),
+    };
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{v} is not a duration like 60s or 1m")))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(bad("must not be negative".into()));
+    }
+    Ok(Duration::from_secs_f64(n * factor))
+}
+
+impl BufferSettings {
+    /// Read a `buffer` section; returns the settings and a warning for each Fluentd-only key.
+    pub fn read(section: Option<Map<String, Value>>) -> Result<(BufferSettings, Vec<String>), ConfigError> {
+        let mut settings = BufferSettings::default();
+        let mut warnings = Vec::new();
+        let Some(map) = section else {
+            return Ok((settings, warnings));
+        };
+        for (key, value) in &map {
+            let field = format!("buffer.{key}");
+            match key.as_str() {
+                "chunk_limit_records" => {
+                    let n = value
+                        .as_u64()
+                        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| ConfigError::new(&field, "must be a whole number above zero"))?;
+                    settings.chunk_limit_records = Some(n as usize);
+                }
+                "chunk_limit_size" => settings.chunk_limit_size = parse_size(&field, value)?,
+                "total_limit_size" => settings.total_limit_size = parse_size(&field, value)?,
+                "flush_interval" => settings.flush_interval = parse_duration(&field, value)?,
+                "overflow_action" => {
+                    let action = value.as_str().unwrap_or_default();
+                    if !matches!(action, "throw_exception" | "block" | "drop_oldest_chunk") {
+                        return Err(ConfigError::new(
+                            field,
+                            "must be throw_exception, block or drop_oldest_chunk",
+                        ));
+                    }
+                    settings.overflow_action = action.to_string();
+                }
+                k if FLUENTD_ONLY_BUFFER_KEYS.contains(&k) => warnings.push(format!(
+                    "{field} is a Fluentd setting that kinesis-output's hosts do not apply"
+                )),
+                k => {
+                    let known = APPLIED.iter().chain(FLUENTD_ONLY_BUFFER_KEYS).copied();
+                    let message = match super::fields::nearest(k, known) {
+                        Some(near) => format!("unknown setting; did you mean buffer.{near}?"),
+                        None => "unknown setting".to_string(),
+                    };
+                    return Err(ConfigError::new(field, message));
+                }
+            }
+        }
+        if settings.total_limit_size < settings.chunk_limit_size {
+            return Err(ConfigError::new(
+                "buffer.total_limit_size",
+                format!(
+                    "{} is below chunk_limit_size ({})",
+                    settings.total_limit_size, settings.chunk_limit_size
+                ),
+            ));
+        }
+        Ok((settings, warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(v: Value) -> Result<(BufferSettings, Vec<String>), ConfigError> {
+        let Value::Object(map) = v else { unreachable!() };
+        BufferSettings::read(Some(map))
+    }
+
+    #[test]
+    fn sizes_and_durations_read_like_fluentd() {
+        assert_eq!(parse_size("f", &json!("8m")).unwrap(), 8 * 1024 * 1024);
+        assert_eq!(parse_size("f", &json!("256k")).unwrap(), 256 * 1024);
+        assert_eq!(parse_size("f", &json!("1MB")).unwrap(), 1024 * 1024);
+        assert_eq!(parse_size("f", &json!(1000)).unwrap(), 1000);
+        assert!(parse_size("f", &json!("8x")).is_err());
+        assert!(parse_size("f", &json!("0")).is_err());
+        assert_eq!(
+            parse_duration("f", &json!("60s")).unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse_duration("f", &json!("2m")).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parse_duration("f", &json!(0.5)).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert!(parse_duration("f", &json!("soon")).is_err());
+    }
+
+    #[test]
+    fn buffer_settings_are_checked_and_fluentd_only_keys_named() {
+        let (b, w) = read(json!({
+            "chunk_limit_records": 100, "chunk_limit_size": "1m", "flush_interval": "5s",
+            "timekey": "10m", "overflow_action": "block"
+        }))
+        .unwrap();
+        assert_eq!(b.chunk_limit_records, Some(100));
+        assert_eq!(b.chunk_limit_size, 1024 * 1024);
+        assert_eq!(b.flush_interval, Duration::from_secs(5));
+        assert_eq!(
+            w,
+            vec!["buffer.timekey is a Fluentd setting that kinesis-output's hosts do not apply"]
+        );
+        let e = read(json!({"chunk_limit_recs": 1})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "buffer.chunk_limit_recs: unknown setting; did you mean buffer.chunk_limit_records?"
+        );
+        let e = read(json!({"overflow_action": "panic"})).unwrap_err();
+        assert_eq!(e.field, "buffer.overflow_action");
+        let e = read(json!({"chunk_limit_size": "8m", "total_limit_size": "1m"})).unwrap_err();
+        assert_eq!(e.field, "buffer.total_limit_size");
+        assert_eq!(BufferSettings::read(None).unwrap().0, BufferSettings::default());
+    }
+}

@@ -1,0 +1,552 @@
+//! The delivery loop: from a chunk of events to one outcome per event.
+//!
+//! Each round packs the records still pending into PutRecords requests (greedily, in input
+//! order), sends them, and reads back which records the service stored. Only the records that
+//! failed with a retryable error stay pending for the next round; a stored record is never sent
+//! again. Between rounds the loop waits `2^n × retry_base_delay` (±5% jitter, at most
+//! `retry_max_delay`), where `n` goes back to 0 after a round in which anything was stored when
+//! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, when
+//! `retries_on_batch_request` retries are spent, or when the next wait would pass `put_deadline`.
+
+use std::collections::HashMap;
+
+use super::batch::{backoff_delay, plan_batches};
+use crate::auth::{Provider, Signer};
+use crate::config::{resolve, Config, ConfigError};
+use crate::kinesis::aggregate;
+use crate::kinesis::code::{classify_error_response, Code, Verdict};
+use crate::kinesis::wire::{
+    encode_put_records, parse_put_records_response, EntryResult, CONTENT_TYPE, PUT_RECORDS_TARGET,
+};
+use crate::kinesis::{Counters, Event, Outcome, PreparedRecord, PutReport, Rejected, RejectionKind};
+use crate::platform::{Environment, HttpRequest, HttpResponse, Platform, TransportCode, TransportError};
+use crate::shaping::record::{prepare, random_key};
+
+/// An open sink: a validated configuration and its credentials provider.
+#[derive(Debug)]
+pub struct Sink {
+    config: Config,
+    credentials: Provider,
+    url: String,
+}
+
+/// Records aggregate together when they share a stream and a partition key.
+type GroupId = (String, String);
+
+/// A Kinesis record on its way: the events it carries (one, or many when aggregated), its
+/// bytes, and its history.
+struct Pending {
+    events: Vec<usize>,
+    record: PreparedRecord,
+    attempts: u32,
+    /// Why its last attempt did not store it; `None` before the first.
+    last_error: Option<(Code, String)>,
+}
+
+/// What one round of requests came to.
+#[derive(Debug, Clone, Copy, Default)]
+struct RoundResult {
+    /// The service stored at least one record.
+    stored: bool,
+    /// An answer said the credentials had expired: refresh them before the next round.
+    credentials_expired: bool,
+}
+
+impl Sink {
+    /// Validate the JSON configuration and open a sink. Environment variables come from `platform`.
+    pub fn open(config_json: &str, platform: &mut dyn Platform) -> Result<Sink, ConfigError> {
+        let config = Config::from_json(config_json, platform)?;
+        Sink::new_resolved(config, platform)
+    }
+
+    /// Open a sink for a configuration already read, resolving its credential source from `env`.
+    pub fn new_resolved(config: Config, env: &mut dyn Environment) -> Result<Sink, ConfigError> {
+        let credentials = resolve(&config, env)?;
+        Ok(Sink::new(config, credentials))
+    }
+
+    pub fn new(config: Config, credentials: Provider) -> Sink {
+        let url = format!("{}/", config.endpoint);
+        Sink {
+            config,
+            credentials,
+            url,
+        }
+    }
+
+    /// Where this sink's credentials come from, without secrets.
+    pub fn credential_source(&self) -> String {
+        self.credentials.source.describe()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Ship `events`; returns when each has an outcome, in input order.
+    pub fn put(&mut self, events: &[Event<'_>], platform: &mut dyn Platform) -> PutReport {
+        let started = platform.monotonic();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut counters = Counters::default();
+
+        let mut prepared = Vec::with_capacity(events.len());
+        // Random keys draw from one block of random bytes, not one host call per record.
+        let mut pool = RandomPool::default();
+        for (index, event) in events.iter().enumerate() {
+            match prepare(&self.config.shape, event, &mut |buf| pool.fill(buf, platform)) {
+                Ok(record) => prepared.push((index, record)),
+                Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
+            }
+        }
+        let mut pending: Vec<Pending> = if self.config.shape.aggregate {
+            self.aggregate(prepared, &mut outcomes, platform)
+        } else {
+            prepared
+                .into_iter()
+                .map(|(index, record)| Pending::new(vec![index], record))
+                .collect()
+        };
+
+        // Group records by stream, keeping input order within each (a no-op for one stream).
+        if !self.config.shape.stream_name.is_fixed() {
+            pending.sort_by(|a, b| a.record.stream.cmp(&b.record.stream));
+        }
+
+        let mut backoff_exponent = 0u32;
+        let mut round = 0u32;
+        let mut refresh = false;
+        while !pending.is_empty() {
+            let any_stored = match self.credentials.get(platform, refresh) {
+                Ok(credentials) => {
+                    let signer = Signer::new(&credentials, &self.config.region);
+                    let result = self.send_round(
+                        &signer,
+                        &mut pending,
+                        &mut outcomes,
+                        &mut counters,
+                        round > 0,
+                        platform,
+                    );
+                    // An expired token forces one refresh before the next round.
+                    refresh = result.credentials_expired;
+                    result.stored
+                }
+                Err(e) => {
+                    for p in pending.iter_mut() {
+                        p.last_error = Some((Code::CredentialsUnavailable, e.message.clone()));
+                    }
+                    false
+                }
+            };
+            pending.retain(|p| outcomes[p.events[0]].is_none());
+            if pending.is_empty() {
+                break;
+            }
+            if round >= self.config.retries_on_batch_request {
+                let why = format!(
+                    "gave up after {} retries (retries_on_batch_request)",
+                    self.config.retries_on_batch_request
+                );
+                fail_all(&mut pending, &mut outcomes, &why);
+                break;
+            }
+            if any_stored && self.config.reset_backoff_if_success {
+                backoff_exponent = 0;
+            }
+            let mut unit = [0u8; 8];
+            platform.fill_random(&mut unit);
+            let unit = u64::from_le_bytes(unit) as f64 / (u64::MAX as f64 + 1.0);
+            let wait = backoff_delay(
+                self.config.retry_base_delay,
+                self.config.retry_max_delay,
+                backoff_exponent,
+                unit,
+            );
+            backoff_exponent += 1;
+            let elapsed = platform.monotonic().saturating_sub(started);
+            if elapsed + wait > self.config.put_deadline {
+                let why = format!(
+                    "gave up: the next retry would pass the put_deadline of {:?}",
+                    self.config.put_deadline
+                );
+                fail_all(&mut pending, &mut outcomes, &why);
+                break;
+            }
+            platform.sleep(wait);
+            round += 1;
+        }
+
+        PutReport {
+            credential_source: self.credential_source(),
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.expect("every event gets an outcome"))
+                .collect(),
+            counters,
+        }
+    }
+
+    /// Pack user records into KPL aggregates: per stream and partition key, in input order, as
+    /// many as fit in `max_record_size`. Records without a key share a random key per aggregate.
+    fn aggregate(
+        &self,
+        prepared: Vec<(usize, PreparedRecord)>,
+        outcomes: &mut [Option<Outcome>],
+        platform: &mut dyn Platform,
+    ) -> Vec<Pending> {
+        let limit = self.config.shape.max_record_size;
+        // Groups in order of first appearance.
+        let mut groups: Vec<(GroupId, Vec<(usize, PreparedRecord)>)> = Vec::new();
+        let mut group_of: HashMap<GroupId, usize> = HashMap::new();
+        for (index, record) in prepared {
+            let id = (record.stream.clone(), record.partition_key.clone());
+            match group_of.get(&id) {
+                Some(&g) => groups[g].1.push((index, record)),
+                None => {
+                    group_of.insert(id.clone(), groups.len());
+                    groups.push((id, vec![(index, record)]));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((stream, key), members) in groups {
+            let random = key.is_empty();
+            // A random key is 32 characters; size with a placeholder of that length.
+            let sizing_key = if random { "0".repeat(32) } else { key.clone() };
+            let base = aggregate::base_size(&sizing_key) + sizing_key.len();
+            let mut current: Vec<(usize, PreparedRecord)> = Vec::new();
+            let mut size = base;
+            let mut flush = |current: &mut Vec<(usize, PreparedRecord)>, platform: &mut dyn Platform| {
+                if current.is_empty() {
+                    return;
+                }
+                let key = if random {
+                    random_key(&mut |buf| platform.fill_random(buf))
+                } else {
+                    key.clone()
+                };
+                let data = aggregate::encode(&key, current.iter().map(|(_, r)| r.data.as_slice()));
+                let events = current.iter().map(|(i, _)| *i).collect();
+                out.push(Pending::new(
+                    events,
+                    PreparedRecord {
+                        data,
+                        partition_key: key,
+                        stream: stream.clone(),
+                    },
+                ));
+                current.clear();
+            };
+            for (index, record) in members {
+                let entry = aggregate::entry_size(record.data.len());
+                if base + entry > limit {
+                    outcomes[index] = Some(Outcome::Rejected(Rejected {
+                        kind: RejectionKind::TooLarge,
+                        message: format!(
+                            "record of {} bytes does not fit in an aggregate of at most {limit} bytes (max_record_size)",
+                            record.data.len()
+                        ),
+                    }));
+                    continue;
+                }
+                if size + entry > limit {
+                    flush(&mut current, platform);
+                    size = base;
+                }
+                size += entry;
+                current.push((index, record));
+            }
+            flush(&mut current, platform);
+        }
+        out
+    }
+
+    /// Send every pending record once, in requests of at most the batch limits, at most
+    /// `max_concurrent_requests` at a time.
+    fn send_round(
+        &self,
+        signer: &Signer,
+        pending: &mut [Pending],
+        outcomes: &mut [Option<Outcome>],
+        counters: &mut Counters,
+        is_retry: bool,
+        platform: &mut dyn Platform,
+    ) -> RoundResult {
+        // Records are grouped by stream (see `put`); each stream gets its own requests.
+        let mut batches = Vec::new();
+        let mut start = 0;
+        while start < pending.len() {
+            let stream = &pending[start].record.stream;
+            let end = start
+                + pending[start..]
+                    .iter()
+                    .take_while(|p| &p.record.stream == stream)
+                    .count();
+            batches.extend(
+                plan_batches(
+                    pending[start..end].iter().map(|p| p.record.size()),
+                    self.config.batch_request_max_count,
+                    self.config.batch_request_max_size,
+                )
+                .into_iter()
+                .map(|r| r.start + start..r.end + start),
+            );
+            start = end;
+        }
+        let mut result = RoundResult::default();
+        for wave in batches.chunks(self.config.max_concurrent_requests) {
+            let mut requests = Vec::with_capacity(wave.len());
+            let mut sendable = Vec::with_capacity(wave.len());
+            for range in wave {
+                let batch = &mut pending[range.clone()];
+                match self.build_request(signer, batch, platform) {
+                    Ok(request) => {
+                        counters.requests += 1;
+                        counters.bytes_sent += request.body.len() as u64;
+                        for p in batch.iter_mut() {
+                            p.attempts += 1;
+                            if is_retry {
+                                counters.retries += p.events.len() as u64;
+                            }
+                        }
+                        requests.push(request);
+                        sendable.push(range.clone());
+                    }
+                    Err(message) => {
+                        // Nothing can sign these records: no retry will help.
+                        for p in batch.iter_mut() {
+                            set(
+                                outcomes,
+                                p,
+                                Outcome::Failed {
+                                    code: Code::SigningError,
+                                    message: message.clone(),
+                                    attempts: p.attempts,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            let responses = platform.send_all(requests);
+            debug_assert_eq!(responses.len(), sendable.len());
+            for (range, response) in sendable.into_iter().zip(responses) {
+                let answer = apply_response(&mut pending[range], response, outcomes, counters);
+                result.stored |= answer.stored;
+                result.credentials_expired |= answer.credentials_expired;
+            }
+        }
+        result
+    }
+
+    fn build_request(
+        &self,
+        signer: &Signer,
+        batch: &[Pending],
+        platform: &mut dyn Platform,
+    ) -> Result<HttpRequest, String> {
+        // Base64 grows data by 4/3; keys and JSON framing add a little per record.
+        let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
+        let mut body = Vec::with_capacity(capacity);
+        encode_put_records(
+            &batch[0].record.stream,
+            batch.iter().map(|p| &p.record),
+            &mut body,
+        );
+        let mut headers = vec![
+            ("content-type".to_string(), CONTENT_TYPE.to_string()),
+            ("x-amz-target".to_string(), PUT_RECORDS_TARGET.to_string()),
+        ];
+        let signed = signer.sign("POST", &self.url, &headers, &body, platform.wall_clock())?;
+        headers.extend(signed);
+        Ok(HttpRequest {
+            method: "POST",
+            url: self.url.clone(),
+            headers,
+            body,
+            timeout: self.config.request_timeout,
+        })
+    }
+}
+
+/// Random bytes fetched a block at a time.
+#[derive(Default)]
+struct RandomPool {
+    block: Vec<u8>,
+    used: usize,
+}
+
+impl RandomPool {
+    const BLOCK: usize = 4096;
+
+    fn fill(&mut self, out: &mut [u8], platform: &mut dyn Platform) {
+        if out.len() > Self::BLOCK {
+            platform.fill_random(out);
+            return;
+        }
+        if self.block.len() - self.used < out.len() {
+            self.block.resize(Self::BLOCK, 0);
+            platform.fill_random(&mut self.block);
+            self.used = 0;
+        }
+        out.copy_from_slice(&self.block[self.used..self.used + out.len()]);
+        self.used += out.len();
+    }
+}
+
+/// Record what one response says about its batch.
+fn apply_response(
+    batch: &mut [Pending],
+    response: Result<HttpResponse, TransportError>,
+    outcomes: &mut [Option<Outcome>],
+    counters: &mut Counters,
+) -> RoundResult {
+    let response = match response {
+        Ok(r) => r,
+        // The host's egress policy refused the address: no retry can change that.
+        Err(TransportError {
+            code: TransportCode::Denied,
+            message,
+        }) => {
+            for p in batch.iter_mut() {
+                let attempts = p.attempts;
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Failed {
+                        code: Code::EgressDenied,
+                        message: message.clone(),
+                        attempts,
+                    },
+                );
+            }
+            return RoundResult::default();
+        }
+        Err(e) => {
+            let message = format!("{}: {}", e.code, e.message);
+            for p in batch.iter_mut() {
+                p.last_error = Some((Code::Network, message.clone()));
+            }
+            return RoundResult::default();
+        }
+    };
+    if response.status != 200 {
+        let error = classify_error_response(response.status, &response.body);
+        if error.verdict == Verdict::Throttled {
+            counters.throttled_records += batch.iter().map(|p| p.events.len() as u64).sum::<u64>();
+        }
+        for p in batch.iter_mut() {
+            if error.verdict.is_retryable() {
+                p.last_error = Some((error.code.clone(), error.message.clone()));
+            } else {
+                let attempts = p.attempts;
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Failed {
+                        code: error.code.clone(),
+                        message: error.message.clone(),
+                        attempts,
+                    },
+                );
+            }
+        }
+        return RoundResult {
+            stored: false,
+            credentials_expired: error.verdict == Verdict::RefreshCredentials,
+        };
+    }
+    let entries = match parse_put_records_response(&response.body, batch.len()) {
+        Ok(entries) => entries,
+        Err(message) => {
+            for p in batch.iter_mut() {
+                p.last_error = Some((Code::MalformedResponse, message.clone()));
+            }
+            return RoundResult::default();
+        }
+    };
+    let mut result = RoundResult::default();
+    for (p, entry) in batch.iter_mut().zip(entries) {
+        match entry {
+            EntryResult::Stored {
+                shard_id,
+                sequence_number,
+            } => {
+                result.stored = true;
+                set(
+                    outcomes,
+                    p,
+                    Outcome::Delivered {
+                        shard_id,
+                        sequence_number,
+                    },
+                );
+            }
+            EntryResult::Error { code, message } => {
+                let code = Code::Service(code);
+                let verdict = code.record_verdict();
+                if verdict == Verdict::Throttled {
+                    counters.throttled_records += p.events.len() as u64;
+                }
+                if verdict.is_retryable() {
+                    p.last_error = Some((code, message));
+                } else {
+                    let attempts = p.attempts;
+                    set(
+                        outcomes,
+                        p,
+                        Outcome::Failed {
+                            code,
+                            message,
+                            attempts,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    result
+}
+
+impl Pending {
+    fn new(events: Vec<usize>, record: PreparedRecord) -> Pending {
+        Pending {
+            events,
+            record,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// Give every event of `p` the same outcome.
+fn set(outcomes: &mut [Option<Outcome>], p: &Pending, outcome: Outcome) {
+    for i in &p.events {
+        outcomes[*i] = Some(outcome.clone());
+    }
+}
+
+fn fail_all(pending: &mut [Pending], outcomes: &mut [Option<Outcome>], why: &str) {
+    for p in pending {
+        // A record is pending only after a retryable error, so it has one.
+        let (code, last) = p
+            .last_error
+            .take()
+            .unwrap_or((Code::Network, "not sent".to_string()));
+        set(
+            outcomes,
+            p,
+            Outcome::Failed {
+                code,
+                message: format!("{last} ({why})"),
+                attempts: p.attempts,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,819 @@
+//! The delivery loop against a scripted fake platform: deterministic time, randomness and
+//! responses.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::platform::TransportCode;
+
+type Handler = Box<dyn FnMut(usize, &Value) -> Result<HttpResponse, TransportError>>;
+
+/// A platform whose clock moves only when the core sleeps.
+struct Fake {
+    now: Duration,
+    sleeps: Vec<Duration>,
+    random_counter: u8,
+    env: HashMap<String, String>,
+    /// Called with the request number and the parsed body.
+    handler: Handler,
+    requests: Vec<HttpRequest>,
+    /// Every record the fake stored: (data, partition key).
+    stored: Vec<(Vec<u8>, String)>,
+    batch_sizes: Vec<usize>,
+}
+
+impl Fake {
+    fn new(handler: impl FnMut(usize, &Value) -> Result<HttpResponse, TransportError> + 'static) -> Fake {
+        Fake {
+            now: Duration::ZERO,
+            sleeps: Vec::new(),
+            random_counter: 0,
+            env: HashMap::new(),
+            handler: Box::new(handler),
+            requests: Vec::new(),
+            stored: Vec::new(),
+            batch_sizes: Vec::new(),
+        }
+    }
+}
+
+impl Environment for Fake {
+    fn var(&mut self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{path}: no files here"))
+    }
+}
+
+impl Platform for Fake {
+    fn wall_clock(&mut self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.now
+    }
+    fn monotonic(&mut self) -> Duration {
+        self.now
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.sleeps.push(d);
+        self.now += d;
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.random_counter;
+            self.random_counter = self.random_counter.wrapping_add(1);
+        }
+    }
+    fn run_process(&mut self, command: &str) -> Result<String, String> {
+        Err(format!("no process runner for {command}"))
+    }
+    fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        let mut out = Vec::new();
+        for r in requests {
+            let body: Value = serde_json::from_slice(&r.body).expect("the core sends JSON");
+            let n = self.requests.len();
+            self.batch_sizes.push(body["Records"].as_array().unwrap().len());
+            let response = (self.handler)(n, &body);
+            // Remember what a 200 stored, to check that nothing is stored twice.
+            if let Ok(resp) = &response {
+                if resp.status == 200 {
+                    if let Ok(parsed) = serde_json::from_slice::<Value>(&resp.body) {
+                        if let Some(entries) = parsed["Records"].as_array() {
+                            for (rec, entry) in body["Records"].as_array().unwrap().iter().zip(entries) {
+                                if entry.get("SequenceNumber").is_some() {
+                                    self.stored.push(decode(rec));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.requests.push(r);
+            out.push(response);
+        }
+        out
+    }
+}
+
+fn decode(rec: &Value) -> (Vec<u8>, String) {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(rec["Data"].as_str().unwrap())
+        .unwrap();
+    (data, rec["PartitionKey"].as_str().unwrap().to_string())
+}
+
+/// A 200 response where `fail(position in request, record)` picks which entries fail and how.
+fn respond(body: &Value, mut fail: impl FnMut(usize, &Value) -> Option<&'static str>) -> HttpResponse {
+    let records = body["Records"].as_array().unwrap();
+    let mut failed = 0;
+    let entries: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match fail(i, r) {
+            Some(code) => {
+                failed += 1;
+                json!({"ErrorCode": code, "ErrorMessage": format!("{code} for entry {i}")})
+            }
+            None => {
+                json!({"SequenceNumber": format!("seq-{}", decode(r).1), "ShardId": "shardId-000000000000"})
+            }
+        })
+        .collect();
+    HttpResponse {
+        status: 200,
+        body: serde_json::to_vec(&json!({"FailedRecordCount": failed, "Records": entries})).unwrap(),
+    }
+}
+
+fn ok(body: &Value) -> Result<HttpResponse, TransportError> {
+    Ok(respond(body, |_, _| None))
+}
+
+fn error(status: u16, kind: &str) -> Result<HttpResponse, TransportError> {
+    Ok(HttpResponse {
+        status,
+        body: serde_json::to_vec(&json!({"__type": kind, "message": format!("{kind} happened")})).unwrap(),
+    })
+}
+
+fn sink(extra: &str) -> Sink {
+    let json = format!(
+        r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE","partition_key":"k"{extra}}}"#
+    );
+    open(&json)
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn open(json: &str) -> Sink {
+    let config = Config::from_json(json, &mut no_env).unwrap();
+    let credentials = crate::config::resolve(&config, &mut no_env).unwrap();
+    Sink::new(config, credentials)
+}
+
+fn records(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| serde_json::to_vec(&json!({"k": format!("key-{i}"), "log": format!("line {i}")})).unwrap())
+        .collect()
+}
+
+fn events(records: &[Vec<u8>]) -> Vec<Event<'_>> {
+    records
+        .iter()
+        .map(|r| Event {
+            tag: "kube.var.log",
+            seconds: 1_700_000_000,
+            nanoseconds: 0,
+            record: r,
+        })
+        .collect()
+}
+
+/// The code, message and attempts of a failed outcome.
+fn failed(o: &Outcome) -> (&str, &str, u32) {
+    match o {
+        Outcome::Failed {
+            code,
+            message,
+            attempts,
+        } => (code.as_str(), message, *attempts),
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
+fn assert_delivered_once(fake: &Fake, n: usize) {
+    let mut keys: Vec<&str> = fake.stored.iter().map(|(_, k)| k.as_str()).collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(before, keys.len(), "a record was stored twice");
+    assert_eq!(keys.len(), n, "not every record was stored");
+}
+
+#[test]
+fn a_chunk_is_split_into_requests_and_every_record_delivered() {
+    let recs = records(1200);
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink("").put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![500, 500, 200]);
+    assert_eq!(report.outcomes.len(), 1200);
+    for (i, o) in report.outcomes.iter().enumerate() {
+        assert_eq!(
+            o,
+            &Outcome::Delivered {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: format!("seq-key-{i}")
+            }
+        );
+    }
+    assert_eq!(report.counters.requests, 3);
+    assert_eq!(report.counters.retries, 0);
+    assert_eq!(
+        report.counters.bytes_sent,
+        fake.requests.iter().map(|r| r.body.len() as u64).sum::<u64>()
+    );
+    assert_delivered_once(&fake, 1200);
+    // Bytes and keys arrive as formatted.
+    assert_eq!(
+        fake.stored[7],
+        (
+            b"{\"k\":\"key-7\",\"log\":\"line 7\"}\n".to_vec(),
+            "key-7".to_string()
+        )
+    );
+    assert!(fake.sleeps.is_empty());
+}
+
+#[test]
+fn requests_carry_the_kinesis_headers_and_a_signature() {
+    let recs = records(1);
+    let mut fake = Fake::new(|_, body| ok(body));
+    sink(r#","endpoint":"http://127.0.0.1:4567""#).put(&events(&recs), &mut fake);
+    let r = &fake.requests[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.url, "http://127.0.0.1:4567/");
+    let header = |n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-amz-target"), Some("Kinesis_20131202.PutRecords"));
+    assert_eq!(header("content-type"), Some("application/x-amz-json-1.1"));
+    assert!(header("authorization")
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
+    assert!(header("x-amz-date").is_some());
+    assert!(header("host").is_none(), "the transport sets host");
+}
+
+#[test]
+fn only_failed_records_are_sent_again() {
+    let recs = records(10);
+    let mut fake = Fake::new(|n, body| {
+        Ok(respond(body, |i, _| match (n, i % 3) {
+            (0, 0) => Some("ProvisionedThroughputExceededException"),
+            (0, 1) => Some("InternalFailure"),
+            _ => None,
+        }))
+    });
+    let report = sink("").put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    assert_eq!(fake.batch_sizes, vec![10, 7]);
+    let resent: Vec<String> = serde_json::from_slice::<Value>(&fake.requests[1].body).unwrap()["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| decode(r).1)
+        .collect();
+    assert_eq!(
+        resent,
+        ["key-0", "key-1", "key-3", "key-4", "key-6", "key-7", "key-9"]
+    );
+    assert_delivered_once(&fake, 10);
+    assert_eq!(report.counters.requests, 2);
+    assert_eq!(report.counters.retries, 7);
+    assert_eq!(report.counters.throttled_records, 4);
+    assert_eq!(fake.sleeps.len(), 1);
+}
+
+#[test]
+fn backoff_doubles_from_the_base_with_five_percent_jitter() {
+    let recs = records(2);
+    let mut fake = Fake::new(|_, body| {
+        Ok(respond(body, |_, _| {
+            Some("ProvisionedThroughputExceededException")
+        }))
+    });
+    let report = sink(r#","retries_on_batch_request":4"#).put(&events(&recs), &mut fake);
+    assert_eq!(fake.requests.len(), 5);
+    let expected = [0.3, 0.6, 1.2, 2.4];
+    assert_eq!(fake.sleeps.len(), 4);
+    for (got, want) in fake.sleeps.iter().zip(expected) {
+        let got = got.as_secs_f64();
+        assert!(
+            got >= want * 0.95 - 1e-9 && got <= want * 1.05 + 1e-9,
+            "{got} vs {want}"
+        );
+    }
+    for o in &report.outcomes {
+        let (code, message, attempts) = failed(o);
+        assert_eq!(code, "ProvisionedThroughputExceededException");
+        assert_eq!(attempts, 5);
+        assert!(message.contains("gave up after 4 retries"), "{message}");
+    }
+    assert_eq!(report.counters.throttled_records, 10);
+}
+
+#[test]
+fn any_success_resets_the_backoff() {
+    // Each round stores the first record and throttles the rest: with reset on, every wait is
+    // the base delay; with reset off it doubles.
+    let script = |_: usize, body: &Value| {
+        Ok(respond(body, |i, _| {
+            (i > 0).then_some("ProvisionedThroughputExceededException")
+        }))
+    };
+    let recs = records(4);
+    let mut fake = Fake::new(script);
+    sink("").put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![4, 3, 2, 1]);
+    assert!(
+        fake.sleeps
+            .iter()
+            .all(|d| (d.as_secs_f64() - 0.3).abs() <= 0.015 + 1e-9),
+        "{:?}",
+        fake.sleeps
+    );
+
+    let mut fake = Fake::new(script);
+    sink(r#","reset_backoff_if_success":false"#).put(&events(&recs), &mut fake);
+    let secs: Vec<f64> = fake.sleeps.iter().map(Duration::as_secs_f64).collect();
+    assert_eq!(secs.len(), 3);
+    assert!(
+        (secs[1] / secs[0] - 2.0).abs() < 0.25 && (secs[2] / secs[1] - 2.0).abs() < 0.25,
+        "{secs:?}"
+    );
+    assert_delivered_once(&fake, 4);
+}
+
+#[test]
+fn waits_are_capped_and_the_deadline_is_kept() {
+    assert_eq!(
+        backoff_delay(Duration::from_millis(300), Duration::from_secs(30), 20, 0.5),
+        Duration::from_secs(30)
+    );
+    let low = backoff_delay(Duration::from_millis(300), Duration::from_secs(30), 0, 0.0);
+    assert!((low.as_secs_f64() - 0.285).abs() < 1e-6, "{low:?}");
+    let high = backoff_delay(Duration::from_millis(300), Duration::from_secs(30), 1, 0.999_999);
+    assert!((high.as_secs_f64() - 0.63).abs() < 1e-6, "{high:?}");
+    let recs = records(1);
+    let mut fake = Fake::new(|_, _| error(500, "InternalFailure"));
+    let report = sink(r#","put_deadline":1.0"#).put(&events(&recs), &mut fake);
+    // Waits of ~0.3 and ~0.6 fit in one second; the third (~1.2) would not.
+    assert_eq!(fake.sleeps.len(), 2);
+    let (code, message, attempts) = failed(&report.outcomes[0]);
+    assert_eq!(code, "InternalFailure");
+    assert_eq!(attempts, 3);
+    assert!(message.contains("put_deadline"), "{message}");
+}
+
+#[test]
+fn whole_request_failures_are_retried_on_the_same_schedule() {
+    let recs = records(3);
+    let mut fake = Fake::new(|n, body| match n {
+        0 => error(500, "InternalFailure"),
+        1 => Err(TransportError::new("ConnectionRefused", "refused")),
+        2 => error(400, "LimitExceededException"),
+        3 => Ok(HttpResponse {
+            status: 200,
+            body: b"{\"Records\":[{\"SequenceNu".to_vec(),
+        }),
+        _ => ok(body),
+    });
+    let report = sink("").put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    assert_eq!(fake.requests.len(), 5);
+    assert_eq!(fake.sleeps.len(), 4);
+    assert_eq!(report.counters.throttled_records, 3);
+    assert_eq!(report.counters.retries, 12);
+}
+
+#[test]
+fn last_error_is_reported_when_retries_run_out() {
+    let recs = records(1);
+    let mut fake = Fake::new(|_, _| Err(TransportError::new("ConnectionRefused", "connection refused")));
+    let report = sink(r#","retries_on_batch_request":1,"retry_base_delay":0"#).put(&events(&recs), &mut fake);
+    let (code, message, attempts) = failed(&report.outcomes[0]);
+    assert_eq!(code, "NetworkError");
+    assert!(message.contains("ConnectionRefused"), "{message}");
+    assert_eq!(attempts, 2);
+}
+
+#[test]
+fn non_retryable_errors_fail_at_once() {
+    for kind in [
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ValidationException",
+        "InvalidArgumentException",
+    ] {
+        let recs = records(3);
+        let mut fake = Fake::new(move |_, _| error(400, kind));
+        let report = sink("").put(&events(&recs), &mut fake);
+        assert_eq!(fake.requests.len(), 1, "{kind}");
+        assert!(fake.sleeps.is_empty());
+        for o in report.outcomes {
+            assert_eq!(
+                o,
+                Outcome::Failed {
+                    code: Code::Service(kind.into()),
+                    message: format!("{kind} happened"),
+                    attempts: 1
+                }
+            );
+        }
+    }
+    // A per-record error that no retry can fix fails that record only.
+    let recs = records(3);
+    let mut fake = Fake::new(|_, body| {
+        Ok(respond(body, |i, _| {
+            (i == 1).then_some("KMSAccessDeniedException")
+        }))
+    });
+    let report = sink("").put(&events(&recs), &mut fake);
+    assert!(report.outcomes[0].is_delivered() && report.outcomes[2].is_delivered());
+    assert!(
+        matches!(&report.outcomes[1], Outcome::Failed { code, attempts: 1, .. } if code.as_str() == "KMSAccessDeniedException")
+    );
+    assert_eq!(fake.requests.len(), 1);
+}
+
+#[test]
+fn bad_records_are_rejected_and_the_rest_ship() {
+    let big = serde_json::to_vec(&json!({"k": "big", "log": "x".repeat(200)})).unwrap();
+    let recs: Vec<Vec<u8>> = vec![
+        br#"{"k":"a"}"#.to_vec(),
+        b"not json".to_vec(),
+        br#"{"nokey":1}"#.to_vec(),
+        big,
+        b"[1]".to_vec(),
+        br#"{"k":"b"}"#.to_vec(),
+    ];
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink(r#","max_record_size":100"#).put(&events(&recs), &mut fake);
+    let kinds: Vec<Option<RejectionKind>> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Rejected(r) => Some(r.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some(RejectionKind::NotJson),
+            Some(RejectionKind::NoPartitionKey),
+            Some(RejectionKind::TooLarge),
+            Some(RejectionKind::NotAnObject),
+            None
+        ]
+    );
+    assert!(report.outcomes[0].is_delivered() && report.outcomes[5].is_delivered());
+    assert_eq!(fake.batch_sizes, vec![2]);
+}
+
+#[test]
+fn batches_respect_count_and_bytes() {
+    assert_eq!(plan_batches([10, 10, 10], 2, 100), vec![0..2, 2..3]);
+    assert_eq!(
+        plan_batches([60, 40, 1, 100, 5], 500, 100),
+        vec![0..2, 2..3, 3..4, 4..5]
+    );
+    assert_eq!(
+        plan_batches(std::iter::empty(), 500, 100),
+        Vec::<std::ops::Range<usize>>::new()
+    );
+    // Request size counts data + key, as the service does.
+    let recs: Vec<Vec<u8>> = (0..10)
+        .map(|i| serde_json::to_vec(&json!({"k": format!("{i:04}"), "p": "y".repeat(80)})).unwrap())
+        .collect();
+    let size = recs[0].len() + 1 + 4;
+    let mut fake = Fake::new(|_, body| ok(body));
+    sink(&format!(
+        r#","batch_request_max_size":{},"max_record_size":{}"#,
+        size * 3,
+        size
+    ))
+    .put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![3, 3, 3, 1]);
+}
+
+#[test]
+fn concurrent_waves_send_several_requests_at_once() {
+    let recs = records(10);
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report =
+        sink(r#","batch_request_max_count":2,"max_concurrent_requests":3"#).put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    assert_eq!(fake.batch_sizes, vec![2, 2, 2, 2, 2]);
+    assert_eq!(report.counters.requests, 5);
+}
+
+#[test]
+fn random_keys_are_32_hex_characters() {
+    let recs = vec![br#"{"a":1}"#.to_vec(), br#"{"a":2}"#.to_vec()];
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE"}"#;
+    let mut s = open(json);
+    let mut fake = Fake::new(|_, body| ok(body));
+    s.put(&events(&recs), &mut fake);
+    let k0 = &fake.stored[0].1;
+    let k1 = &fake.stored[1].1;
+    assert_eq!(k0.len(), 32);
+    assert!(k0
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert_ne!(k0, k1);
+}
+
+#[test]
+fn open_reads_the_environment_through_the_platform() {
+    let mut fake = Fake::new(|_, body| ok(body));
+    fake.env.insert("AWS_REGION".into(), "eu-central-1".into());
+    fake.env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDENV".into());
+    fake.env
+        .insert("AWS_SECRET_ACCESS_KEY".into(), "ENVSECRET".into());
+    let s = Sink::open(r#"{"stream_name":"s"}"#, &mut fake).unwrap();
+    assert_eq!(s.config().endpoint, "https://kinesis.eu-central-1.amazonaws.com");
+    assert!(!format!("{s:?}").contains("ENVSECRET"));
+    let e = Sink::open(r#"{"stream_name":"s","batch_request_max_count":501}"#, &mut fake).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "batch_request_max_count: 501 exceeds the limit of 500"
+    );
+}
+
+#[test]
+fn an_empty_chunk_sends_nothing() {
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink("").put(&[], &mut fake);
+    assert!(report.outcomes.is_empty());
+    assert!(fake.requests.is_empty());
+}
+
+#[test]
+fn one_put_routes_records_to_several_streams() {
+    let recs: Vec<Vec<u8>> = (0..7)
+        .map(|i| {
+            serde_json::to_vec(
+                &json!({"k": format!("key-{i}"), "app": if i % 2 == 0 { "web" } else { "db" }}),
+            )
+            .unwrap()
+        })
+        .chain([br#"{"k":"x"}"#.to_vec()])
+        .collect();
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report =
+        sink(r#","stream_name":"logs-${$.app}","batch_request_max_count":3"#).put(&events(&recs), &mut fake);
+    // Per stream, in input order, in batches of at most three.
+    let streams: Vec<(String, usize)> = fake
+        .requests
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (
+                v["StreamName"].as_str().unwrap().to_string(),
+                v["Records"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            ("logs-db".to_string(), 3),
+            ("logs-web".to_string(), 3),
+            ("logs-web".to_string(), 1)
+        ]
+    );
+    for (i, o) in report.outcomes.iter().take(7).enumerate() {
+        assert_eq!(
+            o,
+            &Outcome::Delivered {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: format!("seq-key-{i}")
+            }
+        );
+    }
+    let Outcome::Rejected(r) = &report.outcomes[7] else {
+        panic!("{:?}", report.outcomes[7])
+    };
+    assert_eq!(r.kind, RejectionKind::NoStreamName);
+    assert!(r.message.contains("$.app"), "{}", r.message);
+}
+
+/// The user records inside a KPL aggregate, checking its magic and digest (a minimal reader
+/// for unit tests; the official deaggregator checks the same bytes in the integration tests).
+fn unpack(data: &[u8]) -> (Vec<String>, Vec<Vec<u8>>) {
+    use md5::{Digest, Md5};
+    assert_eq!(&data[..4], &crate::kinesis::aggregate::MAGIC);
+    let (message, digest) = data[4..].split_at(data.len() - 20);
+    assert_eq!(digest, Md5::digest(message).as_slice());
+    let varint = |b: &[u8], i: &mut usize| {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let byte = b[*i];
+            *i += 1;
+            n |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return n;
+            }
+            shift += 7;
+        }
+    };
+    let (mut keys, mut records) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < message.len() {
+        let tag = message[i];
+        i += 1;
+        let len = varint(message, &mut i);
+        let body = &message[i..i + len];
+        i += len;
+        match tag {
+            0x0a => keys.push(String::from_utf8(body.to_vec()).unwrap()),
+            0x1a => {
+                // partition_key_index (08 00), then data (1a len bytes).
+                assert_eq!(&body[..2], &[0x08, 0x00]);
+                let mut j = 3;
+                let n = varint(body, &mut j);
+                records.push(body[j..j + n].to_vec());
+            }
+            other => panic!("unexpected field tag {other:#x}"),
+        }
+    }
+    (keys, records)
+}
+
+#[test]
+fn aggregation_packs_records_and_shares_outcomes() {
+    let recs: Vec<Vec<u8>> = (0..100)
+        .map(|i| serde_json::to_vec(&json!({"k": format!("key-{}", i % 2), "n": i})).unwrap())
+        .collect();
+    // Grouped by partition key: two aggregates, one per key.
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink(r#","aggregate":true"#).put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![2]);
+    let body: Value = serde_json::from_slice(&fake.requests[0].body).unwrap();
+    for (g, rec) in body["Records"].as_array().unwrap().iter().enumerate() {
+        let (data, key) = decode(rec);
+        let (keys, inner) = unpack(&data);
+        assert_eq!(keys, vec![format!("key-{g}")]);
+        assert_eq!(key, format!("key-{g}"));
+        assert_eq!(inner.len(), 50);
+        assert_eq!(
+            inner[1],
+            format!("{{\"k\":\"key-{g}\",\"n\":{}}}\n", 2 + g).into_bytes()
+        );
+    }
+    // Every event carries its aggregate's outcome.
+    assert_eq!(report.outcomes[0], report.outcomes[98]);
+    assert_eq!(report.outcomes[1], report.outcomes[99]);
+    assert_ne!(report.outcomes[0], report.outcomes[1]);
+
+    // A small limit splits aggregates; a record that cannot fit alone is rejected.
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE",
+        "aggregate":true,"fixed_partition_key":"fixed","max_record_size":100}"#;
+    let mut s = open(json);
+    let mut recs: Vec<Vec<u8>> = (0..10).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    recs.insert(3, serde_json::to_vec(&json!({"big": "x".repeat(300)})).unwrap());
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = s.put(&events(&recs), &mut fake);
+    let Outcome::Rejected(r) = &report.outcomes[3] else {
+        panic!("{:?}", report.outcomes[3])
+    };
+    assert_eq!(r.kind, RejectionKind::TooLarge);
+    let body: Value = serde_json::from_slice(&fake.requests[0].body).unwrap();
+    let mut total = 0;
+    for rec in body["Records"].as_array().unwrap() {
+        let (data, key) = decode(rec);
+        assert_eq!(key, "fixed");
+        assert!(data.len() + key.len() <= 100, "{}", data.len());
+        total += unpack(&data).1.len();
+    }
+    assert_eq!(total, 10);
+    assert!(body["Records"].as_array().unwrap().len() > 1);
+
+    // Retries re-send whole aggregates; counters count user records.
+    let recs: Vec<Vec<u8>> = (0..4).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE","aggregate":true,"retry_base_delay":0}"#;
+    let mut s = open(json);
+    let mut fake = Fake::new(|n, body| {
+        Ok(respond(body, |_, _| {
+            (n == 0).then_some("ProvisionedThroughputExceededException")
+        }))
+    });
+    let report = s.put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    assert_eq!(report.counters.throttled_records, 4);
+    assert_eq!(report.counters.retries, 4);
+    let (_, key) = decode(&serde_json::from_slice::<Value>(&fake.requests[0].body).unwrap()["Records"][0]);
+    assert_eq!(key.len(), 32, "a random key per aggregate");
+}
+
+mod property {
+    //! For any chunk and any sequence of answers: exactly one outcome per event, in input
+    //! order, and no record stored twice.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What one event holds.
+    #[derive(Debug, Clone)]
+    enum Shape {
+        /// A keyed object: delivered, or failed with a reason.
+        Good(String),
+        /// Not JSON, or JSON that is not an object.
+        Garbage(Vec<u8>),
+        /// An object without the key field.
+        Keyless,
+        /// Over `max_record_size`.
+        Huge,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            6 => ".{0,40}".prop_map(Shape::Good),
+            1 => proptest::collection::vec(any::<u8>(), 0..20).prop_map(Shape::Garbage),
+            1 => Just(Shape::Keyless),
+            1 => Just(Shape::Huge),
+        ]
+    }
+
+    fn record(i: usize, shape: &Shape) -> Vec<u8> {
+        match shape {
+            Shape::Good(log) => serde_json::to_vec(&json!({"k": format!("key-{i}"), "log": log})).unwrap(),
+            Shape::Garbage(bytes) => {
+                let mut b = bytes.clone();
+                b.insert(0, b'#'); // never an object
+                b
+            }
+            Shape::Keyless => br#"{"log":"no key here"}"#.to_vec(),
+            Shape::Huge => {
+                serde_json::to_vec(&json!({"k": format!("key-{i}"), "log": "x".repeat(600)})).unwrap()
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn every_event_gets_one_outcome_in_order(
+            shapes in proptest::collection::vec(shape(), 0..80),
+            answers in proptest::collection::vec(any::<u8>(), 1..64),
+            max_count in 1usize..12,
+            concurrency in 1usize..5,
+            retries in 0u32..6,
+        ) {
+            let recs: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, s)| record(i, s)).collect();
+            let mut s = sink(&format!(
+                r#","max_record_size":400,"batch_request_max_count":{max_count},"max_concurrent_requests":{concurrency},"retries_on_batch_request":{retries},"retry_base_delay":0.001"#
+            ));
+            let mut fake = Fake::new(move |n, body| {
+                let a = answers[n % answers.len()];
+                match a % 6 {
+                    0 => error(500, "InternalFailure"),
+                    1 => Err(TransportError::new("ConnectionReset", "reset")),
+                    2 => error(400, "ProvisionedThroughputExceededException"),
+                    _ => Ok(respond(body, |pos, _| {
+                        ((a >> (pos % 8)) & 1 == 1).then_some("ProvisionedThroughputExceededException")
+                    })),
+                }
+            });
+            let report = s.put(&events(&recs), &mut fake);
+            prop_assert_eq!(report.outcomes.len(), shapes.len());
+            for (i, (shape, outcome)) in shapes.iter().zip(&report.outcomes).enumerate() {
+                match (shape, outcome) {
+                    (Shape::Good(_), Outcome::Delivered { sequence_number, .. }) => {
+                        prop_assert_eq!(sequence_number, &format!("seq-key-{i}"));
+                    }
+                    (Shape::Good(_), Outcome::Failed { code, message, attempts }) => {
+                        prop_assert!(!code.as_str().is_empty() && !message.is_empty());
+                        prop_assert!(*attempts >= 1);
+                    }
+                    (Shape::Garbage(_), Outcome::Rejected(r)) => {
+                        prop_assert!(matches!(r.kind, RejectionKind::NotJson | RejectionKind::NotAnObject), "{:?}", r);
+                    }
+                    (Shape::Keyless, Outcome::Rejected(r)) => prop_assert_eq!(r.kind, RejectionKind::NoPartitionKey),
+                    (Shape::Huge, Outcome::Rejected(r)) => prop_assert_eq!(r.kind, RejectionKind::TooLarge),
+                    (shape, outcome) => prop_assert!(false, "event {} ({:?}) got {:?}", i, shape, outcome),
+                }
+            }
+            let mut keys: Vec<&str> = fake.stored.iter().map(|(_, k)| k.as_str()).collect();
+            keys.sort_unstable();
+            let stored = keys.len();
+            keys.dedup();
+            prop_assert_eq!(stored, keys.len(), "a record was stored twice");
+        }
+    }
+}
+
+#[test]
+fn a_request_the_host_refuses_fails_at_once_without_retries() {
+    let recs = records(3);
+    let mut s = sink(r#","retries_on_batch_request":5,"retry_base_delay":0.001"#);
+    let mut fake = Fake::new(|_, _| {
+        Err(TransportError {
+            code: TransportCode::Denied,
+            message: "the host refused the request to https://x.test: its egress policy does not allow it"
+                .to_string(),
+        })
+    });
+    let report = s.put(&events(&recs), &mut fake);
+    for o in &report.outcomes {
+        let (code, message, attempts) = failed(o);
+        assert_eq!((code, attempts), ("HttpRequestDenied", 1));
+        assert!(message.contains("egress policy"), "{message}");
+    }
+    assert_eq!(fake.requests.len(), 1, "no retries");
+    assert!(fake.sleeps.is_empty());
+}
