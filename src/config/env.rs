@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::error::ConfigError;
+use super::fields::nearest;
 use super::settings::SETTINGS;
 use crate::platform::Environment;
 
@@ -79,7 +80,11 @@ pub fn to_variables(config: &Map<String, Value>) -> Result<Vec<(String, String)>
     let mut out = Vec::new();
     for (key, value) in config {
         if !SETTINGS.contains(&key.as_str()) {
-            return Err(ConfigError::new(key.as_str(), "unknown setting"));
+            let message = match nearest(key, SETTINGS.iter().copied()) {
+                Some(near) => format!("unknown setting; did you mean {near}?"),
+                None => "unknown setting".to_string(),
+            };
+            return Err(ConfigError::new(key.as_str(), message));
         }
         let text = match value {
             Value::String(s) => s.clone(),
@@ -206,6 +211,11 @@ mod tests {
                 .unwrap_err()
                 .field,
             "zz"
+        );
+        let e = to_variables(&Map::from_iter([("stream_nmae".to_string(), Value::Null)])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "stream_nmae: unknown setting; did you mean stream_name?"
         );
     }
 }

@@ -40,7 +40,22 @@ struct Pending {
     record: PreparedRecord,
     attempts: u32,
     /// Why its last attempt did not store it; `None` before the first.
-    last_error: Option<(Code, String)>,
+    last_error: Option<LastError>,
+}
+
+/// Why a pending record's last attempt did not store it.
+struct LastError {
+    code: Code,
+    message: String,
+}
+
+impl LastError {
+    fn new(code: Code, message: impl Into<String>) -> Option<LastError> {
+        Some(LastError {
+            code,
+            message: message.into(),
+        })
+    }
 }
 
 /// What one round of requests came to.
@@ -133,7 +148,7 @@ impl Sink {
                 }
                 Err(e) => {
                     for p in pending.iter_mut() {
-                        p.last_error = Some((Code::CredentialsUnavailable, e.message.clone()));
+                        p.last_error = LastError::new(Code::CredentialsUnavailable, e.message.clone());
                     }
                     false
                 }
@@ -428,7 +443,7 @@ fn apply_response(
         Err(e) => {
             let message = format!("{}: {}", e.code, e.message);
             for p in batch.iter_mut() {
-                p.last_error = Some((Code::Network, message.clone()));
+                p.last_error = LastError::new(Code::Network, message.clone());
             }
             return RoundResult::default();
         }
@@ -440,7 +455,7 @@ fn apply_response(
         }
         for p in batch.iter_mut() {
             if error.verdict.is_retryable() {
-                p.last_error = Some((error.code.clone(), error.message.clone()));
+                p.last_error = LastError::new(error.code.clone(), error.message.clone());
             } else {
                 let attempts = p.attempts;
                 set(
@@ -463,7 +478,7 @@ fn apply_response(
         Ok(entries) => entries,
         Err(message) => {
             for p in batch.iter_mut() {
-                p.last_error = Some((Code::MalformedResponse, message.clone()));
+                p.last_error = LastError::new(Code::MalformedResponse, message.clone());
             }
             return RoundResult::default();
         }
@@ -492,7 +507,7 @@ fn apply_response(
                     counters.throttled_records += p.events.len() as u64;
                 }
                 if verdict.is_retryable() {
-                    p.last_error = Some((code, message));
+                    p.last_error = LastError::new(code, message);
                 } else {
                     let attempts = p.attempts;
                     set(
@@ -532,16 +547,16 @@ fn set(outcomes: &mut [Option<Outcome>], p: &Pending, outcome: Outcome) {
 fn fail_all(pending: &mut [Pending], outcomes: &mut [Option<Outcome>], why: &str) {
     for p in pending {
         // A record is pending only after a retryable error, so it has one.
-        let (code, last) = p
-            .last_error
-            .take()
-            .unwrap_or((Code::Network, "not sent".to_string()));
+        let last = p.last_error.take().unwrap_or(LastError {
+            code: Code::Network,
+            message: "never answered".to_string(),
+        });
         set(
             outcomes,
             p,
             Outcome::Failed {
-                code,
-                message: format!("{last} ({why})"),
+                code: last.code,
+                message: format!("{} ({why})", last.message),
                 attempts: p.attempts,
             },
         );

@@ -1,0 +1,107 @@
+//! What `kinesis-ship` does when the component traps.
+
+use super::*;
+
+#[test]
+fn a_trap_is_reported_and_a_new_instance_ships_the_next_chunks() {
+    // --max-memory bounds the component's linear memory: a chunk of large records needs more
+    // and traps; kinesis-ship reports its records, starts a new instance and goes on.
+    let k = Kinesalite::start("it-trap");
+    let dir = temp_dir("trap");
+    let config = write_config(
+        &dir,
+        &k,
+        json!({"buffer": {"chunk_limit_records": 40, "flush_interval": "60s"}}),
+    );
+    let big = "x".repeat(200_000);
+    let mut input = String::new();
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"small-{i}\",\"n\":{i}}}\n"));
+    }
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"big-{i}\",\"log\":\"{big}\"}}\n"));
+    }
+    for i in 0..40 {
+        input.push_str(&format!("{{\"pod\":\"after-{i}\",\"n\":{i}}}\n"));
+    }
+    let input_path = dir.join("input.ndjson");
+    std::fs::write(&input_path, &input).unwrap();
+    let report = dir.join("report.json");
+    let (code, stderr) = ship(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--max-memory",
+            "6",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the component trapped"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 80, "{report}");
+    assert_eq!(report["failed"], 40, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 40);
+    assert!(problems
+        .iter()
+        .all(|p| p["code"] == "ComponentTrap" && (41..=80).contains(&p["line"].as_u64().unwrap())));
+    let stored = k.read();
+    assert_eq!(
+        stored.len(),
+        80,
+        "the chunks before and after the trap, nothing of the trapped one twice"
+    );
+}
+
+#[test]
+fn after_a_trap_only_what_the_service_did_not_store_is_sent_again() {
+    // The instance traps right after the first PutRecords answer (fault injection). The host
+    // saw that answer: those records count as delivered, the rest go through a new instance,
+    // and the stream holds every record exactly once.
+    let k = Kinesalite::start("it-trap-resend");
+    let dir = temp_dir("trap-resend");
+    let config = write_config(
+        &dir,
+        &k,
+        json!({"buffer": {"chunk_limit_records": 300, "flush_interval": "60s"},
+               "batch_request_max_count": 100, "max_concurrent_requests": 1}),
+    );
+    let lines: Vec<String> = (0..300)
+        .map(|i| json!({"pod": format!("pod-{}", i % 7), "log": format!("line {i}"), "n": i}).to_string())
+        .collect();
+    let input = dir.join("input.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let report = dir.join("report.json");
+    let (code, stderr) = ship_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDINTEGRATION"),
+            ("AWS_SECRET_ACCESS_KEY", "integration-secret-value"),
+            ("KINESIS_FAULT_TRAP_AFTER_PUTS", "1"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the component trapped after the service stored 100 of this chunk's 300 records; sending the other 200 again"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 300, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    let stored = k.read();
+    assert_eq!(stored.len(), 300, "no record twice");
+    assert_eq!(multiset(stored), multiset(lines.iter().map(|l| expected(l))));
+}

@@ -1,0 +1,192 @@
+//! The proxy and command worlds in hosts nobody here wrote (the wasmtime CLI and jco), and in
+//! `kinesis-ship serve`.
+
+use super::*;
+
+/// `wasmtime serve` hosts the proxy world and `wasmtime run` the command world, both the
+/// official prebuilt CLI; the proxy's configuration is the logging-operator example converted
+/// by `kinesis-ship env`.
+#[test]
+fn the_wasmtime_cli_serves_the_proxy_world_and_runs_the_command_world() {
+    let k = Kinesalite::start("example-stream-name");
+    let dir = temp_dir("wasmtime-cli");
+
+    // The seed's example, with the emulator's endpoint, as environment variables.
+    let spec = std::fs::read_to_string(root().join("examples/logging-operator-output.yaml"))
+        .unwrap()
+        .replace(
+            "    region: us-east-1\n",
+            &format!(
+                "    region: us-east-1\n    endpoint: http://127.0.0.1:{}\n    partition_key: pod\n",
+                k.port
+            ),
+        );
+    std::fs::write(dir.join("output.yaml"), spec).unwrap();
+    let out = Command::new(SHIP)
+        .args(["env", "--config", dir.join("output.yaml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let vars = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        vars.contains("KINESIS_OUTPUT_STREAM_NAME=example-stream-name\n"),
+        "{vars}"
+    );
+    assert!(
+        vars.contains("KINESIS_OUTPUT_FORMAT={\"type\":\"json\"}\n"),
+        "{vars}"
+    );
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(wasmtime_cli());
+    cmd.args(["serve", "-S", "cli", "-S", "http", "--addr", &addr]);
+    for line in vars.lines() {
+        cmd.args(["--env", line]);
+    }
+    cmd.args(["--env", &format!("AWS_ACCESS_KEY_ID={KEY_ID_VALUE}")])
+        .args(["--env", &format!("AWS_SECRET_ACCESS_KEY={SECRET_VALUE}")])
+        .arg(host_tests::runtime::proxy_component_path());
+    let server = Server::start(cmd, addr);
+    let sent = lines(0, 300);
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-ndjson"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gzip(&ndjson(&sent)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\":300"), "{body}");
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-ndjson")],
+        b"{\"pod\":\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    drop(server);
+
+    // The command world: a configuration file in a granted folder, stdin, and one line too
+    // large (exit status 1, the line named).
+    let mut config = site_config(&k);
+    config["stream_name"] = json!("example-stream-name");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut more = lines(300, 100);
+    more.push(json!({"pod": "big", "log": "x".repeat(1_100_000)}).to_string());
+    let mut cmd = Command::new(wasmtime_cli());
+    cmd.args([
+        "run",
+        "-S",
+        "http",
+        "--dir",
+        &format!("{}::/config", dir.display()),
+    ])
+    .args(["--env", &format!("KINESIS_SECRET={SECRET_VALUE}")])
+    .arg(host_tests::runtime::command_component_path())
+    .arg("/config/config.json");
+    let (code, stderr) = run_bounded(cmd, &ndjson(&more));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("line 101: rejected TooLarge"), "{stderr}");
+    assert!(
+        stderr.contains("101 lines: 100 delivered, 0 failed, 1 rejected"),
+        "{stderr}"
+    );
+
+    let expected = multiset(sent.iter().chain(&more[..100]).map(|l| expected(l)));
+    assert_eq!(multiset(k.read()), expected);
+}
+
+/// jco transpiles both worlds to JavaScript and runs them on Node: `jco serve` for the proxy,
+/// `jco run` for the command; configuration through the process environment.
+#[test]
+fn jco_serves_the_proxy_world_and_runs_the_command_world() {
+    let k = Kinesalite::start("it-jco");
+    let dir = temp_dir("jco");
+    let config = site_config(&k).to_string();
+    let addr_port = free_port();
+    let mut cmd = Command::new(jco());
+    cmd.args(["serve", "--host", "127.0.0.1", "--port", &addr_port.to_string()])
+        .args(["--jco-dir", dir.join("serve").to_str().unwrap()])
+        .arg(host_tests::runtime::proxy_component_path())
+        .env("KINESIS_OUTPUT_CONFIG", &config)
+        .env("KINESIS_SECRET", SECRET_VALUE);
+    let mut server = Server::start(cmd, format!("127.0.0.1:{addr_port}"));
+    let jco_dir = dir.join("serve").to_string_lossy().into_owned();
+    server.also_stop = Some(jco_dir.clone());
+    let sent = lines(0, 200);
+    // Fluent Bit's framing: json_lines under application/json.
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+            ("User-Agent", "Fluent-Bit"),
+        ],
+        &gzip(&ndjson(&sent)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\":200"), "{body}");
+    drop(server);
+    assert_eq!(
+        processes_matching(&jco_dir),
+        Vec::<u32>::new(),
+        "jco's worker still runs"
+    );
+
+    let more = lines(200, 50);
+    let mut cmd = Command::new(jco());
+    cmd.arg("run")
+        .arg(host_tests::runtime::command_component_path())
+        .env("KINESIS_OUTPUT_CONFIG", &config)
+        .env("KINESIS_SECRET", SECRET_VALUE);
+    let (code, stderr) = run_bounded(cmd, &ndjson(&more));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("50 lines: 50 delivered"), "{stderr}");
+
+    let expected = multiset(sent.iter().chain(&more).map(|l| expected(l)));
+    assert_eq!(multiset(k.read()), expected);
+}
+
+/// `kinesis-ship serve` hosts the proxy world with this repository's harness, configured by a
+/// logging-operator YAML file as it is.
+#[test]
+fn kinesis_ship_serves_the_proxy_world() {
+    let k = Kinesalite::start("it-serve");
+    let dir = temp_dir("serve");
+    let yaml = format!(
+        "spec:\n  kinesisStream:\n    stream_name: it-serve\n    region: us-east-1\n    endpoint: http://127.0.0.1:{}\n    partition_key: pod\n    format:\n      type: json\n",
+        k.port
+    );
+    std::fs::write(dir.join("output.yaml"), yaml).unwrap();
+    let server = kinesis_ship_serve(&dir.join("output.yaml"));
+    let sent = lines(0, 120);
+    let array = serde_json::to_vec(
+        &sent
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/json")],
+        &array,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(&server.addr, "DELETE", "/", &[], b"").unwrap();
+    assert_eq!(status, 405);
+    drop(server);
+    assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
+}
