@@ -11,7 +11,7 @@ LOGS := examples/logs/kubernetes.ndjson
 
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
 
-.PHONY: all build component host run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
+.PHONY: all build component host plugin run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -42,8 +42,15 @@ component: wasm-target $(JCO)
 host:
 	$(CARGO) build --profile host -p kinesis-ship --bin kinesis-ship
 	@mkdir -p dist && cp target/host/kinesis-ship dist/kinesis-ship
+	@! grep -q KINESIS_FAULT dist/kinesis-ship || { echo "dist/kinesis-ship carries the test-only fault switch"; exit 1; }
 
-build: component host
+# The Fluent Bit output plugin (fluent-bit/): a shared library Fluent Bit loads with `-e` or a
+# plugins file, running the sink world beside it in dist/.
+plugin:
+	$(CARGO) build --profile host -p flb-out-kinesis-wasm
+	@mkdir -p dist && cp target/host/libflb_out_kinesis_wasm.so dist/flb-out_kinesis_wasm.so
+
+build: component host plugin
 
 # The benchmark (not part of `make test`): the native core, the component, the floor, kinesis-ship
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
@@ -120,14 +127,16 @@ clippy: wasm-target
 unit:
 	$(CARGO) test -p kinesis-output
 
-# The harness tests (component tests, the soak) and the product host's tests (its units, and
-# kinesis-ship end to end against kinesalite, the wasmtime CLI and jco) run the release
-# components and need the npm and PyPI tools. Everything the component and our programs say
+# The harness tests (component tests, the soak), the product host's tests (its units, and
+# kinesis-ship end to end against kinesalite, the wasmtime CLI and jco) and the Fluent Bit
+# plugin's (a Rust host playing Fluent Bit's side of the ABI, and the real Fluent Bit from
+# $FLUENT_BIT, the PATH or ../shared/tools) run the release components and need the npm and
+# PyPI tools. Everything the component and our programs say
 # during them is kept in target/transcripts, then scanned for every secret value the tests
 # used (host-tests/src/transcript.rs).
 host-tests: component tools
 	rm -rf target/transcripts
-	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship
+	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts
 
 test: fmt-check clippy unit host-tests

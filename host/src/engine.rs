@@ -21,6 +21,16 @@ pub fn enable_code_cache() {
     CODE_CACHE.store(true, Ordering::Relaxed);
 }
 
+/// Whether guest traps are caught with explicit checks instead of signal handlers.
+static NO_SIGNAL_HANDLERS: AtomicBool = AtomicBool::new(false);
+
+/// From now on, engines install no signal handlers: guest memory accesses are bounds-checked
+/// explicitly. For hosts that own the process's signals (Fluent Bit installs its own SIGSEGV
+/// handler, which aborts), at some cost in speed.
+pub fn disable_signal_handlers() {
+    NO_SIGNAL_HANDLERS.store(true, Ordering::Relaxed);
+}
+
 pub(crate) fn new_engine() -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     if CODE_CACHE.load(Ordering::Relaxed) {
@@ -28,6 +38,9 @@ pub(crate) fn new_engine() -> Result<Engine> {
         if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
             config.cache(Some(cache));
         }
+    }
+    if NO_SIGNAL_HANDLERS.load(Ordering::Relaxed) {
+        config.signals_based_traps(false);
     }
     if crate::faults::trap_after_puts().is_some() {
         config.epoch_interruption(true);

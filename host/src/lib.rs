@@ -11,6 +11,7 @@
 //!   recovery), and the map from the WIT types to the core's.
 //! - [`proxy`]: the `proxy` world, one instance per request.
 //! - [`process`]: `credential_process` commands, run for the component.
+//! - [`recovery`]: after a trap, which records the service already stored.
 //! - [`setup`]: what a host derives from a configuration: the file, the settings read once
 //!   natively, the component's environment, folders and egress policy.
 //! - [`ship`], [`serve`], [`envfile`]: the three commands; [`cli`]: the command line.
@@ -33,6 +34,7 @@ pub mod envfile;
 mod faults;
 pub mod process;
 pub mod proxy;
+pub mod recovery;
 pub mod serve;
 pub mod setup;
 pub mod ship;

@@ -16,6 +16,7 @@ use kinesis_output::front::time::{arrival, event_time, EventTime};
 use kinesis_output::front::Tally;
 use kinesis_output::Code;
 
+use crate::recovery::split_stored;
 use crate::setup::{component_env, egress_policy, read_config, settings, Sandbox};
 use crate::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
 
@@ -156,7 +157,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
             let accepted = instance.take_accepted();
             (instance, sink) = open(&runtime, &options, &config_text).await?;
             let (stored, again) = match &native_shape {
-                Some(shape) => split_stored(shape, reads, &opts.tag, accepted),
+                Some(shape) => split_stored(shape, &opts.tag, reads, accepted, |r| (r.time, &r.line.record)),
                 None => (Vec::new(), reads),
             };
             for _ in &stored {
@@ -259,42 +260,6 @@ fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<std:
             return;
         }
     }
-}
-
-/// Of `reads` put with `tag`, the ones the service stored according to `accepted` (base64
-/// `Data` answered as stored, counted with repeats), and the rest.
-fn split_stored(
-    shape: &kinesis_output::shaping::Shape,
-    reads: Vec<Read>,
-    tag: &str,
-    accepted: Vec<String>,
-) -> (Vec<Read>, Vec<Read>) {
-    use base64::Engine as _;
-    let mut left: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for data in accepted {
-        *left.entry(data).or_default() += 1;
-    }
-    let (mut stored, mut again) = (Vec::new(), Vec::new());
-    for read in reads {
-        let event = kinesis_output::Event {
-            tag,
-            seconds: read.time.0,
-            nanoseconds: read.time.1,
-            record: &read.line.record,
-        };
-        // The key does not matter here: only the data is compared.
-        let data = kinesis_output::shaping::prepare(shape, &event, &mut |b| b.fill(0))
-            .ok()
-            .map(|p| base64::engine::general_purpose::STANDARD.encode(p.data));
-        match data.and_then(|d| left.get_mut(&d).filter(|n| **n > 0)) {
-            Some(n) => {
-                *n -= 1;
-                stored.push(read);
-            }
-            None => again.push(read),
-        }
-    }
-    (stored, again)
 }
 
 async fn ship_chunk(

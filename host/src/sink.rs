@@ -531,7 +531,7 @@ impl Instance {
 
     fn trap(&self, call: &str, e: wasmtime::Error) -> anyhow::Error {
         anyhow!(
-            "the component trapped in {call}: {e:?}\nguest stderr:\n{}",
+            "the component trapped in {call}: {e:#}\nguest stderr:\n{}",
             self.stderr()
         )
     }

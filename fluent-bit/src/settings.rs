@@ -1,0 +1,203 @@
+//! The plugin's settings, from Fluent Bit's properties: `config FILE` (the file `kinesis-ship
+//! --config` takes) and every top-level setting under its own name (objects as JSON text), the
+//! properties over the file; and the plugin's own: `component`, `max_memory`, `allow_dir`,
+//! `allow_authority`, `dead_letter_file`.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use kinesis_output::config::SETTINGS;
+use kinesis_ship::setup::{parse_max_memory, read_config, Sandbox};
+
+/// Settings whose value is an object (given as JSON text in a property).
+const OBJECT_SETTINGS: &[&str] = &[
+    "format",
+    "inject",
+    "assume_role_credentials",
+    "process_credentials",
+    "buffer",
+    "proxy",
+];
+/// Settings that take a secret, which may be a string or a JSON object (`{"env": "NAME"}`).
+const SECRET_SETTINGS: &[&str] = &["aws_key_id", "aws_sec_key", "aws_ses_token"];
+
+/// The plugin's own properties, beside the component's settings.
+pub const PLUGIN_PROPERTIES: &[&str] = &[
+    "config",
+    "component",
+    "max_memory",
+    "allow_dir",
+    "allow_authority",
+    "dead_letter_file",
+    "tls.ca_file",
+    "tls.verify",
+];
+
+/// What one `[OUTPUT]` section of `kinesis_wasm` says.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// The component's configuration: the file's, with the properties over it.
+    pub config: Value,
+    /// The `sink` world's component.
+    pub component: Option<PathBuf>,
+    pub sandbox: Sandbox,
+    /// Every record not delivered goes here, one NDJSON line each.
+    pub dead_letter_file: Option<PathBuf>,
+}
+
+/// A property that cannot be used: which, and why (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyError {
+    pub property: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for PropertyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.property, self.message)
+    }
+}
+
+fn error(property: &str, message: impl Into<String>) -> PropertyError {
+    PropertyError {
+        property: property.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Read the settings through `property` (Fluent Bit's `output_get_property`: `None` when unset).
+pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSettings, PropertyError> {
+    let mut config = match property("config") {
+        Some(path) => match read_config(path.trim().as_ref()) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(error("config", "the file must hold an object")),
+            Err(e) => return Err(error("config", format!("{e:#}"))),
+        },
+        None => Map::new(),
+    };
+    for name in SETTINGS {
+        let Some(text) = property(name) else {
+            continue;
+        };
+        let value = if OBJECT_SETTINGS.contains(name) {
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| error(name, "must be a JSON object"))?
+        } else if SECRET_SETTINGS.contains(name) && text.trim_start().starts_with('{') {
+            serde_json::from_str::<Value>(&text).map_err(|_| {
+                error(
+                    name,
+                    "starts with { but is not JSON (a secret form like {\"env\": \"NAME\"})",
+                )
+            })?
+        } else {
+            Value::String(text)
+        };
+        config.insert(name.to_string(), value);
+    }
+    for tls in ["tls.ca_file", "tls.verify"] {
+        if property(tls).is_some() {
+            return Err(error(
+                tls,
+                "is not supported yet by kinesis_wasm; the component uses the system's trusted CAs",
+            ));
+        }
+    }
+    let list = |text: Option<String>| -> Vec<String> {
+        text.map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let max_memory_mib = match property("max_memory") {
+        Some(text) => Some(parse_max_memory(text.trim()).map_err(|e| error("max_memory", e))?),
+        None => None,
+    };
+    let sandbox = Sandbox {
+        allow_dirs: list(property("allow_dir"))
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        allow_authorities: list(property("allow_authority"))
+            .into_iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect(),
+        max_memory_mib,
+    };
+    Ok(PluginSettings {
+        config: Value::Object(config),
+        component: property("component").map(|p| PathBuf::from(p.trim())),
+        sandbox,
+        dead_letter_file: property("dead_letter_file").map(|p| PathBuf::from(p.trim())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn read_from(pairs: &[(&str, &str)]) -> Result<PluginSettings, PropertyError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        read(&mut |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn properties_become_the_configuration_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("kinesis-wasm-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kinesis.yaml");
+        std::fs::write(
+            &file,
+            "stream_name: from-file\nregion: eu-west-1\npartition_key: pod\n",
+        )
+        .unwrap();
+        let s = read_from(&[
+            ("config", file.to_str().unwrap()),
+            ("stream_name", "from-property"),
+            ("format", r#"{"type":"ltsv"}"#),
+            ("aws_sec_key", r#"{"env":"SECRET"}"#),
+            ("aws_key_id", "AKID"),
+            ("max_concurrent_requests", "4"),
+            ("allow_authority", "Proxy.internal:3128, other:80"),
+            ("max_memory", "64"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.config,
+            json!({"stream_name": "from-property", "region": "eu-west-1", "partition_key": "pod",
+                   "format": {"type": "ltsv"}, "aws_sec_key": {"env": "SECRET"}, "aws_key_id": "AKID",
+                   "max_concurrent_requests": "4"})
+        );
+        assert_eq!(
+            s.sandbox.allow_authorities,
+            vec!["proxy.internal:3128", "other:80"]
+        );
+        assert_eq!(s.sandbox.max_memory_mib, Some(64));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_property_names_itself() {
+        assert_eq!(read_from(&[("format", "json")]).unwrap_err().property, "format");
+        assert_eq!(
+            read_from(&[("max_memory", "lots")]).unwrap_err().property,
+            "max_memory"
+        );
+        assert_eq!(
+            read_from(&[("tls.ca_file", "/ca.pem")]).unwrap_err().property,
+            "tls.ca_file"
+        );
+        let e = read_from(&[("config", "/nonexistent/k.json")]).unwrap_err();
+        assert!(e.message.contains("No such file"), "{e}");
+    }
+}

@@ -1,0 +1,337 @@
+//! A test host playing Fluent Bit's side of the Go-proxy ABI: register, init with properties
+//! through a fake API table, flushes of both event formats, several contexts, concurrent
+//! flushes, exit.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::Arc;
+
+use flb_out_kinesis_wasm::abi::{Api, OutputPlugin, ProxyContext, ProxyDef};
+use host_tests::kinesalite::Kinesalite;
+use serde_json::{json, Value};
+
+use super::msgpack;
+
+type Register = unsafe extern "C" fn(*mut ProxyDef) -> c_int;
+type Init = unsafe extern "C" fn(*mut OutputPlugin) -> c_int;
+type Flush = unsafe extern "C" fn(*mut c_void, *const c_void, usize, *const c_char) -> c_int;
+type Exit = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+const FLB_ERROR: c_int = 0;
+const FLB_OK: c_int = 1;
+const FLB_RETRY: c_int = 2;
+
+/// One `[OUTPUT]` section's properties, which the fake `output_get_property` reads.
+struct Properties(HashMap<String, CString>);
+
+unsafe extern "C" fn get_property(key: *const c_char, o_ins: *mut c_void) -> *const c_char {
+    let props = &*(o_ins as *const Properties);
+    let key = CStr::from_ptr(key).to_string_lossy().to_ascii_lowercase();
+    props.0.get(&key).map_or(std::ptr::null(), |v| v.as_ptr())
+}
+
+/// The plugin, loaded like Fluent Bit loads it.
+struct Plugin {
+    _lib: libloading::Library,
+    init: Init,
+    flush: Flush,
+    exit: Exit,
+}
+
+/// An initialised output: its context pointer.
+#[derive(Clone, Copy)]
+struct Context(*mut c_void);
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+impl Plugin {
+    fn load() -> Plugin {
+        // SAFETY: the plugin is our own library; its symbols have the declared signatures.
+        unsafe {
+            let lib = libloading::Library::new(super::plugin_library()).expect("the plugin loads");
+            let register: Register = *lib.get(b"FLBPluginRegister").unwrap();
+            let mut def = ProxyDef {
+                kind: 0,
+                proxy: 0,
+                flags: 0,
+                name: std::ptr::null_mut(),
+                description: std::ptr::null_mut(),
+                event_type: 0,
+                config_map: std::ptr::null_mut(),
+            };
+            assert_eq!(register(&mut def), 0);
+            assert_eq!((def.kind, def.proxy), (2, 11), "an output through the Go proxy");
+            assert_eq!(CStr::from_ptr(def.name).to_str().unwrap(), "kinesis_wasm");
+            Plugin {
+                init: *lib.get(b"FLBPluginInit").unwrap(),
+                flush: *lib.get(b"FLBPluginFlushCtx").unwrap(),
+                exit: *lib.get(b"FLBPluginExitCtx").unwrap(),
+                _lib: lib,
+            }
+        }
+    }
+
+    /// `FLBPluginInit` with `properties`; the context, or the code Fluent Bit got.
+    fn init(&self, properties: &[(&str, String)]) -> Result<Context, c_int> {
+        let props = Box::leak(Box::new(Properties(
+            properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), CString::new(v.as_str()).unwrap()))
+                .collect(),
+        )));
+        let api = Box::leak(Box::new(Api {
+            output_get_property: Some(get_property),
+            input_get_property: None,
+            output_get_cmt_instance: None,
+            input_get_cmt_instance: None,
+            log_print: None,
+            input_log_check: None,
+            output_log_check: None,
+            custom_get_property: None,
+            custom_log_check: None,
+        }));
+        let context = Box::leak(Box::new(ProxyContext {
+            remote_context: std::ptr::null_mut(),
+            proxy: std::ptr::null_mut(),
+        }));
+        let mut plugin = OutputPlugin {
+            name: c"kinesis_wasm".as_ptr() as *mut c_char,
+            api,
+            o_ins: props as *mut Properties as *mut c_void,
+            context,
+        };
+        // SAFETY: every pointer lives for the rest of the test process.
+        let code = unsafe { (self.init)(&mut plugin) };
+        if code == FLB_OK {
+            Ok(Context(context.remote_context))
+        } else {
+            Err(code)
+        }
+    }
+
+    fn flush(&self, ctx: Context, chunk: &[u8], tag: &str) -> c_int {
+        let tag = CString::new(tag).unwrap();
+        // SAFETY: a context from init, a chunk and a tag alive for the call.
+        unsafe { (self.flush)(ctx.0, chunk.as_ptr() as *const c_void, chunk.len(), tag.as_ptr()) }
+    }
+
+    fn exit(&self, ctx: Context) -> c_int {
+        // SAFETY: a context from init, not used again.
+        unsafe { (self.exit)(ctx.0) }
+    }
+}
+
+fn properties(k: &Kinesalite, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    let mut props: Vec<(&'static str, String)> = vec![
+        ("stream_name", k.stream.clone()),
+        ("region", "us-east-1".into()),
+        ("endpoint", format!("http://127.0.0.1:{}", k.port)),
+        ("partition_key", "pod".into()),
+        ("aws_key_id", "AKIDPLUGIN".into()),
+        ("aws_sec_key", "plugin-secret-value".into()),
+        (
+            "component",
+            host_tests::runtime::component_path().display().to_string(),
+        ),
+    ];
+    for (key, v) in extra {
+        let key: &'static str = Box::leak(key.to_string().into_boxed_str());
+        props.retain(|(k, _)| *k != key);
+        props.push((key, v.to_string()));
+    }
+    props
+}
+
+fn stored_json(k: &Kinesalite) -> Vec<Value> {
+    k.read()
+        .into_iter()
+        .map(|(data, _)| serde_json::from_slice(&data).unwrap())
+        .collect()
+}
+
+#[test]
+fn flushes_of_both_event_formats_are_answered_by_the_rule() {
+    host_tests::transcript::secret("plugin-secret-value");
+    let k = Kinesalite::start("plugin-abi");
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead-letters.ndjson");
+    let _ = std::fs::remove_file(&dead);
+    let plugin = Plugin::load();
+    let ctx = plugin
+        .init(&properties(
+            &k,
+            &[
+                ("dead_letter_file", dead.to_str().unwrap()),
+                ("retries_on_batch_request", "0"),
+            ],
+        ))
+        .expect("init");
+
+    // [time, record]: every record stored.
+    let mut chunk = Vec::new();
+    for i in 0..3 {
+        msgpack::event(
+            &mut chunk,
+            1_700_000_000 + i,
+            false,
+            &[("pod", "web-1"), ("log", &format!("line {i} é"))],
+        );
+    }
+    assert_eq!(plugin.flush(ctx, &chunk, "kube.web"), FLB_OK);
+    let stored = stored_json(&k);
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0], json!({"pod": "web-1", "log": "line 0 é"}));
+
+    // [[time, metadata], record], one without its partition key: some stored, so OK; the other
+    // is dead-lettered with its code.
+    let mut chunk = Vec::new();
+    msgpack::event(
+        &mut chunk,
+        1_700_000_010,
+        true,
+        &[("pod", "web-2"), ("log", "kept")],
+    );
+    msgpack::event(&mut chunk, 1_700_000_011, true, &[("log", "no key")]);
+    assert_eq!(plugin.flush(ctx, &chunk, "kube.web"), FLB_OK);
+    assert_eq!(stored_json(&k).len(), 4);
+    let letters: Vec<Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["code"], "NoPartitionKey");
+    assert_eq!(letters[0]["outcome"], "rejected");
+    assert_eq!(letters[0]["tag"], "kube.web");
+    assert_eq!(letters[0]["time"], "1700000011.000000000");
+    assert_eq!(letters[0]["record"], json!({"log": "no key"}));
+
+    // Every record rejected: FLB_ERROR (a retry cannot help), all dead-lettered.
+    let mut chunk = Vec::new();
+    msgpack::event(&mut chunk, 1_700_000_020, false, &[("log", "a")]);
+    msgpack::event(&mut chunk, 1_700_000_021, false, &[("log", "b")]);
+    assert_eq!(plugin.flush(ctx, &chunk, "kube.web"), FLB_ERROR);
+    assert_eq!(std::fs::read_to_string(&dead).unwrap().lines().count(), 3);
+
+    // A chunk that is not msgpack events: FLB_ERROR, nothing sent.
+    assert_eq!(plugin.flush(ctx, &[0x92, 0xc1], "kube.web"), FLB_ERROR);
+    assert_eq!(stored_json(&k).len(), 4);
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nothing_stored_and_a_retryable_failure_asks_fluent_bit_to_retry() {
+    let k = Kinesalite::start("plugin-retry");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plugin = Plugin::load();
+    let ctx = plugin
+        .init(&properties(
+            &k,
+            &[
+                ("endpoint", &format!("http://127.0.0.1:{closed}")),
+                ("retries_on_batch_request", "0"),
+            ],
+        ))
+        .expect("init");
+    let mut chunk = Vec::new();
+    msgpack::event(&mut chunk, 1_700_000_000, false, &[("pod", "a"), ("log", "x")]);
+    assert_eq!(
+        plugin.flush(ctx, &chunk, "t"),
+        FLB_RETRY,
+        "a refused connection stored nothing"
+    );
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+}
+
+#[test]
+fn a_bad_configuration_refuses_init() {
+    let k = Kinesalite::start("plugin-bad");
+    let plugin = Plugin::load();
+    assert_eq!(
+        plugin.init(&properties(&k, &[("region", "nowhere 1")])).err(),
+        Some(FLB_ERROR)
+    );
+    assert_eq!(
+        plugin.init(&properties(&k, &[("format", "json")])).err(),
+        Some(FLB_ERROR)
+    );
+}
+
+#[test]
+fn several_outputs_flush_concurrently_and_every_record_is_stored_once() {
+    let a = Kinesalite::start("plugin-a");
+    let b = Kinesalite::start("plugin-b");
+    let plugin = Arc::new(Plugin::load());
+    let ctx_a = plugin.init(&properties(&a, &[])).expect("init a");
+    let ctx_b = plugin.init(&properties(&b, &[])).expect("init b");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let plugin = plugin.clone();
+            std::thread::spawn(move || {
+                for c in 0..5 {
+                    let ctx = if (t + c) % 2 == 0 { ctx_a } else { ctx_b };
+                    let mut chunk = Vec::new();
+                    for i in 0..20 {
+                        let log = format!("thread {t} chunk {c} record {i}");
+                        msgpack::event(
+                            &mut chunk,
+                            1_700_000_000,
+                            i % 2 == 0,
+                            &[("pod", "p"), ("log", &log)],
+                        );
+                    }
+                    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut all: Vec<String> = stored_json(&a)
+        .into_iter()
+        .chain(stored_json(&b))
+        .map(|v| v["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(all.len(), 4 * 5 * 20);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 4 * 5 * 20, "no record twice");
+    assert_eq!(plugin.exit(ctx_a), FLB_OK);
+    assert_eq!(plugin.exit(ctx_b), FLB_OK);
+}
+
+#[test]
+fn a_trap_in_a_flush_is_answered_and_the_next_flush_gets_a_new_instance() {
+    let k = Kinesalite::start("plugin-trap");
+    let plugin = Plugin::load();
+    let ctx = plugin
+        .init(&properties(&k, &[("max_memory", "3")]))
+        .expect("init");
+    let mut big = Vec::new();
+    let log = "x".repeat(20_000);
+    for _ in 0..150 {
+        msgpack::event(&mut big, 1_700_000_000, false, &[("pod", "p"), ("log", &log)]);
+    }
+    assert_eq!(
+        plugin.flush(ctx, &big, "t"),
+        FLB_RETRY,
+        "nothing was stored before the trap"
+    );
+    let mut small = Vec::new();
+    msgpack::event(
+        &mut small,
+        1_700_000_000,
+        false,
+        &[("pod", "p"), ("log", "small")],
+    );
+    assert_eq!(plugin.flush(ctx, &small, "t"), FLB_OK);
+    assert_eq!(stored_json(&k).len(), 1);
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+}

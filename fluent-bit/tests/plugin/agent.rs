@@ -1,0 +1,299 @@
+//! The real Fluent Bit (`FLUENT_BIT`, else `fluent-bit` on the PATH, else the build in
+//! `../shared/tools/fluent-bit`) running the plugin, into kinesalite.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use host_tests::kinesalite::{root, Kinesalite};
+use serde_json::json;
+
+/// Where Fluent Bit is, or `None` (the test then says so).
+fn fluent_bit() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FLUENT_BIT") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("fluent-bit"))
+            .find(|p| p.is_file())
+    }) {
+        return Some(found);
+    }
+    let shared = root().join("../shared/tools/fluent-bit/bin/fluent-bit");
+    shared.is_file().then_some(shared)
+}
+
+const SECRET: &str = "agent-secret-value-0123";
+
+/// A running Fluent Bit, stopped (SIGTERM, then SIGKILL) on drop; its log is kept.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(fluent_bit: &Path, dir: &Path, config: &str) -> Agent {
+        let conf = dir.join("fluent-bit.conf");
+        std::fs::write(&conf, config).unwrap();
+        let log = dir.join("fluent-bit.log");
+        let child = Command::new(fluent_bit)
+            .arg("-e")
+            .arg(super::plugin_library())
+            .arg("-c")
+            .arg(&conf)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("Fluent Bit starts");
+        Agent { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait (bounded) for it to exit by itself; its status code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        if self.wait_exit(Duration::from_secs(15)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        host_tests::transcript::record("fluent-bit log", &self.log());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn output_section(k: &Kinesalite, extra: &str) -> String {
+    format!(
+        "[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 2\n    stream_name {}\n    region us-east-1\n    endpoint http://127.0.0.1:{}\n    partition_key pod\n    aws_key_id AKIDAGENT\n    aws_sec_key {SECRET}\n    component {}\n{extra}",
+        k.stream,
+        k.port,
+        host_tests::runtime::component_path().display()
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-agent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `tail` of 50,000 Kubernetes log lines → the plugin → kinesalite: every line stored exactly
+/// once, as the JSON Fluent Bit makes of it (`{"log": line, "pod": …}`) plus the newline of
+/// the `json` format.
+#[test]
+fn fluent_bit_tails_50000_lines_into_kinesis_through_the_plugin() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let k = Kinesalite::start("agent-tail");
+    let dir = temp_dir("tail");
+    const LINES: usize = 50_000;
+    let mut input = std::fs::File::create(dir.join("containers.log")).unwrap();
+    let mut expected = Vec::with_capacity(LINES);
+    for i in 0..LINES {
+        let line = format!(
+            "2026-11-28T12:00:{:02}.{:06}Z stdout F GET /api/v1/items/{i} 200 {}ms \"curl/8.5\" ✓",
+            i % 60,
+            i,
+            i % 997
+        );
+        writeln!(input, "{line}").unwrap();
+        let mut data = serde_json::to_vec(&json!({"log": line, "pod": "web-0"})).unwrap();
+        data.push(b'\n');
+        expected.push(data);
+    }
+    drop(input);
+    let config = format!(
+        "[SERVICE]\n    flush 0.5\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n    refresh_interval 1\n[FILTER]\n    name record_modifier\n    match *\n    record pod web-0\n{}",
+        dir.join("containers.log").display(),
+        output_section(&k, "")
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until && k.read().len() < LINES {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // A little longer: a second copy would show now.
+    std::thread::sleep(Duration::from_secs(2));
+    let stored = k.read();
+    agent.stop();
+    let log = agent.log();
+    assert!(!log.contains(SECRET), "a secret in Fluent Bit's log");
+    assert_eq!(stored.len(), LINES, "every line once; log:\n{}", tail(&log));
+    let mut got: Vec<Vec<u8>> = stored
+        .into_iter()
+        .map(|(data, key)| {
+            assert_eq!(key, "web-0");
+            data
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert!(
+        got == expected,
+        "the stored bytes are Fluent Bit's records as JSON"
+    );
+    assert!(
+        log.contains("[output:kinesis_wasm] stopping: 50000 lines: 50000 delivered"),
+        "{}",
+        tail(&log)
+    );
+}
+
+/// A bad configuration stops Fluent Bit at start, its log naming the field and the rule, and
+/// never the secret.
+#[test]
+fn a_configuration_error_stops_fluent_bit_at_start() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let k = Kinesalite::start("agent-bad");
+    let dir = temp_dir("bad");
+    let config = format!(
+        "[SERVICE]\n    flush 1\n[INPUT]\n    name dummy\n{}    batch_request_max_count 900\n",
+        output_section(&k, "")
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    let code = agent.wait_exit(Duration::from_secs(60));
+    let log = agent.log();
+    host_tests::transcript::record("fluent-bit log", &log);
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "Fluent Bit keeps running: {code:?}\n{log}"
+    );
+    assert!(
+        log.contains("configuration: batch_request_max_count: 900 exceeds the limit of 500"),
+        "{log}"
+    );
+    assert!(!log.contains(SECRET), "a secret in Fluent Bit's log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A guest trap inside the real Fluent Bit (here: a chunk that needs more linear memory than
+/// `max_memory` allows) is reported in its log and Fluent Bit keeps running: the engine
+/// installs no signal handler, so Fluent Bit's own (which aborts) never sees it.
+#[test]
+fn a_guest_trap_inside_fluent_bit_is_reported_not_an_abort() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        return;
+    };
+    let k = Kinesalite::start("agent-trap");
+    let dir = temp_dir("trap");
+    let mut input = std::fs::File::create(dir.join("big.log")).unwrap();
+    for i in 0..300 {
+        writeln!(input, "{i} {}", "x".repeat(20_000)).unwrap();
+    }
+    drop(input);
+    let config = format!(
+        "[SERVICE]\n    flush 0.5\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n[FILTER]\n    name record_modifier\n    match *\n    record pod web-0\n{}    max_memory 3\n    retry_limit 1\n",
+        dir.join("big.log").display(),
+        output_section(&k, "")
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until && !agent.log().contains("the component trapped") {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let running = agent.wait_exit(Duration::from_secs(1)).is_none();
+    let log = agent.log();
+    assert!(log.contains("the component trapped"), "{}", tail(&log));
+    assert!(running, "Fluent Bit ended after the trap:\n{}", tail(&log));
+    agent.stop();
+    let log = agent.log();
+    assert!(
+        !log.contains("SIGSEGV") && !log.contains("SIGABRT"),
+        "{}",
+        tail(&log)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The YAML configuration, the plugin named in its `plugins:` list, the settings from a
+/// `config` file with properties over it.
+#[test]
+fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let k = Kinesalite::start("agent-yaml");
+    let dir = temp_dir("yaml");
+    std::fs::write(
+        dir.join("kinesis.json"),
+        json!({"stream_name": "not-this-one", "region": "us-east-1", "partition_key": "pod",
+               "endpoint": format!("http://127.0.0.1:{}", k.port),
+               "aws_key_id": "AKIDAGENT", "aws_sec_key": SECRET})
+        .to_string(),
+    )
+    .unwrap();
+    let yaml = format!(
+        "service:\n  flush: 0.5\n  log_level: info\nplugins:\n  - {}\npipeline:\n  inputs:\n    - name: dummy\n      samples: 25\n      rate: 50\n      dummy: '{{\"pod\": \"web-1\", \"log\": \"hello\"}}'\n  outputs:\n    - name: kinesis_wasm\n      match: '*'\n      workers: 1\n      config: {}\n      stream_name: {}\n      component: {}\n",
+        super::plugin_library().display(),
+        dir.join("kinesis.json").display(),
+        k.stream,
+        host_tests::runtime::component_path().display()
+    );
+    std::fs::write(dir.join("fluent-bit.yaml"), yaml).unwrap();
+    let log = dir.join("fluent-bit.log");
+    let mut child = Command::new(&fluent_bit)
+        .arg("-c")
+        .arg(dir.join("fluent-bit.yaml"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until && k.read().len() < 25 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    host_tests::transcript::record("fluent-bit log", &text);
+    assert_eq!(k.read().len(), 25, "{}", tail(&text));
+    assert!(!text.contains(SECRET));
+    let _ = std::fs::remove_dir_all(&dir);
+}
