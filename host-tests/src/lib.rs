@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod fake_kinesis;
+pub mod fluent_bit;
 pub mod kinesalite;
 pub mod runtime;
 pub mod sigv4;

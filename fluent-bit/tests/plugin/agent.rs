@@ -6,23 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use host_tests::kinesalite::{root, Kinesalite};
+use host_tests::kinesalite::Kinesalite;
 use serde_json::json;
 
-/// Where Fluent Bit is, or `None` (the test then says so).
 fn fluent_bit() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLUENT_BIT") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("fluent-bit"))
-            .find(|p| p.is_file())
-    }) {
-        return Some(found);
-    }
-    let shared = root().join("../shared/tools/fluent-bit/bin/fluent-bit");
-    shared.is_file().then_some(shared)
+    host_tests::fluent_bit::find()
 }
 
 const SECRET: &str = "agent-secret-value-0123";
@@ -111,7 +99,7 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn fluent_bit_tails_50000_lines_into_kinesis_through_the_plugin() {
     let Some(fluent_bit) = fluent_bit() else {
-        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
     host_tests::transcript::secret(SECRET);
@@ -175,7 +163,7 @@ fn fluent_bit_tails_50000_lines_into_kinesis_through_the_plugin() {
 #[test]
 fn a_configuration_error_stops_fluent_bit_at_start() {
     let Some(fluent_bit) = fluent_bit() else {
-        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
     host_tests::transcript::secret(SECRET);
@@ -212,7 +200,7 @@ fn tail(log: &str) -> String {
 #[test]
 fn a_guest_trap_inside_fluent_bit_is_reported_not_an_abort() {
     let Some(fluent_bit) = fluent_bit() else {
-        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
     let k = Kinesalite::start("agent-trap");
@@ -251,7 +239,7 @@ fn a_guest_trap_inside_fluent_bit_is_reported_not_an_abort() {
 #[test]
 fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     let Some(fluent_bit) = fluent_bit() else {
-        println!("Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): the agent tests did not run");
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
     host_tests::transcript::secret(SECRET);
