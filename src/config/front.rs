@@ -10,8 +10,10 @@ use super::fields::Fields;
 
 /// Default largest body, after decompression.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
-/// Default most records in one request.
-pub const DEFAULT_MAX_RECORDS: u64 = 10_000;
+/// Default most records in one request: as many as the largest body can hold. Agents send
+/// whatever their chunk holds (Fluent Bit's 2 MB chunks of short lines carry well over 10,000
+/// records) and treat a 413 as final, dropping the records; the body size is the bound.
+pub const DEFAULT_MAX_RECORDS: u64 = 1_000_000;
 /// The fields an event time is read from, first found wins: Fluent Bit's `json_date_key`,
 /// Vector's and Logstash's timestamp fields, Fluentd's `time`.
 pub const DEFAULT_TIME_KEYS: &[&str] = &["date", "timestamp", "@timestamp", "time"];

@@ -190,3 +190,60 @@ fn kinesis_ship_serves_the_proxy_world() {
     drop(server);
     assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
 }
+
+/// A real Fluent Bit tailing short lines into `kinesis-ship serve` with its `http` output's
+/// defaults: its chunks hold far more than 10,000 records, and the proxy's defaults take them
+/// (a 413 would make Fluent Bit drop the chunk for good).
+#[test]
+fn fluent_bit_over_http_with_default_chunks_loses_nothing() {
+    let Some(fluent_bit) = host_tests::fluent_bit::find() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    let k = Kinesalite::start("it-fluent-bit-http");
+    let dir = temp_dir("fluent-bit-http");
+    const LINES: usize = 40_000;
+    let mut input = String::new();
+    for i in 0..LINES {
+        input.push_str(&format!("GET /i/{i} 200\n"));
+    }
+    std::fs::write(dir.join("short.log"), &input).unwrap();
+    std::fs::write(
+        dir.join("serve.json"),
+        json!({"stream_name": k.stream, "region": "us-east-1",
+               "endpoint": format!("http://127.0.0.1:{}", k.port)})
+        .to_string(),
+    )
+    .unwrap();
+    let server = kinesis_ship_serve(&dir.join("serve.json"));
+    let (host, port) = server.addr.rsplit_once(':').unwrap();
+    let conf = format!(
+        "[SERVICE]\n    flush 1\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n[OUTPUT]\n    name http\n    match *\n    host {host}\n    port {port}\n    uri /\n    format json_lines\n",
+        dir.join("short.log").display()
+    );
+    std::fs::write(dir.join("fluent-bit.conf"), conf).unwrap();
+    let log = dir.join("fluent-bit.log");
+    let mut agent = Command::new(&fluent_bit)
+        .arg("-c")
+        .arg(dir.join("fluent-bit.conf"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < until && k.read().len() < LINES {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    let _ = agent.wait();
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    host_tests::transcript::record("fluent-bit log", &text);
+    assert!(!text.contains("HTTP status=413"), "Fluent Bit got a 413");
+    assert_eq!(k.read().len(), LINES, "every line once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
