@@ -170,7 +170,20 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut OutputPlugin) -> c_int {
         };
         kinesis_ship::engine::enable_code_cache();
         kinesis_ship::engine::disable_signal_handlers();
-        match Output::new(settings, logger()) {
+        // SAFETY: Fluent Bit's own getter with its own instance; null or its `struct cmt`.
+        let metrics = unsafe {
+            let cmt = (*api)
+                .output_get_cmt_instance
+                .map_or(std::ptr::null_mut(), |get| get(o_ins));
+            crate::metrics::Metrics::new(cmt)
+        };
+        if metrics.is_none() {
+            log(
+                Level::Info,
+                "no cmetrics from the host: counters only in the summary at exit",
+            );
+        }
+        match Output::new(settings, logger(), metrics) {
             Ok(output) => {
                 // SAFETY: the context Fluent Bit gave this instance; it hands the pointer back to
                 // every flush and to exit.

@@ -19,5 +19,6 @@
 
 pub mod abi;
 pub mod chunk;
+pub mod metrics;
 pub mod output;
 pub mod settings;

@@ -101,6 +101,8 @@ pub struct Output {
     dead_letters: Option<Mutex<File>>,
     totals: Mutex<Tally>,
     log: Log,
+    /// Counters in Fluent Bit's own metrics, where it lends them.
+    metrics: Option<crate::metrics::Metrics>,
     init_thread: std::thread::ThreadId,
     warned_engine_thread: std::sync::atomic::AtomicBool,
 }
@@ -108,7 +110,11 @@ pub struct Output {
 impl Output {
     /// Read the configuration natively, load the component and open one instance, so that a
     /// bad configuration stops Fluent Bit at start. The error names the field and the rule.
-    pub fn new(settings_: PluginSettings, log: Log) -> Result<Output, String> {
+    pub fn new(
+        settings_: PluginSettings,
+        log: Log,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Result<Output, String> {
         let env = component_env();
         let native = settings(&settings_.config, &env).map_err(|e| format!("configuration: {e}"))?;
         for w in &native.warnings {
@@ -138,6 +144,7 @@ impl Output {
             dead_letters,
             totals: Mutex::new(Tally::default()),
             log,
+            metrics,
             init_thread: std::thread::current().id(),
             warned_engine_thread: std::sync::atomic::AtomicBool::new(false),
         };
@@ -265,6 +272,9 @@ impl Output {
         } else {
             self.report_problems(tag, events, &report.outcomes, &tally.problems);
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.add(&tally);
+        }
         let mut totals = self.totals.lock().expect("not poisoned");
         totals.add_report(0..events.len(), report);
         totals.problems.clear(); // counted, and logged above; not kept
@@ -366,6 +376,16 @@ impl Output {
             })
             .collect();
         self.dead_letter(tag, problems.iter().zip(&lost).map(|(p, e)| (p, e, 0)));
+        let mut tally = Tally::default();
+        for _ in &stored {
+            tally.add_delivered();
+        }
+        for p in &problems {
+            tally.add_failure(p.line, p.code.clone(), &p.message);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.add(&tally);
+        }
         Flushed::Ok
     }
 

@@ -235,7 +235,7 @@ fn a_guest_trap_inside_fluent_bit_is_reported_not_an_abort() {
 }
 
 /// The YAML configuration, the plugin named in its `plugins:` list, the settings from a
-/// `config` file with properties over it.
+/// `config` file with properties over it; the plugin's counters in Fluent Bit's own metrics.
 #[test]
 fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     let Some(fluent_bit) = fluent_bit() else {
@@ -245,6 +245,11 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     host_tests::transcript::secret(SECRET);
     let k = Kinesalite::start("agent-yaml");
     let dir = temp_dir("yaml");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         dir.join("kinesis.json"),
         json!({"stream_name": "not-this-one", "region": "us-east-1", "partition_key": "pod",
@@ -254,7 +259,8 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     )
     .unwrap();
     let yaml = format!(
-        "service:\n  flush: 0.5\n  log_level: info\nplugins:\n  - {}\npipeline:\n  inputs:\n    - name: dummy\n      samples: 25\n      rate: 50\n      dummy: '{{\"pod\": \"web-1\", \"log\": \"hello\"}}'\n  outputs:\n    - name: kinesis_wasm\n      match: '*'\n      workers: 1\n      config: {}\n      stream_name: {}\n      component: {}\n",
+        "service:\n  flush: 0.5\n  log_level: info\n  http_server: on\n  http_listen: 127.0.0.1\n  http_port: {}\nplugins:\n  - {}\npipeline:\n  inputs:\n    - name: dummy\n      samples: 25\n      rate: 50\n      dummy: '{{\"pod\": \"web-1\", \"log\": \"hello\"}}'\n  outputs:\n    - name: kinesis_wasm\n      match: '*'\n      workers: 1\n      config: {}\n      stream_name: {}\n      component: {}\n",
+        metrics_port,
         super::plugin_library().display(),
         dir.join("kinesis.json").display(),
         k.stream,
@@ -274,6 +280,14 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     while Instant::now() < until && k.read().len() < 25 {
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Fluent Bit serves a snapshot of its metrics, taken every second or so.
+    let wanted = "kinesis_output_records_total{outcome=\"delivered\"} 25";
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut metrics = prometheus(metrics_port);
+    while Instant::now() < until && !metrics.contains(wanted) {
+        std::thread::sleep(Duration::from_millis(500));
+        metrics = prometheus(metrics_port);
+    }
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -283,5 +297,28 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     host_tests::transcript::record("fluent-bit log", &text);
     assert_eq!(k.read().len(), 25, "{}", tail(&text));
     assert!(!text.contains(SECRET));
+    for line in [
+        "kinesis_output_records_total{outcome=\"delivered\"} 25",
+        "# TYPE kinesis_output_requests_total counter",
+        "# TYPE kinesis_output_bytes_sent_total counter",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("outcome=\"failed\""), "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fluent Bit's Prometheus metrics, from its HTTP server on `port`.
+fn prometheus(port: u16) -> String {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("Fluent Bit's HTTP server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/v2/metrics/prometheus HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
 }
