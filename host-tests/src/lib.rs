@@ -9,6 +9,7 @@ pub mod bench;
 pub mod fake_kinesis;
 pub mod fluent_bit;
 pub mod kinesalite;
+pub mod listener;
 pub mod runtime;
 pub mod sigv4;
 pub mod transcript;

@@ -322,3 +322,88 @@ fn prometheus(port: u16) -> String {
     let _ = s.read_to_string(&mut text);
     text
 }
+
+/// The real Fluent Bit with `workers 2` against the fake Kinesis on a real port, throttling 30%
+/// of the records and failing 5% of the requests whole (500s, dropped connections, throttled
+/// requests, bodies broken after storing): every line is stored, and a second copy of a record
+/// only ever follows an answer the fake broke after storing it.
+#[test]
+fn under_throttling_and_faults_nothing_is_lost_and_only_broken_answers_duplicate() {
+    use host_tests::fake_kinesis::{FakeKinesis, Fault, RandomFaults};
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let fake = std::sync::Arc::new(
+        FakeKinesis::new("agent-faults", "AKIDAGENT", SECRET).with_random_faults(
+            RandomFaults {
+                throttle_records: 0.3,
+                fail_records: 0.0,
+                request_fault_rate: 0.05,
+                request_faults: vec![
+                    Fault::ServerError,
+                    Fault::DropConnection,
+                    Fault::Throttled,
+                    Fault::BrokenBody,
+                ],
+            },
+            7,
+        ),
+    );
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("faults");
+    const LINES: usize = 5_000;
+    let mut input = std::fs::File::create(dir.join("app.log")).unwrap();
+    for i in 0..LINES {
+        writeln!(input, "request {i} served").unwrap();
+    }
+    drop(input);
+    let config = format!(
+        "[SERVICE]\n    flush 0.5\n    log_level info\n    scheduler.base 1\n    scheduler.cap 2\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n[FILTER]\n    name record_modifier\n    match *\n    record pod web-0\n[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 2\n    stream_name agent-faults\n    region us-east-1\n    endpoint http://{}\n    partition_key pod\n    aws_key_id AKIDAGENT\n    aws_sec_key {SECRET}\n    component {}\n    retries_on_batch_request 30\n    retry_base_delay 0.01\n    retry_max_delay 0.2\n    batch_request_max_count 100\n    retry_limit 30\n",
+        dir.join("app.log").display(),
+        listener.addr,
+        host_tests::runtime::component_path().display()
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    let distinct = |fake: &FakeKinesis| {
+        let mut data: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+        data.sort();
+        data.dedup();
+        data.len()
+    };
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until && distinct(&fake) < LINES {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    agent.stop();
+    let log = agent.log();
+    assert!(!log.contains(SECRET), "a secret in Fluent Bit's log");
+    assert_eq!(distinct(&fake), LINES, "every line stored; log:\n{}", tail(&log));
+    let stored = fake.stored();
+    let seen = fake.seen();
+    let extra = stored.len() - LINES;
+    let damaged: usize = seen
+        .iter()
+        .filter(|s| s.response_damaged_after_store)
+        .map(|s| s.records)
+        .sum();
+    assert!(
+        extra <= damaged,
+        "{extra} second copies, but only {damaged} records were stored behind broken answers"
+    );
+    let answered = seen.iter().filter(|s| s.status == 200).count();
+    println!(
+        "{} requests, {} answered 200, {} failed whole; {} records stored, {extra} second copies, {damaged} behind broken answers",
+        seen.len(),
+        answered,
+        seen.len() - answered,
+        stored.len()
+    );
+    assert!(answered > 0 && seen.len() > answered, "faults were injected");
+    // A clean run needs 50 requests; with 30% of the records throttled, about 70.
+    assert!(seen.len() > LINES / 100 + 10, "records were throttled and sent again");
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}

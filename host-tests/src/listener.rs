@@ -1,0 +1,198 @@
+//! The fake Kinesis over real HTTP on 127.0.0.1, for hosts and agents the harness does not embed
+//! (the real Fluent Bit with the plugin, `wasmtime serve`, `kinesis-ship`): the same SigV4 check,
+//! limits and faults as in process. `GET /_fake/stored` lists what it stored, one JSON object a
+//! line (`data` in base64, `partition_key`, `sequence_number`, `request`); `GET /_fake/seen`
+//! what it did with each request (`records`, `status`, `fault`, `damaged`: whether the answer
+//! lost news of stored records, the one way a client can store a record twice).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::{Request, Response};
+use serde_json::json;
+
+use crate::fake_kinesis::{FakeKinesis, Reply};
+
+/// A listening fake, served on its own thread until dropped.
+pub struct Listener {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serve `fake` on `addr` (port 0: a free one).
+pub fn serve(fake: Arc<FakeKinesis>, addr: SocketAddr) -> std::io::Result<Listener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            loop {
+                let accepted = tokio::select! {
+                    _ = &mut rx => break,
+                    a = listener.accept() => a,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let fake = fake.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| answer(fake.clone(), req));
+                    let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+                    let _ = http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+    });
+    Ok(Listener {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn whole(body: Vec<u8>) -> Body {
+    Full::new(Bytes::from(body))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+async fn answer(
+    fake: Arc<FakeKinesis>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let path = parts.uri.path().to_string();
+    if parts.method == hyper::Method::GET && path.starts_with("/_fake/") {
+        return Ok(Response::new(whole(report(&fake, &path))));
+    }
+    let mut headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // The client signed the host it connected to; the fake reads it like any header.
+    if !headers.iter().any(|(k, _)| k == "host") {
+        if let Some(a) = parts.uri.authority() {
+            headers.push(("host".to_string(), a.to_string()));
+        }
+    }
+    let reply = fake.handle(
+        parts.method.as_str(),
+        &path,
+        parts.uri.query().unwrap_or(""),
+        &headers,
+        &body,
+        None,
+    );
+    match reply {
+        // No answer at all: the connection drops.
+        Reply::ConnectionError | Reply::Timeout(_) => Err(std::io::Error::other("dropped by the fake")),
+        Reply::Hang => std::future::pending().await,
+        Reply::Response {
+            status,
+            body,
+            break_after,
+            stall,
+            delay,
+        } => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let length = body.len();
+            let body: Body = match break_after {
+                None => whole(body),
+                Some(cut) => StreamBody::new(Parts {
+                    first: Some(Bytes::from(body).slice(..cut)),
+                    stall,
+                })
+                .boxed(),
+            };
+            Ok(Response::builder()
+                .status(status)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("content-length", length)
+                .body(body)
+                .expect("a valid response"))
+        }
+    }
+}
+
+/// The first part of a body, then a broken stream (or one that never goes on).
+struct Parts {
+    first: Option<Bytes>,
+    stall: bool,
+}
+
+impl futures_core::Stream for Parts {
+    type Item = Result<Frame<Bytes>, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.first.take() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(Frame::data(b)))),
+            None if self.stall => std::task::Poll::Pending,
+            None => std::task::Poll::Ready(Some(Err(std::io::Error::other("the fake broke the body")))),
+        }
+    }
+}
+
+fn report(fake: &FakeKinesis, path: &str) -> Vec<u8> {
+    let mut out = String::new();
+    if path == "/_fake/stored" {
+        for s in fake.stored() {
+            let line = json!({
+                "data": base64::engine::general_purpose::STANDARD.encode(&s.data),
+                "partition_key": s.partition_key,
+                "sequence_number": s.sequence_number,
+                "request": s.request,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    } else {
+        for s in fake.seen() {
+            let line = json!({
+                "records": s.records,
+                "status": s.status,
+                "fault": s.fault.map(|f| format!("{f:?}")),
+                "damaged": s.response_damaged_after_store,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
+}
