@@ -125,6 +125,18 @@ impl Output {
         let egress = egress_policy(Some(&native.sink), &env);
         let mut options = settings_.sandbox.options(env, &settings_.config, egress);
         options.track_accepted = true;
+        if settings_.tls_ca_file.is_some() || !settings_.tls_verify {
+            if !settings_.tls_verify {
+                log(
+                    Level::Warn,
+                    "tls.verify off: the component's connections accept any certificate",
+                );
+            }
+            let tls =
+                kinesis_ship::transport::tls_config(settings_.tls_ca_file.as_deref(), settings_.tls_verify)
+                    .map_err(|e| format!("tls.ca_file: {e:#}"))?;
+            options.tls = Some(tls);
+        }
         let dead_letters = match &settings_.dead_letter_file {
             Some(path) => Some(Mutex::new(
                 std::fs::OpenOptions::new()

@@ -1,7 +1,8 @@
 //! The plugin's settings, from Fluent Bit's properties: `config FILE` (the file `kinesis-ship
 //! --config` takes) and every top-level setting under its own name (objects as JSON text), the
 //! properties over the file; and the plugin's own: `component`, `max_memory`, `allow_dir`,
-//! `allow_authority`, `dead_letter_file`.
+//! `allow_authority`, `dead_letter_file`, and Fluent Bit's standard `tls.ca_file` and
+//! `tls.verify` for the component's connections.
 
 use std::path::PathBuf;
 
@@ -44,6 +45,10 @@ pub struct PluginSettings {
     pub sandbox: Sandbox,
     /// Every record not delivered goes here, one NDJSON line each.
     pub dead_letter_file: Option<PathBuf>,
+    /// Fluent Bit's `tls.ca_file`: an extra CA the component's connections trust.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Fluent Bit's `tls.verify` (default on).
+    pub tls_verify: bool,
 }
 
 /// A property that cannot be used: which, and why (never its value).
@@ -97,14 +102,12 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         };
         config.insert(name.to_string(), value);
     }
-    for tls in ["tls.ca_file", "tls.verify"] {
-        if property(tls).is_some() {
-            return Err(error(
-                tls,
-                "is not supported yet by kinesis_wasm; the component uses the system's trusted CAs",
-            ));
-        }
-    }
+    let tls_verify = match property("tls.verify").map(|v| v.trim().to_ascii_lowercase()) {
+        None => true,
+        Some(v) if matches!(v.as_str(), "on" | "true" | "yes" | "1") => true,
+        Some(v) if matches!(v.as_str(), "off" | "false" | "no" | "0") => false,
+        Some(_) => return Err(error("tls.verify", "must be on or off")),
+    };
     let list = |text: Option<String>| -> Vec<String> {
         text.map(|t| {
             t.split(',')
@@ -134,6 +137,8 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         component: property("component").map(|p| PathBuf::from(p.trim())),
         sandbox,
         dead_letter_file: property("dead_letter_file").map(|p| PathBuf::from(p.trim())),
+        tls_ca_file: property("tls.ca_file").map(|p| PathBuf::from(p.trim())),
+        tls_verify,
     })
 }
 

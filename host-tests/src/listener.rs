@@ -39,6 +39,67 @@ impl Drop for Listener {
 
 /// Serve `fake` on `addr` (port 0: a free one).
 pub fn serve(fake: Arc<FakeKinesis>, addr: SocketAddr) -> std::io::Result<Listener> {
+    serve_with(fake, addr, None)
+}
+
+/// A test CA, and a server certificate it signed for 127.0.0.1 and localhost.
+pub struct TestCa {
+    /// The CA's certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kinesis-output test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let key = KeyPair::generate().expect("a server key");
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the server certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("a key"),
+            )
+            .expect("a server configuration");
+        TestCa {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
+
+/// Serve `fake` over TLS with a certificate `ca` signed.
+pub fn serve_tls(fake: Arc<FakeKinesis>, addr: SocketAddr, ca: &TestCa) -> std::io::Result<Listener> {
+    serve_with(fake, addr, Some(ca.server.clone()))
+}
+
+fn serve_with(
+    fake: Arc<FakeKinesis>,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<Listener> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -58,10 +119,23 @@ pub fn serve(fake: Arc<FakeKinesis>, addr: SocketAddr) -> std::io::Result<Listen
                 };
                 let Ok((stream, _)) = accepted else { continue };
                 let fake = fake.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(fake.clone(), req));
-                    let io = wasmtime_wasi_http::io::TokioIo::new(stream);
-                    let _ = http1::Builder::new().serve_connection(io, service).await;
+                    match tls {
+                        Some(config) => {
+                            let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                            else {
+                                return; // a client that does not trust us
+                            };
+                            let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+                            let _ = http1::Builder::new().serve_connection(io, service).await;
+                        }
+                        None => {
+                            let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+                            let _ = http1::Builder::new().serve_connection(io, service).await;
+                        }
+                    }
                 });
             }
         });

@@ -12,6 +12,7 @@
 //! - [`proxy`]: the `proxy` world, one instance per request.
 //! - [`process`]: `credential_process` commands, run for the component.
 //! - [`recovery`]: after a trap, which records the service already stored.
+//! - [`transport`]: the host's own TLS client, for extra trusted CAs.
 //! - [`setup`]: what a host derives from a configuration: the file, the settings read once
 //!   natively, the component's environment, folders and egress policy.
 //! - [`ship`], [`serve`], [`envfile`]: the three commands; [`cli`]: the command line.
@@ -39,3 +40,4 @@ pub mod serve;
 pub mod setup;
 pub mod ship;
 pub mod sink;
+pub mod transport;

@@ -113,6 +113,9 @@ pub enum Upstream {
 pub struct InstanceOptions {
     pub env: Vec<(String, String)>,
     pub upstream: Upstream,
+    /// Trust more than the public CAs (an extra CA file), or nothing (`verify` off): see
+    /// [`crate::transport`]. `None`: wasmtime-wasi-http's own client.
+    pub tls: Option<crate::transport::TlsConfig>,
     /// Folders granted read-only: (host path, guest path).
     pub dirs: Vec<(PathBuf, String)>,
     /// How long a credential process may run.
@@ -136,6 +139,7 @@ impl InstanceOptions {
         InstanceOptions {
             env: Vec::new(),
             upstream,
+            tls: None,
             dirs: Vec::new(),
             process_timeout: Duration::from_secs(30),
             inherit_stderr: false,
@@ -210,6 +214,8 @@ type Exchanges = Arc<Mutex<Vec<(Bytes, Bytes)>>>;
 
 struct Hooks {
     upstream: Upstream,
+    /// The host's own TLS client settings, when it trusts more than the public CAs.
+    tls: Option<crate::transport::TlsConfig>,
     egress: Option<Vec<String>>,
     /// Requests the egress policy refused, as `scheme://authority`.
     refused: Arc<Mutex<Vec<String>>>,
@@ -274,6 +280,7 @@ impl WasiHttpHooks for Hooks {
             Upstream::Network if self.accepted.is_some() || self.trap_engine.is_some() => {
                 let accepted = self.accepted.clone();
                 let trap_engine = self.trap_engine.clone();
+                let tls = self.tls.clone();
                 Box::new(async move {
                     // Whole bodies both ways, to read the PutRecords exchange.
                     let (parts, body) = request.into_parts();
@@ -283,9 +290,9 @@ impl WasiHttpHooks for Hooks {
                         .get("x-amz-target")
                         .is_some_and(|v| v.as_bytes() == b"Kinesis_20131202.PutRecords");
                     let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
-                    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    let (response, io) = send_network(request, options, tls).await?;
                     // The connection runs on its own while the answer is read.
-                    let io = tokio::spawn(io);
+                    let io = tokio::spawn(Box::into_pin(io));
                     let (parts, body) = response.into_parts();
                     let answer = body.collect().await?.to_bytes();
                     if is_put && parts.status == 200 {
@@ -306,15 +313,26 @@ impl WasiHttpHooks for Hooks {
                     ))
                 })
             }
-            Upstream::Network => Box::new(async move {
-                let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                Ok((
-                    response.map(BodyExt::boxed_unsync),
-                    Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-                ))
-            }),
+            Upstream::Network => Box::new(send_network(request, options, self.tls.clone())),
         }
     }
+}
+
+/// Send `request` over the network: with the host's own TLS client when it trusts more than
+/// the public CAs, else with wasmtime-wasi-http's.
+async fn send_network(
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    tls: Option<crate::transport::TlsConfig>,
+) -> Answered {
+    if let Some(tls) = tls {
+        return crate::transport::send(request, options, tls).await;
+    }
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+    Ok((
+        response.map(BodyExt::boxed_unsync),
+        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+    ))
 }
 
 /// The base64 `Data` of each record of a PutRecords request `sent` that its `answer` says
@@ -426,6 +444,7 @@ pub(crate) fn new_ctx(options: InstanceOptions, engine: Option<&Engine>) -> Resu
         http: WasiHttpCtx::new(),
         hooks: Hooks {
             upstream: options.upstream,
+            tls: options.tls,
             egress: options.egress,
             refused: Arc::new(Mutex::new(Vec::new())),
             accepted: options.track_accepted.then(|| Arc::new(Mutex::new(Vec::new()))),

@@ -335,3 +335,74 @@ fn a_trap_in_a_flush_is_answered_and_the_next_flush_gets_a_new_instance() {
     assert_eq!(stored_json(&k).len(), 1);
     assert_eq!(plugin.exit(ctx), FLB_OK);
 }
+
+#[test]
+fn tls_ca_file_trusts_a_private_ca_and_tls_verify_off_trusts_anything() {
+    use host_tests::fake_kinesis::FakeKinesis;
+    use host_tests::listener::{serve_tls, TestCa};
+    let ca = TestCa::new();
+    let fake = Arc::new(FakeKinesis::new(
+        "plugin-tls",
+        "AKIDPLUGIN",
+        "plugin-secret-value",
+    ));
+    let listener = serve_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), &ca).unwrap();
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.ca_pem).unwrap();
+    let props = |extra: &[(&'static str, String)]| {
+        let mut p: Vec<(&'static str, String)> = vec![
+            ("stream_name", "plugin-tls".into()),
+            ("region", "us-east-1".into()),
+            ("endpoint", format!("https://{}", listener.addr)),
+            ("partition_key", "pod".into()),
+            ("aws_key_id", "AKIDPLUGIN".into()),
+            ("aws_sec_key", "plugin-secret-value".into()),
+            ("retries_on_batch_request", "0".into()),
+            (
+                "component",
+                host_tests::runtime::component_path().display().to_string(),
+            ),
+        ];
+        p.extend(extra.iter().cloned());
+        p
+    };
+    let mut chunk = Vec::new();
+    msgpack::event(
+        &mut chunk,
+        1_700_000_000,
+        false,
+        &[("pod", "a"), ("log", "over TLS")],
+    );
+    let plugin = Plugin::load();
+
+    // The public CAs do not know ours: the handshake fails, nothing is stored, Fluent Bit retries.
+    let ctx = plugin.init(&props(&[])).expect("init");
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_RETRY);
+    assert!(fake.stored().is_empty());
+
+    let ctx = plugin
+        .init(&props(&[(
+            "tls.ca_file",
+            dir.join("ca.pem").display().to_string(),
+        )]))
+        .expect("init with the CA");
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
+    assert_eq!(fake.stored().len(), 1);
+
+    let ctx = plugin
+        .init(&props(&[("tls.verify", "off".into())]))
+        .expect("init without verification");
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
+    assert_eq!(fake.stored().len(), 2);
+
+    let bad = dir.join("not-a-ca.pem");
+    std::fs::write(&bad, "no certificate here").unwrap();
+    assert_eq!(
+        plugin
+            .init(&props(&[("tls.ca_file", bad.display().to_string())]))
+            .err(),
+        Some(FLB_ERROR)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
