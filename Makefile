@@ -48,13 +48,13 @@ host:
 # plugins file, running the sink world beside it in dist/.
 plugin:
 	$(CARGO) build --profile host -p flb-out-kinesis-wasm
-	@mkdir -p dist && cp target/host/libflb_out_kinesis_wasm.so dist/flb-out_kinesis_wasm.so
+	@mkdir -p dist && cp target/host/libflb_out_kinesis_wasm.so dist/out_kinesis_wasm.so
 
 build: component host plugin
 
 # The benchmark (not part of `make test`): the native core, the component, the floor, kinesis-ship
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
-bench: component host tools floor $(JS_SDK)
+bench: component host plugin tools floor $(JS_SDK)
 	$(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
 
 # Fuzzing the native core (not part of `make test`): every target in fuzz/ for FUZZ_SECONDS

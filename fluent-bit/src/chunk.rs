@@ -220,29 +220,32 @@ impl<'a> Reader<'a> {
                 }
                 string(out, &text);
             }
-            Head::Array(n) => {
-                out.push(b'[');
-                for k in 0..n {
-                    if k > 0 {
-                        out.push(b',');
-                    }
-                    self.json(out, depth + 1)?;
-                }
-                out.push(b']');
-            }
-            Head::Map(n) => {
-                out.push(b'{');
-                for k in 0..n {
-                    if k > 0 {
-                        out.push(b',');
-                    }
-                    self.key(out, depth + 1)?;
-                    out.push(b':');
-                    self.json(out, depth + 1)?;
-                }
-                out.push(b'}');
-            }
+            Head::Array(n) => self.sequence(out, n, b"[]", |r, out| r.json(out, depth + 1))?,
+            Head::Map(n) => self.sequence(out, n, b"{}", |r, out| {
+                r.key(out, depth + 1)?;
+                out.push(b':');
+                r.json(out, depth + 1)
+            })?,
         }
+        Ok(())
+    }
+
+    /// `n` items written by `item` between the `brackets`, comma-separated.
+    fn sequence(
+        &mut self,
+        out: &mut Vec<u8>,
+        n: usize,
+        brackets: &[u8; 2],
+        mut item: impl FnMut(&mut Self, &mut Vec<u8>) -> Result<(), ChunkError>,
+    ) -> Result<(), ChunkError> {
+        out.push(brackets[0]);
+        for k in 0..n {
+            if k > 0 {
+                out.push(b',');
+            }
+            item(self, out)?;
+        }
+        out.push(brackets[1]);
         Ok(())
     }
 

@@ -129,12 +129,12 @@ impl Output {
             if !settings_.tls_verify {
                 log(
                     Level::Warn,
-                    "tls.verify off: the component's connections accept any certificate",
+                    "tls_verify off: the component's connections accept any certificate",
                 );
             }
             let tls =
                 kinesis_ship::transport::tls_config(settings_.tls_ca_file.as_deref(), settings_.tls_verify)
-                    .map_err(|e| format!("tls.ca_file: {e:#}"))?;
+                    .map_err(|e| format!("tls_ca_file: {e:#}"))?;
             options.tls = Some(tls);
         }
         let dead_letters = match &settings_.dead_letter_file {

@@ -1,8 +1,8 @@
 //! The plugin's settings, from Fluent Bit's properties: `config FILE` (the file `kinesis-ship
 //! --config` takes) and every top-level setting under its own name (objects as JSON text), the
 //! properties over the file; and the plugin's own: `component`, `max_memory`, `allow_dir`,
-//! `allow_authority`, `dead_letter_file`, and Fluent Bit's standard `tls.ca_file` and
-//! `tls.verify` for the component's connections.
+//! `allow_authority`, `dead_letter_file`, `tls_ca_file` and `tls_verify` for the component's
+//! connections (Fluent Bit keeps its dotted `tls.*` properties to itself).
 
 use std::path::PathBuf;
 
@@ -31,8 +31,8 @@ pub const PLUGIN_PROPERTIES: &[&str] = &[
     "allow_dir",
     "allow_authority",
     "dead_letter_file",
-    "tls.ca_file",
-    "tls.verify",
+    "tls_ca_file",
+    "tls_verify",
 ];
 
 /// What one `[OUTPUT]` section of `kinesis_wasm` says.
@@ -45,9 +45,9 @@ pub struct PluginSettings {
     pub sandbox: Sandbox,
     /// Every record not delivered goes here, one NDJSON line each.
     pub dead_letter_file: Option<PathBuf>,
-    /// Fluent Bit's `tls.ca_file`: an extra CA the component's connections trust.
+    /// `tls_ca_file`: an extra CA the component's connections trust.
     pub tls_ca_file: Option<PathBuf>,
-    /// Fluent Bit's `tls.verify` (default on).
+    /// `tls_verify` (default on).
     pub tls_verify: bool,
 }
 
@@ -102,11 +102,16 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         };
         config.insert(name.to_string(), value);
     }
-    let tls_verify = match property("tls.verify").map(|v| v.trim().to_ascii_lowercase()) {
+    // Fluent Bit keeps its own `tls.*` properties (like `workers`) and never hands them to a
+    // proxy plugin, so the plugin reads them under `tls_ca_file` and `tls_verify`; the dotted
+    // names still work for hosts of the ABI that pass them on.
+    let mut either = |names: [&str; 2]| names.iter().find_map(|n| property(n));
+    let tls_ca_file = either(["tls_ca_file", "tls.ca_file"]);
+    let tls_verify = match either(["tls_verify", "tls.verify"]).map(|v| v.trim().to_ascii_lowercase()) {
         None => true,
         Some(v) if matches!(v.as_str(), "on" | "true" | "yes" | "1") => true,
         Some(v) if matches!(v.as_str(), "off" | "false" | "no" | "0") => false,
-        Some(_) => return Err(error("tls.verify", "must be on or off")),
+        Some(_) => return Err(error("tls_verify", "must be on or off")),
     };
     let list = |text: Option<String>| -> Vec<String> {
         text.map(|t| {
@@ -137,7 +142,7 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         component: property("component").map(|p| PathBuf::from(p.trim())),
         sandbox,
         dead_letter_file: property("dead_letter_file").map(|p| PathBuf::from(p.trim())),
-        tls_ca_file: property("tls.ca_file").map(|p| PathBuf::from(p.trim())),
+        tls_ca_file: tls_ca_file.map(|p| PathBuf::from(p.trim())),
         tls_verify,
     })
 }
@@ -199,8 +204,19 @@ mod tests {
             "max_memory"
         );
         assert_eq!(
-            read_from(&[("tls.ca_file", "/ca.pem")]).unwrap_err().property,
-            "tls.ca_file"
+            read_from(&[("tls_verify", "maybe")]).unwrap_err().property,
+            "tls_verify"
+        );
+        let s = read_from(&[("tls_ca_file", "/ca.pem"), ("tls_verify", "Off")]).unwrap();
+        assert_eq!(
+            (s.tls_ca_file, s.tls_verify),
+            (Some(PathBuf::from("/ca.pem")), false)
+        );
+        // The dotted names, for hosts of the ABI that pass them on.
+        let s = read_from(&[("tls.ca_file", "/ca.pem"), ("tls.verify", "Off")]).unwrap();
+        assert_eq!(
+            (s.tls_ca_file, s.tls_verify),
+            (Some(PathBuf::from("/ca.pem")), false)
         );
         let e = read_from(&[("config", "/nonexistent/k.json")]).unwrap_err();
         assert!(e.message.contains("No such file"), "{e}");

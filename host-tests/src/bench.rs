@@ -308,6 +308,22 @@ pub mod sink {
 
     /// Serve on 127.0.0.1 (a free port) until the runtime stops; returns the address.
     pub async fn start(received: Arc<Received>) -> std::io::Result<std::net::SocketAddr> {
+        start_with(received, None).await
+    }
+
+    /// [`start`] over TLS with `tls` (HTTP/1.1), as Fluent Bit's native `kinesis_streams`
+    /// output insists on TLS.
+    pub async fn start_tls(
+        received: Arc<Received>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        start_with(received, Some(tls)).await
+    }
+
+    async fn start_with(
+        received: Arc<Received>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<std::net::SocketAddr> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let responses: Arc<Mutex<HashMap<usize, Bytes>>> = Arc::default();
@@ -318,6 +334,7 @@ pub mod sink {
                 };
                 let received = received.clone();
                 let responses = responses.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -352,6 +369,19 @@ pub mod sink {
                                 )
                             }
                         });
+                    if let Some(config) = tls {
+                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(client).await else {
+                            return;
+                        };
+                        let served = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = served {
+                            eprintln!("bench sink: connection: {e:?}");
+                        }
+                        return;
+                    }
                     // The JS SDK's Kinesis client speaks HTTP/2 (prior knowledge over http://);
                     // kinesis-ship HTTP/1.1.
                     let mut preface = [0u8; 4];

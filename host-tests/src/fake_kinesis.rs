@@ -18,6 +18,19 @@ pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_KEY_CHARS: usize = 256;
 const SHARDS: u64 = 4;
 
+/// A request's headers as text pairs, as the fake reads them.
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// One fault applied to a whole request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {

@@ -84,6 +84,13 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// The server side: the certificate for 127.0.0.1 and localhost, with its key.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
+    }
+}
+
 impl Default for TestCa {
     fn default() -> Self {
         TestCa::new()
@@ -165,16 +172,7 @@ async fn answer(
     if parts.method == hyper::Method::GET && path.starts_with("/_fake/") {
         return Ok(Response::new(whole(report(&fake, &path))));
     }
-    let mut headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let mut headers = crate::fake_kinesis::header_pairs(&parts.headers);
     // The client signed the host it connected to; the fake reads it like any header.
     if !headers.iter().any(|(k, _)| k == "host") {
         if let Some(a) = parts.uri.authority() {

@@ -207,16 +207,7 @@ async fn read_request(
 ) -> wasmtime_wasi_http::Result<(http::request::Parts, Vec<(String, String)>, Bytes)> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::fake_kinesis::header_pairs(&parts.headers);
     Ok((parts, headers, body))
 }
 

@@ -391,7 +391,7 @@ fn tls_ca_file_trusts_a_private_ca_and_tls_verify_off_trusts_anything() {
     assert_eq!(fake.stored().len(), 1);
 
     let ctx = plugin
-        .init(&props(&[("tls.verify", "off".into())]))
+        .init(&props(&[("tls_verify", "off".into())]))
         .expect("init without verification");
     assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
     assert_eq!(fake.stored().len(), 2);

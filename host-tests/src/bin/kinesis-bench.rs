@@ -1,6 +1,7 @@
 //! `kinesis-bench`: `make bench`. Side by side in one run: the native core, the component in
 //! wasmtime, the floor (base64 + framing + SHA-256 in wasm), kinesis-ship end to end against a
-//! plain local sink, and the AWS SDK for JavaScript v3 against the same sink. Prints a
+//! plain local sink, the AWS SDK for JavaScript v3 against the same sink, and Fluent Bit with
+//! the kinesis_wasm plugin beside Fluent Bit with its native kinesis_streams. Prints a
 //! Markdown table with ratios and writes it to `target/bench/results.md`.
 //!
 //! `kinesis-bench [--quick]`: `--quick` runs 10,000 records a workload once (a smoke test).
@@ -262,6 +263,11 @@ async fn run() -> Result<()> {
         }
     }
 
+    // Fluent Bit with our plugin beside Fluent Bit with its native output, same lines, same sink.
+    if section("fluent-bit") {
+        fluent_bit_rows(&settings, &out_dir, &mut say).await?;
+    }
+
     // Host memory over a long run.
     if section("memory") {
         let (first, last, peak) = soak(&runtime, settings.soak_records).await?;
@@ -276,6 +282,137 @@ async fn run() -> Result<()> {
 
     std::fs::write(out_dir.join("results.md"), &report)?;
     println!("\n(written to target/bench/results.md)");
+    Ok(())
+}
+
+/// One Fluent Bit run: tail `input` (`records` lines) into `output` (an `[OUTPUT]` section), until
+/// the sink has them all; wall time and the Fluent Bit process's CPU time.
+fn fluent_bit_run(
+    fluent_bit: &Path,
+    dir: &Path,
+    input: &Path,
+    output: &str,
+    received: &bench::sink::Received,
+    records: u64,
+) -> Result<(Duration, Duration)> {
+    let conf = dir.join("fluent-bit.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[SERVICE]\n    flush 1\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n{output}",
+            input.display()
+        ),
+    )?;
+    let before = received.records.load(Ordering::Relaxed);
+    let cpu_before = cpu_time(true);
+    let start = Instant::now();
+    let mut child = Command::new(fluent_bit)
+        .arg("-e")
+        .arg(root().join("dist/out_kinesis_wasm.so"))
+        .arg("-c")
+        .arg(&conf)
+        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+        .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("fluent-bit.log"))?)
+        .stderr(std::fs::File::create(dir.join("fluent-bit.err"))?)
+        .spawn()
+        .context("starting Fluent Bit")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received.records.load(Ordering::Relaxed) - before < records && Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "Fluent Bit ended ({status}) before its records arrived: see {}",
+                dir.join("fluent-bit.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = start.elapsed();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    child.wait()?;
+    let cpu = cpu_time(true) - cpu_before;
+    let got = received.records.load(Ordering::Relaxed) - before;
+    if got < records {
+        bail!(
+            "the sink received {got} of {records} records from Fluent Bit: see {}",
+            dir.join("fluent-bit.log").display()
+        );
+    }
+    Ok((wall, cpu))
+}
+
+/// Fluent Bit 5.1 with `kinesis_wasm` beside Fluent Bit with its native `kinesis_streams`: the
+/// same 200-byte JSON lines, the same local TLS sink (the native output speaks only TLS, and
+/// checks the certificate: both trust the test CA), two workers each.
+async fn fluent_bit_rows(settings: &Settings, out_dir: &Path, say: &mut impl FnMut(String)) -> Result<()> {
+    say("\n## Fluent Bit: the kinesis_wasm plugin beside the native kinesis_streams output\n".into());
+    let Some(fluent_bit) = host_tests::fluent_bit::find() else {
+        say(host_tests::fluent_bit::NOT_FOUND.into());
+        return Ok(());
+    };
+    if !root().join("dist/out_kinesis_wasm.so").is_file() {
+        bail!("dist/out_kinesis_wasm.so: run `make plugin`");
+    }
+    let ca = host_tests::listener::TestCa::new();
+    let received = Arc::new(bench::sink::Received::default());
+    let addr = bench::sink::start_tls(received.clone(), ca.server_config()).await?;
+    let ca_file = out_dir.join("bench-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem)?;
+    let n = settings.records;
+    let input = out_dir.join("fluent-bit-input.log");
+    let mut text = Vec::new();
+    for d in records(200, n) {
+        text.extend_from_slice(&d);
+        text.push(b'\n');
+    }
+    std::fs::write(&input, &text)?;
+    let plugin = format!(
+        "[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 2\n    stream_name bench\n    region us-east-1\n    endpoint https://{addr}\n    tls_ca_file {}\n    component {}\n",
+        ca_file.display(),
+        host_tests::runtime::component_path().display()
+    );
+    let native = format!(
+        "[OUTPUT]\n    name kinesis_streams\n    match *\n    workers 2\n    stream bench\n    region us-east-1\n    endpoint {}\n    port {}\n    tls.ca_file {}\n",
+        addr.ip(),
+        addr.port(),
+        ca_file.display()
+    );
+    say(format!(
+        "{n} lines of 200-byte JSON, `tail` → the output → a local TLS sink; CPU of the Fluent Bit process (its start included), median of {} runs.\n",
+        settings.reps
+    ));
+    say("| output | records/s | µs CPU/record | CPU/record plugin/native |".into());
+    say("| --- | ---: | ---: | ---: |".into());
+    let mut rows = Vec::new();
+    for (name, output) in [
+        ("kinesis_wasm (this plugin)", &plugin),
+        ("kinesis_streams (native)", &native),
+    ] {
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+        for _ in 0..settings.reps {
+            let (wall, cpu) = fluent_bit_run(&fluent_bit, out_dir, &input, output, &received, n as u64)?;
+            walls.push(wall.as_secs_f64());
+            cpus.push(cpu.as_secs_f64());
+        }
+        rows.push((
+            name,
+            n as f64 / median(&mut walls),
+            median(&mut cpus) / n as f64 * 1e6,
+        ));
+    }
+    let native_us = rows[1].2;
+    for (name, rps, us) in rows {
+        say(format!(
+            "| {name} | {rps:.0} | {us:.2} | {:.2}× |",
+            us / native_us
+        ));
+    }
+    let _ = std::fs::remove_file(&input);
     Ok(())
 }
 
