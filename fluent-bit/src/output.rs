@@ -6,11 +6,13 @@
 //! - `FLB_OK` when every record has an outcome and something was stored: records that were not
 //!   delivered are logged (and written to `dead_letter_file`), never sent again by Fluent Bit,
 //!   which would duplicate the stored ones.
-//! - `FLB_RETRY` only when nothing of the chunk was stored and something failed with a
-//!   retryable code (throttling, network, 5xx, …): Fluent Bit's retry then cannot duplicate a
-//!   stored record.
-//! - `FLB_ERROR` when nothing was stored and nothing can succeed later (every record rejected,
-//!   or refused for good), or the chunk cannot be read.
+//! - `FLB_RETRY` only when nothing of the chunk was stored and something failed (throttling,
+//!   network, 5xx, a refusal the operator may fix): Fluent Bit's retry then cannot duplicate a
+//!   stored record, and its `retry_limit` bounds it.
+//! - `FLB_ERROR` when every record was rejected (re-sending cannot help), or the chunk cannot be
+//!   read.
+//!
+//! This is the proxy world's rule too (`front::report::Verdict`).
 
 use std::fs::File;
 use std::io::Write as _;
@@ -19,9 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
-use kinesis_output::front::Problem;
-use kinesis_output::front::Tally;
-use kinesis_output::kinesis::{Code, Outcome, Verdict};
+use kinesis_output::front::{Problem, Tally, Verdict};
+use kinesis_output::kinesis::{Code, Outcome};
 use kinesis_output::shaping::Shape;
 use kinesis_ship::recovery::split_stored;
 use kinesis_ship::setup::{component_env, egress_policy, settings};
@@ -258,20 +259,14 @@ impl Output {
 
     /// What the outcomes of a chunk's put tell Fluent Bit (see the module documentation).
     fn decide(&self, tag: &str, events: &[ChunkEvent], report: &kinesis_output::PutReport) -> Flushed {
-        let delivered = report.outcomes.iter().filter(|o| o.is_delivered()).count();
-        let retryable = report.outcomes.iter().any(|o| {
-            o.code()
-                .is_some_and(|c| !matches!(c, Code::Rejected(_)) && c.record_verdict() != Verdict::Final)
-        });
-        let verdict = if delivered == events.len() || delivered > 0 {
-            Flushed::Ok
-        } else if retryable {
-            Flushed::Retry
-        } else {
-            Flushed::Error
-        };
         let mut tally = Tally::default();
         tally.add_report(1..=events.len(), report);
+        // The rule every door answers by: retry only when nothing was stored.
+        let verdict = match tally.verdict() {
+            Verdict::Done | Verdict::Partial => Flushed::Ok,
+            Verdict::RetryWhole => Flushed::Retry,
+            Verdict::GiveUp => Flushed::Error,
+        };
         if verdict == Flushed::Retry {
             (self.log)(
                 Level::Warn,

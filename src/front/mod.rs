@@ -9,7 +9,7 @@ pub mod reply;
 pub mod report;
 pub mod time;
 
-pub use report::{Problem, Tally};
+pub use report::{Problem, Tally, Verdict};
 
 #[cfg(test)]
 mod tests;

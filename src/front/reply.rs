@@ -19,7 +19,7 @@
 use serde_json::{json, Value};
 
 use super::body::{BodyError, Item};
-use super::report::Tally;
+use super::report::{Tally, Verdict as ChunkVerdict};
 use crate::config::ConfigError;
 use crate::kinesis::{Outcome, Verdict};
 
@@ -92,22 +92,23 @@ pub fn outcome_reply(items: &[Item], outcomes: &[Outcome]) -> Reply {
     if tally.problems.is_empty() {
         body.remove("problems");
     }
-    let status = if tally.failed == 0 && tally.rejected == 0 {
-        200
-    } else if tally.delivered > 0 {
-        body.insert(
-            "note".into(),
-            json!("delivered records are stored; do not re-send this body, the records under problems were not stored"),
-        );
-        202
-    } else if tally.failed > 0 {
-        body.insert(
-            "note".into(),
-            json!("no record of this body was stored; re-sending it creates no duplicates"),
-        );
-        503
-    } else {
-        422
+    let status = match tally.verdict() {
+        ChunkVerdict::Done => 200,
+        ChunkVerdict::Partial => {
+            body.insert(
+                "note".into(),
+                json!("delivered records are stored; do not re-send this body, the records under problems were not stored"),
+            );
+            202
+        }
+        ChunkVerdict::RetryWhole => {
+            body.insert(
+                "note".into(),
+                json!("no record of this body was stored; re-sending it creates no duplicates"),
+            );
+            503
+        }
+        ChunkVerdict::GiveUp => 422,
     };
     let reply = Reply::json(status, &Value::Object(body));
     if status == 503 {

@@ -406,3 +406,38 @@ fn tls_ca_file_trusts_a_private_ca_and_tls_verify_off_trusts_anything() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_refusal_with_nothing_stored_is_retried_as_the_proxy_world_answers_it() {
+    use host_tests::fake_kinesis::{FakeKinesis, Fault};
+    let fake = Arc::new(FakeKinesis::new(
+        "plugin-refused",
+        "AKIDPLUGIN",
+        "plugin-secret-value",
+    ));
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let plugin = Plugin::load();
+    let props: Vec<(&'static str, String)> = vec![
+        ("stream_name", "plugin-refused".into()),
+        ("region", "us-east-1".into()),
+        ("endpoint", format!("http://{}", listener.addr)),
+        ("partition_key", "pod".into()),
+        ("aws_key_id", "AKIDPLUGIN".into()),
+        ("aws_sec_key", "plugin-secret-value".into()),
+        (
+            "component",
+            host_tests::runtime::component_path().display().to_string(),
+        ),
+    ];
+    let ctx = plugin.init(&props).expect("init");
+    let mut chunk = Vec::new();
+    msgpack::event(&mut chunk, 1_700_000_000, false, &[("pod", "a"), ("log", "x")]);
+    // AccessDenied until the operator fixes the role: nothing stored, so Fluent Bit may retry.
+    fake.script([Fault::AccessDenied]);
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_RETRY);
+    assert!(fake.stored().is_empty());
+    // Fixed: the retry stores it.
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
+    assert_eq!(fake.stored().len(), 1);
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+}
