@@ -7,13 +7,20 @@ mod agent;
 
 use std::path::PathBuf;
 
-/// The plugin's shared library, built beside this test (`target/<profile>/`).
+/// The plugin's shared library, as `cargo test` builds it: beside this test in
+/// `target/<profile>/deps/` (`cargo build` also copies it up to `target/<profile>/`).
 pub fn plugin_library() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
-    let path = dir.join("libflb_out_kinesis_wasm.so");
-    assert!(path.is_file(), "the plugin is not built at {}", path.display());
-    path
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.to_path_buf(),
+        deps.parent().expect("target/<profile>").to_path_buf(),
+    ];
+    candidates
+        .iter()
+        .map(|d| d.join("libflb_out_kinesis_wasm.so"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("the plugin is not built beside {}", exe.display()))
 }
 
 /// A msgpack writer, as much as the tests need.
