@@ -60,18 +60,68 @@ pub enum Fault {
     StallBody,
 }
 
+/// An answer the fake gives.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Send only the first bytes of `body`, then break the stream (or stall it).
+    pub break_after: Option<usize>,
+    /// At `break_after`, wait forever instead of breaking.
+    pub stall: bool,
+    pub delay: Duration,
+}
+
+impl Answer {
+    /// The answer's body as a transport sends it: whole, or its first part followed by
+    /// `broken()` (or nothing ever, when it stalls).
+    pub fn into_body<E>(self, broken: fn() -> E) -> BrokenBody<E> {
+        let body = bytes::Bytes::from(self.body);
+        match self.break_after {
+            None => BrokenBody {
+                first: Some(body),
+                then: None,
+                broken,
+            },
+            Some(cut) => BrokenBody {
+                first: Some(body.slice(..cut)),
+                then: Some(self.stall),
+                broken,
+            },
+        }
+    }
+}
+
+/// A response body: its bytes, then, for a damaged answer, a broken stream or a stall.
+pub struct BrokenBody<E> {
+    first: Option<bytes::Bytes>,
+    /// After the first bytes: `None` the end, `Some(false)` an error, `Some(true)` a stall.
+    then: Option<bool>,
+    broken: fn() -> E,
+}
+
+impl<E> http_body::Body for BrokenBody<E> {
+    type Data = bytes::Bytes;
+    type Error = E;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, E>>> {
+        use std::task::Poll;
+        match (self.first.take(), self.then) {
+            (Some(data), _) => Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            (None, None) => Poll::Ready(None),
+            (None, Some(true)) => Poll::Pending,
+            (None, Some(false)) => Poll::Ready(Some(Err((self.broken)()))),
+        }
+    }
+}
+
 /// What the fake wants the transport to do.
 #[derive(Debug)]
 pub enum Reply {
-    Response {
-        status: u16,
-        body: Vec<u8>,
-        /// Send only the first bytes of `body`, then break the stream (or stall it).
-        break_after: Option<usize>,
-        /// At `break_after`, wait forever instead of breaking.
-        stall: bool,
-        delay: Duration,
-    },
+    Response(Answer),
     /// Fail the request as a connection error.
     ConnectionError,
     /// Nothing arrives within the client's first-byte timeout: fail after waiting that long.
@@ -232,32 +282,32 @@ impl FakeKinesis {
                     Some(Fault::TruncatedBody) if status == 200 => {
                         seen.response_damaged_after_store = stored_any;
                         let cut = resp.len() / 2;
-                        Reply::Response {
+                        Reply::Response(Answer {
                             status,
                             body: resp[..cut].to_vec(),
                             break_after: None,
                             stall: false,
                             delay,
-                        }
+                        })
                     }
                     Some(f @ (Fault::BrokenBody | Fault::StallBody)) if status == 200 => {
                         seen.response_damaged_after_store = stored_any;
                         let cut = resp.len() / 2;
-                        Reply::Response {
+                        Reply::Response(Answer {
                             status,
                             body: resp,
                             break_after: Some(cut),
                             stall: f == Fault::StallBody,
                             delay,
-                        }
+                        })
                     }
-                    _ => Reply::Response {
+                    _ => Reply::Response(Answer {
                         status,
                         body: resp,
                         break_after: None,
                         stall: false,
                         delay,
-                    },
+                    }),
                 }
             }
         };

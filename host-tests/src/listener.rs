@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use serde_json::json;
@@ -191,52 +190,20 @@ async fn answer(
         // No answer at all: the connection drops.
         Reply::ConnectionError | Reply::Timeout(_) => Err(std::io::Error::other("dropped by the fake")),
         Reply::Hang => std::future::pending().await,
-        Reply::Response {
-            status,
-            body,
-            break_after,
-            stall,
-            delay,
-        } => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+        Reply::Response(answer) => {
+            if !answer.delay.is_zero() {
+                tokio::time::sleep(answer.delay).await;
             }
-            let length = body.len();
-            let body: Body = match break_after {
-                None => whole(body),
-                Some(cut) => StreamBody::new(Parts {
-                    first: Some(Bytes::from(body).slice(..cut)),
-                    stall,
-                })
-                .boxed(),
-            };
+            let (status, length) = (answer.status, answer.body.len());
+            let body: Body = answer
+                .into_body(|| std::io::Error::other("the fake broke the body"))
+                .boxed();
             Ok(Response::builder()
                 .status(status)
                 .header("content-type", "application/x-amz-json-1.1")
                 .header("content-length", length)
                 .body(body)
                 .expect("a valid response"))
-        }
-    }
-}
-
-/// The first part of a body, then a broken stream (or one that never goes on).
-struct Parts {
-    first: Option<Bytes>,
-    stall: bool,
-}
-
-impl futures_core::Stream for Parts {
-    type Item = Result<Frame<Bytes>, std::io::Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        match self.first.take() {
-            Some(b) => std::task::Poll::Ready(Some(Ok(Frame::data(b)))),
-            None if self.stall => std::task::Poll::Pending,
-            None => std::task::Poll::Ready(Some(Err(std::io::Error::other("the fake broke the body")))),
         }
     }
 }

@@ -158,7 +158,7 @@ impl Transport for Routes {
                         &body,
                         options.and_then(|o| o.first_byte_timeout),
                     );
-                    let (status, body, break_after, stall, delay) = match reply {
+                    let answer = match reply {
                         Reply::ConnectionError => {
                             return Err(wasmtime_wasi_http::Error::ConnectionTerminated)
                         }
@@ -169,25 +169,15 @@ impl Transport for Routes {
                         }
                         // Until the guest drops the request, which aborts this task.
                         Reply::Hang => std::future::pending().await,
-                        Reply::Response {
-                            status,
-                            body,
-                            break_after,
-                            stall,
-                            delay,
-                        } => (status, body, break_after, stall, delay),
+                        Reply::Response(answer) => answer,
                     };
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+                    if !answer.delay.is_zero() {
+                        tokio::time::sleep(answer.delay).await;
                     }
-                    let body: WasiBody = match break_after {
-                        None => full_body(body),
-                        Some(cut) => BrokenBody {
-                            first: Some(Bytes::from(body).slice(..cut)),
-                            stall,
-                        }
-                        .boxed_unsync(),
-                    };
+                    let status = answer.status;
+                    let body: WasiBody = answer
+                        .into_body(|| wasmtime_wasi_http::Error::ConnectionTerminated)
+                        .boxed_unsync();
                     answered(
                         http::Response::builder()
                             .status(status)
@@ -209,29 +199,6 @@ async fn read_request(
     let body = body.collect().await?.to_bytes();
     let headers = crate::fake_kinesis::header_pairs(&parts.headers);
     Ok((parts, headers, body))
-}
-
-/// A response body that yields its first part, then fails like a dropped connection.
-struct BrokenBody {
-    first: Option<Bytes>,
-    /// After the first bytes, wait forever instead of failing.
-    stall: bool,
-}
-
-impl http_body::Body for BrokenBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        match self.first.take() {
-            Some(data) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
-            None if self.stall => std::task::Poll::Pending,
-            None => std::task::Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated))),
-        }
-    }
 }
 
 /// The product's runtime, for tests.
