@@ -117,7 +117,8 @@ impl Output {
         metrics: Option<crate::metrics::Metrics>,
     ) -> Result<Output, String> {
         let env = component_env();
-        let native = settings(&settings_.config, &env).map_err(|e| format!("configuration: {e}"))?;
+        let config_text = settings_.config.to_string();
+        let native = settings(&config_text, &env).map_err(|e| format!("configuration: {e}"))?;
         for w in &native.warnings {
             log(Level::Warn, w);
         }
@@ -151,7 +152,7 @@ impl Output {
         let output = Output {
             runtime: Arc::new(runtime),
             options,
-            config_text: settings_.config.to_string(),
+            config_text,
             shape: Some(native.sink.shape.clone()).filter(|s| !s.aggregate),
             pool: Mutex::new(Vec::new()),
             dead_letters,
@@ -247,7 +248,7 @@ impl Output {
         match result {
             Ok(report) => {
                 self.pool.lock().expect("not poisoned").push((instance, sink));
-                self.decide(tag, &events, &core_report(&report))
+                self.decide(tag, &events, &core_report(report))
             }
             Err(trap) => {
                 let accepted = instance.take_accepted();
@@ -279,12 +280,7 @@ impl Output {
         } else {
             self.report_problems(tag, events, &report.outcomes, &tally.problems);
         }
-        if let Some(metrics) = &self.metrics {
-            metrics.add(&tally);
-        }
-        let mut totals = self.totals.lock().expect("not poisoned");
-        totals.add_report(0..events.len(), report);
-        totals.problems.clear(); // counted, and logged above; not kept
+        self.account(&tally);
         verdict
     }
 
@@ -390,10 +386,17 @@ impl Output {
         for p in &problems {
             tally.add_failure(p.line, p.code.clone(), &p.message);
         }
-        if let Some(metrics) = &self.metrics {
-            metrics.add(&tally);
-        }
+        self.account(&tally);
         Flushed::Ok
+    }
+
+    /// Count one flush: in Fluent Bit's metrics, and in the totals of the summary at exit
+    /// (counts only; the flush has logged its problems).
+    fn account(&self, flush: &Tally) {
+        if let Some(metrics) = &self.metrics {
+            metrics.add(flush);
+        }
+        self.totals.lock().expect("not poisoned").add_counts(flush);
     }
 
     /// A summary of everything this output did, for the log at exit.

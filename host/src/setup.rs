@@ -110,10 +110,13 @@ impl Environment for NativeEnv<'_> {
     }
 }
 
-/// Read `config` natively, in the environment the component will see, exactly as the
+/// Read `config_json` natively, in the environment the component will see, exactly as the
 /// component reads it.
-pub fn settings(config: &Value, env: &[(String, String)]) -> Result<Settings, kinesis_output::ConfigError> {
-    Settings::from_json(&config.to_string(), &mut NativeEnv(env))
+pub fn settings(
+    config_json: &str,
+    env: &[(String, String)],
+) -> Result<Settings, kinesis_output::ConfigError> {
+    Settings::from_json(config_json, &mut NativeEnv(env))
 }
 
 /// Files the component may need to read: token files, shared AWS files, `{"file": …}` secrets.
@@ -188,7 +191,7 @@ mod tests {
     use serde_json::json;
 
     fn policy(config: &Value, env: &[(String, String)], extra: &[String]) -> Vec<String> {
-        let settings = settings(config, env).ok();
+        let settings = settings(&config.to_string(), env).ok();
         let sandbox = Sandbox {
             allow_authorities: extra.to_vec(),
             ..Sandbox::default()

@@ -78,10 +78,10 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     // The configuration read natively, once, as the component will read it: for the buffer
     // and event-time settings, the egress policy, and after a trap to format records as the
     // component did.
-    let settings = settings(&config, &env).map_err(|e| usage(anyhow!("configuration: {e}")))?;
+    let config_text = config.to_string();
+    let settings = settings(&config_text, &env).map_err(|e| usage(anyhow!("configuration: {e}")))?;
     let mut warnings = settings.warnings.clone();
     warnings.extend(plain_http_warning(&settings.sink.endpoint));
-    let config_text = config.to_string();
 
     let path = opts
         .component
@@ -281,6 +281,6 @@ async fn ship_chunk(
         })
         .collect();
     let report = instance.put(sink, &events).await?;
-    tally.add_report(reads.iter().map(|r| r.line.number), &core_report(&report));
+    tally.add_report(reads.iter().map(|r| r.line.number), &core_report(report));
     Ok(())
 }

@@ -40,16 +40,16 @@ pub use bindings::exports::kinesis::output::shipper::{
 
 /// The core's view of an outcome the component reported: the one place the WIT types map to
 /// the core's (and so to the codes every report spells).
-pub fn core_outcome(outcome: &Outcome) -> kinesis_output::Outcome {
+pub fn core_outcome(outcome: Outcome) -> kinesis_output::Outcome {
     use kinesis_output::RejectionKind as Kind;
     match outcome {
         Outcome::Delivered(d) => kinesis_output::Outcome::Delivered {
-            shard_id: d.shard_id.clone(),
-            sequence_number: d.sequence_number.clone(),
+            shard_id: d.shard_id,
+            sequence_number: d.sequence_number,
         },
         Outcome::Failed(f) => kinesis_output::Outcome::Failed {
             code: kinesis_output::Code::parse(&f.code),
-            message: f.message.clone(),
+            message: f.message,
             attempts: f.attempts,
         },
         Outcome::Rejected(r) => kinesis_output::Outcome::Rejected(kinesis_output::Rejected {
@@ -61,16 +61,16 @@ pub fn core_outcome(outcome: &Outcome) -> kinesis_output::Outcome {
                 RejectionKind::NoDataKey => Kind::NoDataKey,
                 RejectionKind::NoStreamName => Kind::NoStreamName,
             },
-            message: r.message.clone(),
+            message: r.message,
         }),
     }
 }
 
-/// The core's view of a report the component returned.
-pub fn core_report(report: &PutReport) -> kinesis_output::PutReport {
+/// The core's view of a report the component returned (its strings moved, not copied).
+pub fn core_report(report: PutReport) -> kinesis_output::PutReport {
     kinesis_output::PutReport {
-        outcomes: report.outcomes.iter().map(core_outcome).collect(),
-        credential_source: report.credential_source.clone(),
+        outcomes: report.outcomes.into_iter().map(core_outcome).collect(),
+        credential_source: report.credential_source,
         counters: kinesis_output::Counters {
             requests: report.counters.requests,
             retries: report.counters.retries,

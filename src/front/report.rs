@@ -110,6 +110,16 @@ impl Tally {
         self.credential_source.clone_from(&report.credential_source);
     }
 
+    /// Count what `other` counted (not its problems): totals over many puts.
+    pub fn add_counts(&mut self, other: &Tally) {
+        self.lines += other.lines;
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.rejected += other.rejected;
+        self.add_counters(&other.counters);
+        self.credential_source.clone_from(&other.credential_source);
+    }
+
     pub fn add_counters(&mut self, c: &Counters) {
         self.counters.requests += c.requests;
         self.counters.retries += c.retries;

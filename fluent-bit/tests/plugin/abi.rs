@@ -122,10 +122,15 @@ impl Plugin {
 }
 
 fn properties(k: &Kinesalite, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    properties_for(&k.stream, &format!("http://127.0.0.1:{}", k.port), extra)
+}
+
+/// An output's properties for `stream` at `endpoint` (keys the fakes know), `extra` over them.
+fn properties_for(stream: &str, endpoint: &str, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
     let mut props: Vec<(&'static str, String)> = vec![
-        ("stream_name", k.stream.clone()),
+        ("stream_name", stream.to_string()),
         ("region", "us-east-1".into()),
-        ("endpoint", format!("http://127.0.0.1:{}", k.port)),
+        ("endpoint", endpoint.to_string()),
         ("partition_key", "pod".into()),
         ("aws_key_id", "AKIDPLUGIN".into()),
         ("aws_sec_key", "plugin-secret-value".into()),
@@ -350,22 +355,11 @@ fn tls_ca_file_trusts_a_private_ca_and_tls_verify_off_trusts_anything() {
     let dir = std::env::temp_dir().join(format!("kinesis-wasm-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.pem"), &ca.ca_pem).unwrap();
-    let props = |extra: &[(&'static str, String)]| {
-        let mut p: Vec<(&'static str, String)> = vec![
-            ("stream_name", "plugin-tls".into()),
-            ("region", "us-east-1".into()),
-            ("endpoint", format!("https://{}", listener.addr)),
-            ("partition_key", "pod".into()),
-            ("aws_key_id", "AKIDPLUGIN".into()),
-            ("aws_sec_key", "plugin-secret-value".into()),
-            ("retries_on_batch_request", "0".into()),
-            (
-                "component",
-                host_tests::runtime::component_path().display().to_string(),
-            ),
-        ];
-        p.extend(extra.iter().cloned());
-        p
+    let endpoint = format!("https://{}", listener.addr);
+    let props = |extra: &[(&str, &str)]| {
+        let mut extra = extra.to_vec();
+        extra.push(("retries_on_batch_request", "0"));
+        properties_for("plugin-tls", &endpoint, &extra)
     };
     let mut chunk = Vec::new();
     msgpack::event(
@@ -381,27 +375,25 @@ fn tls_ca_file_trusts_a_private_ca_and_tls_verify_off_trusts_anything() {
     assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_RETRY);
     assert!(fake.stored().is_empty());
 
+    // The dotted name, which hosts of the ABI other than Fluent Bit pass on.
+    let ca_file = dir.join("ca.pem").display().to_string();
     let ctx = plugin
-        .init(&props(&[(
-            "tls.ca_file",
-            dir.join("ca.pem").display().to_string(),
-        )]))
+        .init(&props(&[("tls.ca_file", &ca_file)]))
         .expect("init with the CA");
     assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
     assert_eq!(fake.stored().len(), 1);
 
     let ctx = plugin
-        .init(&props(&[("tls_verify", "off".into())]))
+        .init(&props(&[("tls_verify", "off")]))
         .expect("init without verification");
     assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
     assert_eq!(fake.stored().len(), 2);
 
     let bad = dir.join("not-a-ca.pem");
     std::fs::write(&bad, "no certificate here").unwrap();
+    let bad = bad.display().to_string();
     assert_eq!(
-        plugin
-            .init(&props(&[("tls.ca_file", bad.display().to_string())]))
-            .err(),
+        plugin.init(&props(&[("tls_ca_file", &bad)])).err(),
         Some(FLB_ERROR)
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -417,18 +409,7 @@ fn a_refusal_with_nothing_stored_is_retried_as_the_proxy_world_answers_it() {
     ));
     let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let plugin = Plugin::load();
-    let props: Vec<(&'static str, String)> = vec![
-        ("stream_name", "plugin-refused".into()),
-        ("region", "us-east-1".into()),
-        ("endpoint", format!("http://{}", listener.addr)),
-        ("partition_key", "pod".into()),
-        ("aws_key_id", "AKIDPLUGIN".into()),
-        ("aws_sec_key", "plugin-secret-value".into()),
-        (
-            "component",
-            host_tests::runtime::component_path().display().to_string(),
-        ),
-    ];
+    let props = properties_for("plugin-refused", &format!("http://{}", listener.addr), &[]);
     let ctx = plugin.init(&props).expect("init");
     let mut chunk = Vec::new();
     msgpack::event(&mut chunk, 1_700_000_000, false, &[("pod", "a"), ("log", "x")]);

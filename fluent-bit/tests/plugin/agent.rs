@@ -189,6 +189,14 @@ fn a_configuration_error_stops_fluent_bit_at_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// How many different records the fake stored.
+fn distinct(fake: &host_tests::fake_kinesis::FakeKinesis) -> usize {
+    let mut data: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    data.sort();
+    data.dedup();
+    data.len()
+}
+
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -369,12 +377,6 @@ fn under_throttling_and_faults_nothing_is_lost_and_only_broken_answers_duplicate
         host_tests::runtime::component_path().display()
     );
     let mut agent = Agent::start(&fluent_bit, &dir, &config);
-    let distinct = |fake: &FakeKinesis| {
-        let mut data: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
-        data.sort();
-        data.dedup();
-        data.len()
-    };
     let until = Instant::now() + Duration::from_secs(180);
     while Instant::now() < until && distinct(&fake) < LINES {
         std::thread::sleep(Duration::from_secs(1));
@@ -458,12 +460,6 @@ fn after_a_sigkill_filesystem_buffering_resends_only_chunks_in_flight() {
         addr = listener.addr,
         component = host_tests::runtime::component_path().display()
     );
-    let distinct = |fake: &FakeKinesis| {
-        let mut data: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
-        data.sort();
-        data.dedup();
-        data.len()
-    };
 
     // Run 1, killed once three fifths of the lines are stored.
     let mut first = Agent::start(&fluent_bit, &dir, &config);
