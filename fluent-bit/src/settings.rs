@@ -136,6 +136,8 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
             .map(|a| a.to_ascii_lowercase())
             .collect(),
         max_memory_mib,
+        // `secrets_dir` is a setting like any other here; its folder is granted from it.
+        secrets_dir: None,
     };
     Ok(PluginSettings {
         config: Value::Object(config),

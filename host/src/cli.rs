@@ -56,6 +56,11 @@ pub struct SandboxArgs {
     /// what traps again as failed (ComponentTrap); serve answers that request with a 500.
     #[arg(long = "max-memory", value_name = "MIB", value_parser = parse_max_memory)]
     pub max_memory_mib: Option<usize>,
+    /// Where Kubernetes secrets are mounted, one folder a secret and one file a key: the
+    /// folder `valueFrom`/`mountFrom` secrets are read from (the configuration's `secrets_dir`,
+    /// over the file's), granted read-only.
+    #[arg(long = "secrets-dir", value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +134,7 @@ impl SandboxArgs {
             allow_dirs: self.allow_dirs,
             allow_authorities: self.allow_authorities,
             max_memory_mib: self.max_memory_mib,
+            secrets_dir: self.secrets_dir,
         }
     }
 }

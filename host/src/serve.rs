@@ -13,7 +13,7 @@ use wasmtime_wasi_http::io::TokioIo;
 
 use crate::engine::proxy_component_path;
 use crate::proxy::ProxyRuntime;
-use crate::setup::{proxy_egress_policy, proxy_env, read_config, Sandbox};
+use crate::setup::{proxy_egress_policy, proxy_env, read_config, Sandbox, SECRETS_DIR_VAR};
 use crate::ship::usage;
 
 /// What `kinesis-ship serve` is asked to do.
@@ -28,12 +28,20 @@ pub struct ServeOptions {
 /// Listen and serve until the process is stopped. `ready` gets the bound address.
 pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let config = match &opts.config {
-        Some(path) => Some(read_config(path).map_err(usage)?),
+        Some(path) => {
+            let mut config = read_config(path).map_err(usage)?;
+            opts.sandbox.configure(&mut config);
+            Some(config)
+        }
         None => None,
     };
     let path = opts.component.clone().unwrap_or_else(proxy_component_path);
     let runtime = ProxyRuntime::load(&path).map_err(usage)?;
-    let env = proxy_env(config.as_ref());
+    let mut env = proxy_env(config.as_ref());
+    if let (None, Some(dir)) = (&config, &opts.sandbox.secrets_dir) {
+        env.retain(|(k, _)| k != SECRETS_DIR_VAR);
+        env.push((SECRETS_DIR_VAR.to_string(), dir.to_string_lossy().into_owned()));
+    }
     let egress = proxy_egress_policy(&env);
     let empty = Value::Object(Default::default());
     let mut options = opts

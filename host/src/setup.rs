@@ -22,6 +22,9 @@ pub struct Sandbox {
     pub allow_authorities: Vec<String>,
     /// The most linear memory the component may use (`--max-memory`, MiB).
     pub max_memory_mib: Option<usize>,
+    /// Where Kubernetes secrets are mounted (`--secrets-dir`): the configuration's `secrets_dir`
+    /// (over the file's), granted read-only.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -49,6 +52,16 @@ impl Sandbox {
         }
         options.env = env;
         options
+    }
+
+    /// `--secrets-dir` written into a configuration document, over its own `secrets_dir`.
+    pub fn configure(&self, config: &mut Value) {
+        if let (Some(dir), Value::Object(map)) = (&self.secrets_dir, config) {
+            map.insert(
+                "secrets_dir".to_string(),
+                Value::String(dir.to_string_lossy().into_owned()),
+            );
+        }
     }
 }
 
@@ -120,7 +133,8 @@ pub fn settings(
 }
 
 /// Files the component may need to read: token files, shared AWS files, `{"file": …}` secrets.
-/// Their folders are granted read-only, at the same paths, with the folders given by `--allow-dir`.
+/// Their folders are granted read-only, at the same paths, with `secrets_dir` and the folders
+/// given by `--allow-dir`.
 pub fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf]) -> Vec<PathBuf> {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| PathBuf::from(v));
     let mut files: Vec<PathBuf> = [
@@ -147,6 +161,17 @@ pub fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf])
     let mut dirs: Vec<PathBuf> = files
         .iter()
         .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .chain(
+            config
+                .get("secrets_dir")
+                .and_then(Value::as_str)
+                .map(PathBuf::from),
+        )
+        .chain(
+            env.iter()
+                .filter(|(k, _)| k == SECRETS_DIR_VAR)
+                .map(|(_, v)| PathBuf::from(v)),
+        )
         .chain(extra.iter().cloned())
         .filter(|d| d.is_absolute() && d.is_dir())
         .collect();
@@ -176,6 +201,9 @@ pub fn proxy_egress_policy(env: &[(String, String)]) -> Vec<String> {
     };
     egress_policy(config.as_ref(), env)
 }
+
+/// The proxy world's `secrets_dir` as an environment variable.
+pub const SECRETS_DIR_VAR: &str = "KINESIS_OUTPUT_SECRETS_DIR";
 
 /// `--max-memory`'s value: MiB from 1 to 4096.
 pub fn parse_max_memory(text: &str) -> Result<usize, String> {

@@ -73,7 +73,8 @@ struct Read {
 
 /// Ship everything from the input. Configuration problems are [`UsageError`]s.
 pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
-    let config = read_config(&opts.config).map_err(usage)?;
+    let mut config = read_config(&opts.config).map_err(usage)?;
+    opts.sandbox.configure(&mut config);
     let env = component_env();
     // The configuration read natively, once, as the component will read it: for the buffer
     // and event-time settings, the egress policy, and after a trap to format records as the

@@ -152,6 +152,12 @@ fn check_container_uri(url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The selected profile's `region` in the shared config file (`AWS_CONFIG_FILE`, else
+/// `~/.aws/config`; `AWS_PROFILE`, else `default`), as the AWS SDKs read it.
+pub fn profile_region(env: &mut dyn Environment) -> Option<String> {
+    profile::region(env)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -210,6 +216,24 @@ mod profile {
         }
     }
 
+    fn config_path(env: &mut dyn Environment) -> Option<String> {
+        env_nonempty(env, "AWS_CONFIG_FILE")
+            .or_else(|| env_nonempty(env, "HOME").map(|h| format!("{h}/.aws/config")))
+    }
+
+    /// The selected profile's `region`, from the config file only (the SDKs do not read it from
+    /// the credentials file).
+    pub fn region(env: &mut dyn Environment) -> Option<String> {
+        let path = config_path(env)?;
+        let name = env_nonempty(env, "AWS_PROFILE").unwrap_or_else(|| "default".to_string());
+        let sections = read(env, &path, true).ok().flatten()?;
+        sections
+            .get(&name)?
+            .get("region")
+            .filter(|r| !r.is_empty())
+            .cloned()
+    }
+
     /// The credentials of the selected profile, if the shared files define any.
     pub fn source(
         env: &mut dyn Environment,
@@ -219,8 +243,7 @@ mod profile {
         let home = env_nonempty(env, "HOME");
         let credentials_path = env_nonempty(env, "AWS_SHARED_CREDENTIALS_FILE")
             .or_else(|| home.as_ref().map(|h| format!("{h}/.aws/credentials")));
-        let config_path = env_nonempty(env, "AWS_CONFIG_FILE")
-            .or_else(|| home.as_ref().map(|h| format!("{h}/.aws/config")));
+        let config_path = config_path(env);
         let explicit = env_nonempty(env, "AWS_PROFILE");
         let name = explicit.clone().unwrap_or_else(|| "default".to_string());
 

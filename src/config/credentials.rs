@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::endpoint::{check_region, parse_endpoint};
 use super::error::ConfigError;
 use super::fields::Fields;
+use super::secret::SecretSources;
 use crate::auth::provider::{AssumeRole, Sts};
 use crate::auth::Credentials;
 use crate::platform::{env_nonempty, Environment};
@@ -28,11 +29,11 @@ pub enum CredentialConfig {
 
 pub(super) fn credentials(
     fields: &mut Fields,
-    env: &mut dyn Environment,
+    sources: &mut SecretSources,
 ) -> Result<CredentialConfig, ConfigError> {
-    let key_id = fields.secret("aws_key_id", env)?;
-    let secret = fields.secret("aws_sec_key", env)?;
-    let token = fields.secret("aws_ses_token", env)?;
+    let key_id = fields.secret("aws_key_id", sources)?;
+    let secret = fields.secret("aws_sec_key", sources)?;
+    let token = fields.secret("aws_ses_token", sources)?;
     let process = match fields.object("process_credentials")? {
         Some(section) => {
             let mut f = Fields::new("process_credentials", section);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::ConfigError;
+use super::secret::SecretSources;
 use crate::auth::Secret;
-use crate::platform::{env_nonempty, Environment};
 use crate::shaping::accessor::Accessor;
 use crate::shaping::format::json_kind;
 
@@ -68,59 +68,13 @@ impl Fields {
         })
     }
 
-    /// A secret: a string, `{"value": "…"}`, `{"env": "NAME"}` or `{"file": "/path"}` (trailing
-    /// white space trimmed). Errors never show the value.
-    pub fn secret(&mut self, name: &str, env: &mut dyn Environment) -> Result<Option<Secret>, ConfigError> {
+    /// A secret in any of its forms ([`SecretSources::read`]).
+    pub fn secret(&mut self, name: &str, sources: &mut SecretSources) -> Result<Option<Secret>, ConfigError> {
         let path = self.path(name);
-        let value = match self.take(name) {
-            None => return Ok(None),
-            Some(Value::String(s)) => s,
-            Some(Value::Object(m)) if m.len() == 1 => {
-                let (kind, v) = m.into_iter().next().expect("one entry");
-                let Value::String(v) = v else {
-                    return Err(ConfigError::new(format!("{path}.{kind}"), "must be a string"));
-                };
-                match kind.as_str() {
-                    "value" => v,
-                    "env" => env_nonempty(env, &v).ok_or_else(|| {
-                        ConfigError::new(
-                            format!("{path}.env"),
-                            format!("environment variable {v} is not set"),
-                        )
-                    })?,
-                    "file" => {
-                        let bytes = env.read_file(&v).map_err(|e| {
-                            ConfigError::new(format!("{path}.file"), format!("cannot read: {e}"))
-                        })?;
-                        String::from_utf8(bytes)
-                            .map_err(|_| {
-                                ConfigError::new(format!("{path}.file"), format!("{v} is not UTF-8 text"))
-                            })?
-                            .trim_end()
-                            .to_string()
-                    }
-                    _ => {
-                        return Err(ConfigError::new(
-                            path,
-                            format!("unknown secret form {kind:?}; use a string, value, env or file"),
-                        ))
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(ConfigError::new(
-                    path,
-                    format!(
-                        "must be a string or one of {{\"value\"}}, {{\"env\"}}, {{\"file\"}}, got {}",
-                        json_kind(&other)
-                    ),
-                ))
-            }
-        };
-        if value.is_empty() {
-            return Err(ConfigError::new(path, "must not be empty"));
+        match self.take(name) {
+            None => Ok(None),
+            Some(value) => sources.read(&path, value),
         }
-        Ok(Some(Secret::new(value)))
     }
 
     /// A field name or `$.path` (Fluentd's record_accessor), kept with its text.

@@ -10,6 +10,7 @@ pub mod env;
 pub mod error;
 pub mod fields;
 pub mod front;
+pub mod secret;
 pub mod settings;
 
 pub use buffer::BufferSettings;

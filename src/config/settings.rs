@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::buffer::BufferSettings;
+use super::chain::profile_region;
 use super::credentials::{assume_role, credentials, CredentialConfig};
 use super::endpoint::{check_region, parse_endpoint};
 use super::error::ConfigError;
 use super::fields::Fields;
 use super::front::{FrontSettings, PROXY_PUT_DEADLINE};
+use super::secret::SecretSources;
 use crate::auth::provider::AssumeRole;
 use crate::kinesis::limits::{
     DEFAULT_RECORD_BYTES, DEFAULT_REQUEST_BYTES, MAX_PARTITION_KEY_CHARS, MAX_RECORDS_PER_REQUEST,
@@ -46,6 +48,7 @@ pub const SETTINGS: &[&str] = &[
     "aws_key_id",
     "aws_sec_key",
     "aws_ses_token",
+    "secrets_dir",
     "aws_iam_retries",
     "imds_v1_fallback",
     "assume_role_credentials",
@@ -85,6 +88,8 @@ pub struct Config {
     /// `scheme://authority` of the Kinesis endpoint, no trailing slash.
     pub endpoint: String,
     pub credentials: CredentialConfig,
+    /// `secrets_dir`: where `valueFrom`/`mountFrom` secrets are mounted (`<dir>/<name>/<key>`).
+    pub secrets_dir: Option<String>,
     /// `assume_role_credentials`: wraps `credentials`.
     pub assume_role: Option<AssumeRole>,
     /// Retries of instance-profile (IMDS) requests.
@@ -168,10 +173,11 @@ impl Config {
             Some(r) => r,
             None => env_nonempty(env, "AWS_REGION")
                 .or_else(|| env_nonempty(env, "AWS_DEFAULT_REGION"))
+                .or_else(|| profile_region(env))
                 .ok_or_else(|| {
                     ConfigError::new(
                         "region",
-                        "is required: set it, or AWS_REGION or AWS_DEFAULT_REGION in the environment",
+                        "is required: set it, or AWS_REGION or AWS_DEFAULT_REGION in the environment, or region in the shared config file's profile",
                     )
                 })?,
         };
@@ -182,7 +188,22 @@ impl Config {
             None => region::kinesis_endpoint(&region),
         };
 
-        let credentials = credentials(fields, env)?;
+        let secrets_dir = fields.string("secrets_dir")?;
+        if let Some(dir) = &secrets_dir {
+            if !dir.starts_with('/') {
+                return Err(ConfigError::new(
+                    "secrets_dir",
+                    format!("{dir:?} must be an absolute path"),
+                ));
+            }
+        }
+        let credentials = credentials(
+            fields,
+            &mut SecretSources {
+                env,
+                secrets_dir: secrets_dir.as_deref(),
+            },
+        )?;
         let assume_role = match fields.object("assume_role_credentials")? {
             Some(section) => Some(assume_role(section, &region, env)?),
             None => None,
@@ -294,6 +315,7 @@ impl Config {
             region,
             endpoint,
             credentials,
+            secrets_dir,
             assume_role,
             aws_iam_retries,
             imds_v1_fallback,
@@ -608,6 +630,51 @@ mod tests {
         );
     }
 
+    /// After the variables, the shared config file's profile, as the AWS SDKs resolve it
+    /// (`[default]`, or `[profile NAME]` for `AWS_PROFILE`); never the credentials file.
+    #[test]
+    fn region_falls_back_to_the_shared_config_profile() {
+        let files = vec![
+            (
+                "/home/u/.aws/config",
+                "[default]\nregion = eu-central-1\n[profile prod]\nregion = ap-northeast-1\n[prod]\nregion = no-such-1\n",
+            ),
+            ("/home/u/.aws/credentials", "[creds-only]\nregion = sa-east-1\n"),
+            ("/etc/aws.conf", "[profile other]\nregion = ca-central-1\n"),
+        ];
+        let region = |vars: Vec<(&'static str, &'static str)>| {
+            let mut env = Env(vars, files.clone());
+            Config::from_json(r#"{"stream_name":"s"}"#, &mut env).map(|c| c.region)
+        };
+        assert_eq!(region(vec![("HOME", "/home/u")]).unwrap(), "eu-central-1");
+        assert_eq!(
+            region(vec![("HOME", "/home/u"), ("AWS_PROFILE", "prod")]).unwrap(),
+            "ap-northeast-1"
+        );
+        assert_eq!(
+            region(vec![
+                ("HOME", "/home/u"),
+                ("AWS_PROFILE", "prod"),
+                ("AWS_DEFAULT_REGION", "us-west-2")
+            ])
+            .unwrap(),
+            "us-west-2",
+            "the variables come first"
+        );
+        assert_eq!(
+            region(vec![
+                ("HOME", "/home/u"),
+                ("AWS_CONFIG_FILE", "/etc/aws.conf"),
+                ("AWS_PROFILE", "other")
+            ])
+            .unwrap(),
+            "ca-central-1"
+        );
+        let e = region(vec![("HOME", "/home/u"), ("AWS_PROFILE", "creds-only")]).unwrap_err();
+        assert_eq!(e.field, "region");
+        assert!(e.message.contains("shared config file"), "{e}");
+    }
+
     #[test]
     fn partial_credentials_are_clear_errors() {
         let e = parse(r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKID"}"#).unwrap_err();
@@ -643,6 +710,116 @@ mod tests {
         }
     }
 
+    /// The logging-operator's secret type: `valueFrom` and `mountFrom` with a `secretKeyRef`,
+    /// read from Kubernetes' secret-volume layout under `secrets_dir`.
+    #[test]
+    fn secrets_come_from_kubernetes_secret_volumes() {
+        let mut env = Env(
+            vec![],
+            vec![
+                ("/etc/kinesis/secrets/aws-keys/id", "AKIDFROMSECRET\n"),
+                ("/etc/kinesis/secrets/aws-keys/secret", "SECRETFROMVOLUME"),
+                ("/etc/kinesis/secrets/session/token", "TOKENFROMVOLUME"),
+            ],
+        );
+        let r = |name: &str, key: &str| format!(r#"{{"secretKeyRef":{{"name":"{name}","key":"{key}"}}}}"#);
+        let json = format!(
+            r#"{{"stream_name":"s","region":"us-east-1","secrets_dir":"/etc/kinesis/secrets/",
+            "aws_key_id":{{"valueFrom":{}}},"aws_sec_key":{{"mountFrom":{}}},"aws_ses_token":{{"valueFrom":{}}}}}"#,
+            r("aws-keys", "id"),
+            r("aws-keys", "secret"),
+            r("session", "token"),
+        );
+        let c = Config::from_json(&json, &mut env).unwrap();
+        let CredentialConfig::Static(k) = &c.credentials else {
+            panic!()
+        };
+        assert_eq!(k.access_key_id, "AKIDFROMSECRET");
+        assert_eq!(k.secret_access_key.expose(), "SECRETFROMVOLUME");
+        assert_eq!(k.session_token.as_ref().unwrap().expose(), "TOKENFROMVOLUME");
+        assert_eq!(c.secrets_dir.as_deref(), Some("/etc/kinesis/secrets/"));
+
+        // An optional key that is missing leaves the setting unset.
+        let json = format!(
+            r#"{{"stream_name":"s","region":"us-east-1","secrets_dir":"/etc/kinesis/secrets",
+            "aws_key_id":{{"valueFrom":{}}},"aws_sec_key":{{"valueFrom":{}}},
+            "aws_ses_token":{{"valueFrom":{{"secretKeyRef":{{"name":"session","key":"gone","optional":true}}}}}}}}"#,
+            r("aws-keys", "id"),
+            r("aws-keys", "secret"),
+        );
+        let c = Config::from_json(&json, &mut env).unwrap();
+        let CredentialConfig::Static(k) = &c.credentials else {
+            panic!()
+        };
+        assert!(k.session_token.is_none());
+
+        let dir = r#""secrets_dir":"/etc/kinesis/secrets","#;
+        for (settings, secret, field, rule) in [
+            (
+                dir,
+                r("aws-keys", "nokey"),
+                "aws_sec_key.valueFrom.secretKeyRef",
+                r#"secret "aws-keys" has no key "nokey""#,
+            ),
+            (
+                dir,
+                r("gone", "secret"),
+                "aws_sec_key.valueFrom.secretKeyRef",
+                r#"secret "gone" has no key "secret""#,
+            ),
+            (
+                "",
+                r("aws-keys", "secret"),
+                "aws_sec_key.valueFrom.secretKeyRef",
+                "needs secrets_dir",
+            ),
+            (
+                dir,
+                r("..", "secret"),
+                "aws_sec_key.valueFrom.secretKeyRef.name",
+                "not a Kubernetes secret name",
+            ),
+            (
+                dir,
+                r("aws-keys", "../../x"),
+                "aws_sec_key.valueFrom.secretKeyRef.key",
+                "not a Kubernetes secret key",
+            ),
+            (
+                dir,
+                r#"{"secretKeyRef":{"name":"aws-keys"}}"#.into(),
+                "aws_sec_key.valueFrom.secretKeyRef.key",
+                "is required",
+            ),
+            (
+                dir,
+                r#"{"secretKeyRef":{"name":"a","key":"b","path":"c"}}"#.into(),
+                "aws_sec_key.valueFrom.secretKeyRef.path",
+                "use name, key and optional",
+            ),
+            (
+                dir,
+                r#"{"configMapKeyRef":{}}"#.into(),
+                "aws_sec_key.valueFrom.secretKeyRef",
+                "is required",
+            ),
+            (
+                r#""secrets_dir":"secrets","#,
+                r("aws-keys", "secret"),
+                "secrets_dir",
+                "absolute path",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"stream_name":"s","region":"us-east-1",{settings}"aws_key_id":"A","aws_sec_key":{{"valueFrom":{secret}}}}}"#
+            );
+            let e = Config::from_json(&json, &mut env).unwrap_err();
+            assert_eq!(e.field, field, "{secret}");
+            assert!(e.message.contains(rule), "{secret}: {e}");
+            assert!(!e.to_string().contains("FROMVOLUME"), "{e}");
+        }
+    }
+
     #[test]
     fn secrets_come_as_values_variables_or_files() {
         let mut env = Env(
@@ -667,7 +844,7 @@ mod tests {
             (
                 r#"{"value":"a","env":"b"}"#,
                 "aws_sec_key",
-                "must be a string or one of",
+                "(one of them), got an object with \"value\", \"env\"",
             ),
         ] {
             let json = format!(

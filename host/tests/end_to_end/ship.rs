@@ -336,3 +336,98 @@ fn aggregated_records_deaggregate_with_the_official_library() {
     let want = multiset(lines.iter().map(|l| expected(l)));
     assert!(got == want, "the user records differ from the input");
 }
+
+/// A Kubernetes secret volume as the kubelet writes it: the files in a timestamped folder,
+/// `..data` pointing at it, and each key a link through `..data`.
+fn secret_volume(dir: &Path, name: &str, keys: &[(&str, &str)]) {
+    let secret = dir.join(name);
+    let stamped = secret.join("..2026_11_28_04_00_00.000000001");
+    std::fs::create_dir_all(&stamped).unwrap();
+    for (key, value) in keys {
+        std::fs::write(stamped.join(key), value).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{key}"), secret.join(key)).unwrap();
+    }
+    std::os::unix::fs::symlink("..2026_11_28_04_00_00.000000001", secret.join("..data")).unwrap();
+}
+
+#[test]
+fn a_logging_operator_spec_with_its_secrets_ships_unchanged() {
+    // The keys the signature-checking fake expects exist only in the mounted secrets.
+    let fake = std::sync::Arc::new(host_tests::fake_kinesis::FakeKinesis::new(
+        "operator-secrets",
+        "AKIDFROMSECRET",
+        "volume-secret-value",
+    ));
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("k8s-secrets");
+    let secrets = dir.join("secrets");
+    secret_volume(
+        &secrets,
+        "kinesis-keys",
+        &[("id", "AKIDFROMSECRET\n"), ("secret", "volume-secret-value\n")],
+    );
+    host_tests::transcript::secrets_in_env(&[("secret".to_string(), "volume-secret-value".to_string())]);
+    let spec = format!(
+        r#"apiVersion: logging.banzaicloud.io/v1beta1
+kind: Output
+metadata:
+  name: kinesis-output-sample
+spec:
+  kinesisStream:
+    stream_name: operator-secrets
+    region: us-east-1
+    endpoint: http://{}
+    aws_key_id:
+      valueFrom:
+        secretKeyRef:
+          name: kinesis-keys
+          key: id
+    aws_sec_key:
+      mountFrom:
+        secretKeyRef:
+          name: kinesis-keys
+          key: secret
+    aws_ses_token:
+      valueFrom:
+        secretKeyRef:
+          name: kinesis-keys
+          key: token
+          optional: true
+"#,
+        listener.addr
+    );
+    let config = dir.join("output.yaml");
+    std::fs::write(&config, spec).unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ];
+    let (code, stderr) = ship_env(&args, Some(b"{\"log\":\"signed with mounted keys\"}\n"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].data, b"{\"log\":\"signed with mounted keys\"}\n");
+
+    // A key the secret does not have: exit 2, naming the secret and the key, never a value.
+    let spec = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("key: secret", "key: password");
+    std::fs::write(&config, spec).unwrap();
+    let (code, stderr) = ship_env(&args, Some(b""), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(r#"aws_sec_key.mountFrom.secretKeyRef: secret "kinesis-keys" has no key "password""#),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("volume-secret-value") && !stderr.contains("AKIDFROMSECRET"),
+        "{stderr}"
+    );
+
+    // Without --secrets-dir (and no secrets_dir setting) the error says what is missing.
+    let (code, stderr) = ship_env(&args[..2], Some(b""), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("needs secrets_dir"), "{stderr}");
+}
