@@ -173,6 +173,9 @@ pub struct RandomFaults {
     pub request_faults: Vec<Fault>,
 }
 
+/// The account the fake's streams belong to.
+pub const ACCOUNT: &str = "111111111111";
+
 pub struct FakeKinesis {
     pub region: String,
     pub streams: Vec<String>,
@@ -388,14 +391,38 @@ impl FakeKinesis {
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
             return error(400, "SerializationException", "body is not JSON");
         };
-        let Some(stream) = parsed["StreamName"].as_str() else {
-            return error(400, "ValidationException", "StreamName is required");
+        // A stream by name, or by ARN in the fake's region and account (never both).
+        let by_arn = |arn: &str| {
+            let prefix = format!("arn:aws:kinesis:{}:{ACCOUNT}:stream/", self.region);
+            arn.strip_prefix(&prefix).map(str::to_string)
         };
+        let stream = match (parsed["StreamName"].as_str(), parsed["StreamARN"].as_str()) {
+            (Some(name), None) => name.to_string(),
+            (None, Some(arn)) => match by_arn(arn) {
+                Some(name) => name,
+                None => {
+                    return error(
+                        400,
+                        "AccessDeniedException",
+                        &format!("{arn} is not a stream of account {ACCOUNT} in {}", self.region),
+                    )
+                }
+            },
+            (Some(_), Some(_)) => {
+                return error(
+                    400,
+                    "ValidationException",
+                    "give StreamName or StreamARN, not both",
+                )
+            }
+            (None, None) => return error(400, "ValidationException", "StreamName is required"),
+        };
+        let stream = stream.as_str();
         if !self.streams.iter().any(|s| s == stream) {
             return error(
                 400,
                 "ResourceNotFoundException",
-                &format!("Stream {stream} under account 111111111111 not found."),
+                &format!("Stream {stream} under account {ACCOUNT} not found."),
             );
         }
         let Some(records) = parsed["Records"].as_array() else {

@@ -12,6 +12,7 @@ pub mod fields;
 pub mod front;
 pub mod secret;
 pub mod settings;
+pub mod stream_arn;
 
 pub use buffer::BufferSettings;
 pub use chain::resolve;

@@ -16,6 +16,7 @@ use super::error::ConfigError;
 use super::fields::Fields;
 use super::front::{FrontSettings, PROXY_PUT_DEADLINE};
 use super::secret::SecretSources;
+use super::stream_arn::StreamArn;
 use crate::auth::provider::AssumeRole;
 use crate::kinesis::limits::{
     DEFAULT_RECORD_BYTES, DEFAULT_REQUEST_BYTES, MAX_PARTITION_KEY_CHARS, MAX_RECORDS_PER_REQUEST,
@@ -42,6 +43,7 @@ const MAX_IAM_RETRIES: u64 = 20;
 /// setting (the proxy and command worlds) look these names up.
 pub const SETTINGS: &[&str] = &[
     "stream_name",
+    "stream_arn",
     "region",
     "endpoint",
     "partition_key",
@@ -84,6 +86,8 @@ pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 pub struct Config {
     /// How each record is shaped (stream, key, format, inject, compression, size).
     pub shape: Shape,
+    /// `stream_arn`: PutRecords names the stream by this ARN (the shape's stream name is its name).
+    pub stream_arn: Option<String>,
     pub region: String,
     /// `scheme://authority` of the Kinesis endpoint, no trailing slash.
     pub endpoint: String,
@@ -164,14 +168,36 @@ impl Config {
         env: &mut dyn Environment,
         default_put_deadline: Duration,
     ) -> Result<Config, ConfigError> {
-        let stream_name = fields
-            .string("stream_name")?
-            .ok_or_else(|| ConfigError::new("stream_name", "is required"))?;
+        let stream_arn = match fields.string("stream_arn")? {
+            Some(text) => Some(StreamArn::parse(&text).map_err(|e| ConfigError::new("stream_arn", e))?),
+            None => None,
+        };
+        let stream_name = match (fields.string("stream_name")?, &stream_arn) {
+            (Some(name), Some(arn)) if name != arn.name => {
+                return Err(ConfigError::new(
+                    "stream_name",
+                    format!(
+                        "{name:?} is not the stream of stream_arn ({:?}); give one of them",
+                        arn.name
+                    ),
+                ))
+            }
+            (Some(name), _) => name,
+            (None, Some(arn)) => arn.name.clone(),
+            (None, None) => return Err(ConfigError::new("stream_name", "is required (or stream_arn)")),
+        };
         let stream_name = StreamName::parse(&stream_name).map_err(|e| ConfigError::new("stream_name", e))?;
 
-        let region = match fields.string("region")? {
-            Some(r) => r,
-            None => env_nonempty(env, "AWS_REGION")
+        let region = match (fields.string("region")?, &stream_arn) {
+            (Some(r), Some(arn)) if r != arn.region => {
+                return Err(ConfigError::new(
+                    "region",
+                    format!("{r:?} is not the region of stream_arn ({:?})", arn.region),
+                ))
+            }
+            (Some(r), _) => r,
+            (None, Some(arn)) => arn.region.clone(),
+            (None, None) => env_nonempty(env, "AWS_REGION")
                 .or_else(|| env_nonempty(env, "AWS_DEFAULT_REGION"))
                 .or_else(|| profile_region(env))
                 .ok_or_else(|| {
@@ -183,9 +209,10 @@ impl Config {
         };
         check_region(&region)?;
 
-        let endpoint = match fields.string("endpoint")? {
-            Some(url) => parse_endpoint(&url)?,
-            None => region::kinesis_endpoint(&region),
+        let endpoint = match (fields.string("endpoint")?, &stream_arn) {
+            (Some(url), _) => parse_endpoint(&url)?,
+            (None, Some(arn)) => arn.endpoint(),
+            (None, None) => region::kinesis_endpoint(&region),
         };
 
         let secrets_dir = fields.string("secrets_dir")?;
@@ -312,6 +339,7 @@ impl Config {
                 fixed_partition_key,
                 max_record_size,
             },
+            stream_arn: stream_arn.map(|a| a.arn),
             region,
             endpoint,
             credentials,

@@ -367,7 +367,10 @@ impl Sink {
         let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
         let mut body = Vec::with_capacity(capacity);
         encode_put_records(
-            &batch[0].record.stream,
+            self.config
+                .stream_arn
+                .as_deref()
+                .unwrap_or(&batch[0].record.stream),
             batch.iter().map(|p| &p.record),
             &mut body,
         );

@@ -26,15 +26,20 @@ pub const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Write the PutRecords body for `records` into `out` (cleared first): base64 straight into the
-/// buffer, keys and stream name JSON-escaped.
+/// buffer, keys and stream JSON-escaped. `stream` is a stream name, or a stream ARN (`arn:…`,
+/// sent as `StreamARN`; a name never holds a `:`).
 pub fn encode_put_records<'a>(
-    stream_name: &str,
+    stream: &str,
     records: impl IntoIterator<Item = &'a PreparedRecord>,
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    out.extend_from_slice(b"{\"StreamName\":");
-    write_json_string(stream_name, out);
+    if stream.starts_with("arn:") {
+        out.extend_from_slice(b"{\"StreamARN\":");
+    } else {
+        out.extend_from_slice(b"{\"StreamName\":");
+    }
+    write_json_string(stream, out);
     out.extend_from_slice(b",\"Records\":[");
     for (i, record) in records.into_iter().enumerate() {
         if i > 0 {

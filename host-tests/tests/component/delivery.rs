@@ -396,3 +396,55 @@ async fn no_secret_appears_in_any_report_error_or_log() {
         }
     }
 }
+
+/// `stream_arn`: PutRecords names the stream by ARN, at the account endpoint AWS's endpoint
+/// rules give it; a region that contradicts the ARN is a configuration error.
+#[tokio::test(flavor = "multi_thread")]
+async fn puts_by_stream_arn_at_the_account_endpoint() {
+    let fake = fake();
+    let events = records(30);
+    let arn = format!(
+        "arn:aws:kinesis:us-east-1:{}:stream/{STREAM}",
+        host_tests::fake_kinesis::ACCOUNT
+    );
+    let mut cfg: serde_json::Value = serde_json::from_str(&config(json!({"stream_arn": arn}))).unwrap();
+    let map = cfg.as_object_mut().unwrap();
+    map.remove("stream_name");
+    map.remove("endpoint");
+    let (report, _) = ship(&fake, &cfg.to_string(), &events).await;
+    assert_exactly_delivered(&fake, &events, &report);
+    let seen = fake.seen();
+    let host = seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(host, Some("111111111111.data-kinesis.us-east-1.amazonaws.com"));
+
+    // Another account's ARN reaches the service and is refused there, per record, not lost.
+    let other = json!({"stream_arn": "arn:aws:kinesis:us-east-1:222222222222:stream/logs"});
+    let mut inst = instance(&fake).await;
+    let sink = inst.open(&config(other)).await.unwrap().expect("config accepted");
+    let report = inst.put(sink, &events[..2]).await.unwrap();
+    assert!(
+        report.outcomes.iter().all(|o| matches!(o, Outcome::Failed(_))),
+        "{report:?}"
+    );
+
+    let mut inst = instance(&fake).await;
+    let e = inst
+        .open(&config(json!({"stream_arn": arn, "region": "eu-west-1"})))
+        .await
+        .unwrap()
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "region");
+    assert!(e.message.contains("not the region of stream_arn"), "{e:?}");
+    let e = inst
+        .open(&config(json!({"stream_arn": arn, "stream_name": "other"})))
+        .await
+        .unwrap()
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "stream_name");
+}
