@@ -36,6 +36,7 @@ mod faults;
 pub mod process;
 pub mod proxy;
 pub mod recovery;
+pub mod room;
 pub mod serve;
 pub mod setup;
 pub mod ship;

@@ -13,7 +13,8 @@ use wasmtime_wasi_http::io::TokioIo;
 
 use crate::engine::proxy_component_path;
 use crate::proxy::ProxyRuntime;
-use crate::setup::{proxy_egress_policy, proxy_env, read_config, Sandbox, SECRETS_DIR_VAR};
+use crate::room::Room;
+use crate::setup::{egress_policy, proxy_env, proxy_settings, read_config, Sandbox, SECRETS_DIR_VAR};
 use crate::ship::usage;
 
 /// What `kinesis-ship serve` is asked to do.
@@ -42,7 +43,11 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         env.retain(|(k, _)| k != SECRETS_DIR_VAR);
         env.push((SECRETS_DIR_VAR.to_string(), dir.to_string_lossy().into_owned()));
     }
-    let egress = proxy_egress_policy(&env);
+    // The configuration read natively, as the component reads it: the egress policy and the
+    // buffer limit. (One that does not parse reaches nothing; the component answers its error.)
+    let settings = proxy_settings(&env);
+    let egress = egress_policy(settings.as_ref().map(|s| &s.sink), &env);
+    let room = Room::new(&settings.map(|s| s.buffer).unwrap_or_default());
     let empty = Value::Object(Default::default());
     let mut options = opts
         .sandbox
@@ -53,14 +58,21 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         .with_context(|| format!("listening on {}", opts.listen))
         .map_err(usage)?;
     ready(listener.local_addr().map_err(|e| anyhow!("{e}"))?);
-    let shared = Arc::new((runtime, options));
+    let shared = Arc::new((runtime, options, room));
     loop {
         let (client, _) = listener.accept().await?;
         let shared = shared.clone();
         tokio::task::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { shared.0.handle(&shared.1, req).await }
+                async move {
+                    let (runtime, options, room) = &*shared;
+                    match room.admit(req).await {
+                        // The room is held until the component has answered.
+                        Ok(admitted) => runtime.handle(options, admitted.request).await,
+                        Err(answer) => Ok(answer),
+                    }
+                }
             });
             if let Err(e) = http1::Builder::new()
                 .keep_alive(true)

@@ -190,16 +190,13 @@ pub fn egress_policy(config: Option<&Config>, env: &[(String, String)]) -> Vec<S
         .unwrap_or_default()
 }
 
-/// The proxy world's egress policy: its configuration is read from the environment it is given,
-/// as the component reads it.
-pub fn proxy_egress_policy(env: &[(String, String)]) -> Vec<String> {
-    let config = match envconfig::from_env(&mut NativeEnv(env)) {
-        Ok(Some(json)) => Settings::for_proxy(&json, &mut NativeEnv(env))
-            .ok()
-            .map(|s| s.sink),
+/// The proxy world's settings, read from the environment it is given as the component reads
+/// them; `None` when there are none or they do not parse.
+pub fn proxy_settings(env: &[(String, String)]) -> Option<Settings> {
+    match envconfig::from_env(&mut NativeEnv(env)) {
+        Ok(Some(json)) => Settings::for_proxy(&json, &mut NativeEnv(env)).ok(),
         _ => None,
-    };
-    egress_policy(config.as_ref(), env)
+    }
 }
 
 /// The proxy world's `secrets_dir` as an environment variable.

@@ -17,11 +17,22 @@ pub struct BufferSettings {
     /// Flush a chunk this long after its first record arrived (`flush_interval`, default 60 s).
     pub flush_interval: Duration,
     /// At most this many bytes buffered (`total_limit_size`, default 512 MiB); must be at least
-    /// `chunk_limit_size`. `kinesis-ship` holds one chunk at a time.
+    /// `chunk_limit_size`. `kinesis-ship` holds one chunk at a time; `kinesis-ship serve` holds
+    /// at most this many bytes of request bodies at once.
     pub total_limit_size: usize,
-    /// `throw_exception`, `block` or `drop_oldest_chunk`; `kinesis-ship` reads its input only
-    /// as fast as it ships, so it never overflows and always behaves as `block`.
-    pub overflow_action: String,
+    /// What happens past `total_limit_size`. `kinesis-ship` reads its input only as fast as it
+    /// ships, so it never overflows and always behaves as `block`; `kinesis-ship serve` answers
+    /// 503 (`throw_exception`, and `drop_oldest_chunk`: it holds no queued chunk to drop, only
+    /// requests being shipped) or makes the request wait for room (`block`).
+    pub overflow_action: Overflow,
+}
+
+/// Fluentd's `overflow_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    ThrowException,
+    Block,
+    DropOldestChunk,
 }
 
 impl Default for BufferSettings {
@@ -31,38 +42,57 @@ impl Default for BufferSettings {
             chunk_limit_size: 8 * 1024 * 1024,
             flush_interval: Duration::from_secs(60),
             total_limit_size: 512 * 1024 * 1024,
-            overflow_action: "throw_exception".to_string(),
+            overflow_action: Overflow::ThrowException,
         }
     }
 }
 
-/// Fluentd buffer settings that have no meaning for our hosts: accepted, and named in a warning.
+/// Every other key of Fluentd's `<buffer>` section (its output plugin base, `Buffer` and the
+/// `file`/`file_single` buffers) and of the logging-operator's `Buffer` type: accepted, and named
+/// in a warning, since our hosts have no use for them.
 const FLUENTD_ONLY_BUFFER_KEYS: &[&str] = &[
+    // The operator's own keys beside Fluentd's.
     "type",
     "@type",
-    "path",
+    "@id",
+    "@log_level",
+    "disabled",
+    "tags",
+    "chunk_keys",
+    // Chunking by time and queueing.
     "timekey",
     "timekey_wait",
     "timekey_use_utc",
     "timekey_zone",
+    "chunk_full_threshold",
+    "queue_limit_length",
+    "queued_chunks_limit_size",
+    "compress",
+    // Flushing threads.
     "flush_mode",
     "flush_thread_count",
+    "flush_thread_interval",
+    "flush_thread_burst_interval",
     "flush_at_shutdown",
+    "delayed_commit_timeout",
+    // Retries (the sink's own retry settings apply instead).
     "retry_forever",
     "retry_max_times",
     "retry_timeout",
+    "retry_secondary_threshold",
     "retry_type",
     "retry_wait",
     "retry_max_interval",
     "retry_exponential_backoff_base",
     "retry_randomize",
-    "queued_chunks_limit_size",
-    "compress",
-    "delayed_commit_timeout",
-    "disabled",
-    "tags",
-    "chunk_full_threshold",
-    "queue_limit_length",
+    "disable_chunk_backup",
+    // File buffers.
+    "path",
+    "path_suffix",
+    "file_permission",
+    "dir_permission",
+    "calc_num_records",
+    "chunk_format",
 ];
 
 /// The settings this section applies.
@@ -155,14 +185,17 @@ impl BufferSettings {
                 "total_limit_size" => settings.total_limit_size = parse_size(&field, value)?,
                 "flush_interval" => settings.flush_interval = parse_duration(&field, value)?,
                 "overflow_action" => {
-                    let action = value.as_str().unwrap_or_default();
-                    if !matches!(action, "throw_exception" | "block" | "drop_oldest_chunk") {
-                        return Err(ConfigError::new(
-                            field,
-                            "must be throw_exception, block or drop_oldest_chunk",
-                        ));
+                    settings.overflow_action = match value.as_str().unwrap_or_default() {
+                        "throw_exception" => Overflow::ThrowException,
+                        "block" => Overflow::Block,
+                        "drop_oldest_chunk" => Overflow::DropOldestChunk,
+                        _ => {
+                            return Err(ConfigError::new(
+                                field,
+                                "must be throw_exception, block or drop_oldest_chunk",
+                            ))
+                        }
                     }
-                    settings.overflow_action = action.to_string();
                 }
                 k if FLUENTD_ONLY_BUFFER_KEYS.contains(&k) => warnings.push(format!(
                     "{field} is a Fluentd setting that kinesis-output's hosts do not apply"
@@ -221,6 +254,70 @@ mod tests {
             Duration::from_millis(500)
         );
         assert!(parse_duration("f", &json!("soon")).is_err());
+    }
+
+    /// Every key of the logging-operator's `Buffer` type (pkg/sdk/logging/model/output/buffer.go)
+    /// and of Fluentd's `<buffer>` section is accepted: applied, or named in a warning.
+    #[test]
+    fn every_operator_and_fluentd_buffer_key_is_accepted() {
+        let operator = [
+            "disabled",
+            "type",
+            "tags",
+            "path",
+            "chunk_limit_size",
+            "chunk_limit_records",
+            "total_limit_size",
+            "queue_limit_length",
+            "chunk_full_threshold",
+            "queued_chunks_limit_size",
+            "compress",
+            "flush_at_shutdown",
+            "flush_mode",
+            "flush_interval",
+            "flush_thread_count",
+            "flush_thread_interval",
+            "flush_thread_burst_interval",
+            "delayed_commit_timeout",
+            "overflow_action",
+            "retry_timeout",
+            "retry_forever",
+            "retry_max_times",
+            "retry_secondary_threshold",
+            "retry_type",
+            "retry_wait",
+            "retry_exponential_backoff_base",
+            "retry_max_interval",
+            "retry_randomize",
+            "disable_chunk_backup",
+            "timekey",
+            "timekey_wait",
+            "timekey_use_utc",
+            "timekey_zone",
+        ];
+        let fluentd = [
+            "@type",
+            "@id",
+            "@log_level",
+            "chunk_keys",
+            "path_suffix",
+            "file_permission",
+            "dir_permission",
+            "calc_num_records",
+            "chunk_format",
+        ];
+        for key in operator.iter().chain(&fluentd) {
+            let value = match *key {
+                "chunk_limit_size" | "total_limit_size" => json!("8m"),
+                "chunk_limit_records" => json!(10),
+                "flush_interval" => json!("5s"),
+                "overflow_action" => json!("block"),
+                _ => json!("x"),
+            };
+            let (_, warnings) = read(json!({ *key: value })).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let applied = APPLIED.contains(key);
+            assert_eq!(warnings.is_empty(), applied, "{key}: {warnings:?}");
+        }
     }
 
     #[test]

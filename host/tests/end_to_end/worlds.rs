@@ -247,3 +247,65 @@ fn fluent_bit_over_http_with_default_chunks_loses_nothing() {
     assert_eq!(k.read().len(), LINES, "every line once");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `buffer.total_limit_size` bounds what `kinesis-ship serve` holds at once: past it a request
+/// gets 503 with `Retry-After` (`throw_exception`) or waits for room (`block`); a body larger
+/// than the whole limit gets 413. Nothing is lost: a refused body was not shipped, and sent again
+/// it is.
+#[test]
+fn serve_holds_at_most_the_buffers_total_limit() {
+    use host_tests::fake_kinesis::{FakeKinesis, Fault};
+    let body = |from: usize| ndjson(&lines(from, 60));
+    let (first, second) = (body(0), body(100));
+    assert!(first.len() > 4096 && first.len() < 6144, "{}", first.len());
+    for overflow in ["throw_exception", "block"] {
+        let fake = std::sync::Arc::new(FakeKinesis::new("it-room", KEY_ID_VALUE, SECRET_VALUE));
+        let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let dir = temp_dir(&format!("room-{overflow}"));
+        let config = json!({
+            "stream_name": "it-room", "region": "us-east-1",
+            "endpoint": format!("http://{}", listener.addr), "partition_key": "pod",
+            "buffer": {"chunk_limit_size": "1k", "total_limit_size": "8k", "overflow_action": overflow},
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let server = kinesis_ship_serve(&dir.join("config.json"));
+        // The first request's put takes 3 s at the service: its body holds the room meanwhile.
+        fake.script([Fault::Slow(Duration::from_secs(3))]);
+        let addr = server.addr.clone();
+        let first_body = first.clone();
+        let held = std::thread::spawn(move || http(&addr, "POST", "/", &[], &first_body).unwrap());
+        std::thread::sleep(Duration::from_millis(800));
+        let started = std::time::Instant::now();
+        let (status, head, answer) = http_with_head(&server.addr, "POST", "/", &[], &second).unwrap();
+        let (first_status, first_answer) = held.join().unwrap();
+        assert_eq!(first_status, 200, "{first_answer}");
+        if overflow == "block" {
+            assert_eq!(status, 200, "{answer}");
+            assert!(started.elapsed() > Duration::from_secs(1), "it waited for room");
+        } else {
+            assert_eq!(status, 503, "{answer}");
+            assert!(head.contains("\r\nretry-after: 1"), "{head}");
+            assert!(answer.contains("total_limit_size"), "{answer}");
+            // Sent again once there is room, it ships.
+            let (status, answer) = http(&server.addr, "POST", "/", &[], &second).unwrap();
+            assert_eq!(status, 200, "{answer}");
+        }
+        // More than the whole limit can never fit.
+        let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&lines(200, 120))).unwrap();
+        assert_eq!(status, 413, "{answer}");
+        drop(server);
+        let stored: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+        let mut want: Vec<Vec<u8>> = lines(0, 60)
+            .iter()
+            .chain(&lines(100, 60))
+            .map(|l| expected(l).0)
+            .collect();
+        let mut got = stored.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(
+            got, want,
+            "{overflow}: every record of the two bodies once, none of the refused one"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! `kinesis-ship serve`'s buffer limit: at most `buffer.total_limit_size` bytes of request bodies
+//! held at once, with Fluentd's `overflow_action` deciding what a request that does not fit gets:
+//! a 503 with `Retry-After` (`throw_exception`; `drop_oldest_chunk` too, since serve holds no
+//! queued chunk it could drop, only requests being shipped), or a wait for room (`block`).
+//! Nothing is lost either way: a refused request was not read, and the agent sends it again.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use kinesis_output::config::buffer::Overflow;
+use kinesis_output::config::BufferSettings;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::proxy::ProxyBody;
+
+/// Permits count KiB, so that any `total_limit_size` fits a semaphore's `u32` requests.
+const UNIT: usize = 1024;
+/// What a refused request is told to wait before sending again, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// A request body, streamed as it came or read whole (when it had no `Content-Length`).
+pub type AdmittedBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// The room for request bodies.
+pub struct Room {
+    units: Arc<Semaphore>,
+    limit: usize,
+    block: bool,
+}
+
+/// A request let in, and the room it holds until dropped.
+pub struct Admitted {
+    pub request: hyper::Request<AdmittedBody>,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl Room {
+    pub fn new(buffer: &BufferSettings) -> Room {
+        let units = buffer.total_limit_size.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
+        Room {
+            units: Arc::new(Semaphore::new(units)),
+            limit: buffer.total_limit_size,
+            block: buffer.overflow_action == Overflow::Block,
+        }
+    }
+
+    /// Let `request` in once its body fits, or answer it here.
+    pub async fn admit(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<Admitted, hyper::Response<ProxyBody>> {
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let (parts, body) = request.into_parts();
+        let (size, body) = match declared {
+            Some(size) => (size, body.boxed()),
+            None => {
+                // No length given: read it, up to the limit, to know what it holds.
+                match Limited::new(body, self.limit).collect().await {
+                    Ok(collected) => {
+                        let bytes = collected.to_bytes();
+                        let full = Full::new(bytes.clone())
+                            .map_err(|never: Infallible| match never {})
+                            .boxed();
+                        (bytes.len(), full)
+                    }
+                    Err(_) => (
+                        self.limit + 1,
+                        Full::new(Bytes::new()).map_err(|n| match n {}).boxed(),
+                    ),
+                }
+            }
+        };
+        if size == 0 {
+            return Ok(Admitted {
+                request: hyper::Request::from_parts(parts, body),
+                _held: None,
+            });
+        }
+        if size > self.limit {
+            return Err(answer(
+                413,
+                &format!(
+                    "the body ({size} bytes) is larger than buffer.total_limit_size ({} bytes)",
+                    self.limit
+                ),
+                false,
+            ));
+        }
+        let units = size.div_ceil(UNIT) as u32;
+        let held = if self.block {
+            self.units.clone().acquire_many_owned(units).await.ok()
+        } else {
+            self.units.clone().try_acquire_many_owned(units).ok()
+        };
+        match held {
+            Some(permit) => Ok(Admitted {
+                request: hyper::Request::from_parts(parts, body),
+                _held: Some(permit),
+            }),
+            None => Err(answer(
+                503,
+                &format!(
+                    "buffer.total_limit_size ({} bytes) is held by requests being shipped; send again later",
+                    self.limit
+                ),
+                true,
+            )),
+        }
+    }
+}
+
+/// A JSON error answer, with `Retry-After` when sending again later can succeed.
+pub fn answer(status: u16, message: &str, retry: bool) -> hyper::Response<ProxyBody> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if retry {
+        response = response.header("retry-after", RETRY_AFTER_SECONDS.to_string());
+    }
+    response
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid response")
+}
