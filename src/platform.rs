@@ -42,6 +42,17 @@ pub struct HttpRequest {
     /// Give up on connecting, on the first response byte, and between response bytes after this
     /// long (each separately).
     pub timeout: Duration,
+    /// Give up on the whole exchange (head and body) this long after it starts, whatever the
+    /// phases' timeouts allow: what is left of the `put_deadline`.
+    pub within: Duration,
+}
+
+impl HttpRequest {
+    /// The longest a request with `timeout` may take without a deadline of its own: the head
+    /// within `timeout` of the start, the body within `timeout` of the head.
+    pub fn unbounded_within(timeout: Duration) -> Duration {
+        timeout.saturating_mul(2)
+    }
 }
 
 /// The response to an [`HttpRequest`].
@@ -108,4 +119,76 @@ pub trait Platform: Environment {
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>>;
     /// Run a `credential_process` command through the host and return its standard output.
     fn run_process(&mut self, command: &str) -> Result<String, String>;
+}
+
+/// A platform bounded by a deadline (monotonic): every request's timeouts and `within` are cut
+/// to the time left, every sleep too, and once the deadline has passed a request is not sent at
+/// all (`PutDeadlineReached`: certainly not stored). Whatever is asked of it, no call outlasts
+/// the deadline by more than the time to return.
+pub struct Bounded<'a> {
+    platform: &'a mut dyn Platform,
+    deadline: Duration,
+    /// What the deadline is, for messages (`put_deadline of 50s`).
+    what: String,
+}
+
+/// The transport code of a request not sent because the deadline had passed.
+pub const DEADLINE_REACHED: &str = "PutDeadlineReached";
+
+impl<'a> Bounded<'a> {
+    pub fn new(platform: &'a mut dyn Platform, deadline: Duration, what: String) -> Bounded<'a> {
+        Bounded {
+            platform,
+            deadline,
+            what,
+        }
+    }
+
+    /// The time left until the deadline.
+    pub fn left(&mut self) -> Duration {
+        self.deadline.saturating_sub(self.platform.monotonic())
+    }
+}
+
+impl Environment for Bounded<'_> {
+    fn var(&mut self, name: &str) -> Option<String> {
+        self.platform.var(name)
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        self.platform.read_file(path)
+    }
+}
+
+impl Platform for Bounded<'_> {
+    fn wall_clock(&mut self) -> SystemTime {
+        self.platform.wall_clock()
+    }
+    fn monotonic(&mut self) -> Duration {
+        self.platform.monotonic()
+    }
+    fn sleep(&mut self, duration: Duration) {
+        let left = self.left();
+        self.platform.sleep(duration.min(left));
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        self.platform.fill_random(buf)
+    }
+    fn send_all(&mut self, mut requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        let left = self.left();
+        if left.is_zero() {
+            let why = format!("not sent: the {} has passed", self.what);
+            return requests
+                .iter()
+                .map(|_| Err(TransportError::new(DEADLINE_REACHED, why.clone())))
+                .collect();
+        }
+        for r in &mut requests {
+            r.timeout = r.timeout.min(left);
+            r.within = r.within.min(left);
+        }
+        self.platform.send_all(requests)
+    }
+    fn run_process(&mut self, command: &str) -> Result<String, String> {
+        self.platform.run_process(command)
+    }
 }

@@ -86,7 +86,9 @@ pub enum Source {
         endpoint: String,
         retries: u32,
         allow_v1: bool,
+        /// Waits between attempts: `base_delay × 2^(n-1)`, at most `max_delay`.
         base_delay: Duration,
+        max_delay: Duration,
     },
     /// A `credential_process` command, run by the host.
     Process { command: String },
@@ -213,6 +215,7 @@ impl Provider {
                     headers,
                     body: Vec::new(),
                     timeout: CREDENTIAL_REQUEST_TIMEOUT,
+                    within: HttpRequest::unbounded_within(CREDENTIAL_REQUEST_TIMEOUT),
                 };
                 let response = send_one(platform, request)?;
                 if response.status != 200 {
@@ -229,16 +232,17 @@ impl Provider {
                 retries,
                 allow_v1,
                 base_delay,
+                max_delay,
             } => {
-                let (endpoint, retries, allow_v1, base_delay) =
-                    (endpoint.clone(), *retries, *allow_v1, *base_delay);
+                let (endpoint, retries, allow_v1, base_delay, max_delay) =
+                    (endpoint.clone(), *retries, *allow_v1, *base_delay, *max_delay);
                 let mut last = CredentialError {
                     message: String::new(),
                 };
                 for attempt in 0..=retries {
                     if attempt > 0 {
                         let factor = 2f64.powi((attempt - 1).min(30) as i32);
-                        platform.sleep(base_delay.mul_f64(factor));
+                        platform.sleep(base_delay.mul_f64(factor).min(max_delay));
                     }
                     match imds_fetch(platform, &endpoint, allow_v1) {
                         Ok(c) => return Ok(c),
@@ -305,6 +309,7 @@ fn imds_fetch(platform: &mut dyn Platform, endpoint: &str, allow_v1: bool) -> Re
         )],
         body: Vec::new(),
         timeout: CREDENTIAL_REQUEST_TIMEOUT,
+        within: HttpRequest::unbounded_within(CREDENTIAL_REQUEST_TIMEOUT),
     };
     let token = match send_one(platform, token_request) {
         Ok(r) if r.status == 200 => Some(String::from_utf8_lossy(&r.body).trim().to_string()),
@@ -333,6 +338,7 @@ fn imds_fetch(platform: &mut dyn Platform, endpoint: &str, allow_v1: bool) -> Re
                 headers: headers.clone(),
                 body: Vec::new(),
                 timeout: CREDENTIAL_REQUEST_TIMEOUT,
+                within: HttpRequest::unbounded_within(CREDENTIAL_REQUEST_TIMEOUT),
             },
         )
         .map_err(ImdsError::Retry)?;
@@ -381,6 +387,7 @@ fn sts_request(endpoint: &str, body: String) -> HttpRequest {
         )],
         body: body.into_bytes(),
         timeout: CREDENTIAL_REQUEST_TIMEOUT,
+        within: HttpRequest::unbounded_within(CREDENTIAL_REQUEST_TIMEOUT),
     }
 }
 

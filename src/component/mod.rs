@@ -109,16 +109,18 @@ impl Platform for Wasi {
         // as long again from the head for the body, kept here with a clock pollable: a host that
         // ignores the request options, or an endpoint that stalls, can delay a request but
         // never hang the put.
-        let timeouts: Vec<u64> = requests
-            .iter()
-            .map(|r| u64::try_from(r.timeout.as_nanos()).unwrap_or(u64::MAX))
-            .collect();
+        // `within` bounds the whole exchange besides: no head or body is waited for past it.
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let started = monotonic_clock::now();
+        let timeouts: Vec<(u64, u64)> = requests
+            .iter()
+            .map(|r| (nanos(r.timeout), started.saturating_add(nanos(r.within))))
+            .collect();
         let mut slots: Vec<Slot> = requests
             .iter()
             .zip(&timeouts)
-            .map(|(r, timeout)| {
-                let deadline = started.saturating_add(*timeout);
+            .map(|(r, (timeout, end))| {
+                let deadline = started.saturating_add(*timeout).min(*end);
                 match start_request(r, deadline) {
                     Ok((future, write_error)) => Slot::Waiting {
                         future,
@@ -153,9 +155,9 @@ impl Platform for Wasi {
             drop(pollables);
             // Move every request on as far as it goes without waiting.
             let now = monotonic_clock::now();
-            for (slot, timeout) in slots.iter_mut().zip(&timeouts) {
+            for (slot, (timeout, end)) in slots.iter_mut().zip(&timeouts) {
                 let current = std::mem::replace(slot, Slot::Done(Err(local_error("", ""))));
-                *slot = current.advance(now, *timeout);
+                *slot = current.advance(now, *timeout, *end);
             }
         }
         slots
@@ -204,7 +206,9 @@ struct Reading {
 }
 
 impl Slot {
-    fn advance(self, now: u64, timeout: u64) -> Slot {
+    /// Move on without waiting. The body's deadline is `timeout` after its head, and never
+    /// past `end` (the whole exchange's).
+    fn advance(self, now: u64, timeout: u64, end: u64) -> Slot {
         match self {
             Slot::Waiting {
                 future,
@@ -212,8 +216,8 @@ impl Slot {
                 deadline,
             } => match future.get() {
                 Some(Ok(Ok(response))) => {
-                    match start_reading(response, write_error, now.saturating_add(timeout)) {
-                        Ok(reading) => Slot::Reading(reading).advance(now, timeout),
+                    match start_reading(response, write_error, now.saturating_add(timeout).min(end)) {
+                        Ok(reading) => Slot::Reading(reading).advance(now, timeout, end),
                         Err(e) => Slot::Done(Err(e)),
                     }
                 }

@@ -124,6 +124,7 @@ fn default_chain(config: &Config, env: &mut dyn Environment) -> Result<Source, C
         retries: config.aws_iam_retries,
         allow_v1: config.imds_v1_fallback,
         base_delay: config.retry_base_delay,
+        max_delay: config.retry_max_delay,
     })
 }
 

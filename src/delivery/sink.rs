@@ -19,7 +19,9 @@ use crate::kinesis::wire::{
     encode_put_records, parse_put_records_response, EntryResult, CONTENT_TYPE, PUT_RECORDS_TARGET,
 };
 use crate::kinesis::{Counters, Event, Outcome, PreparedRecord, PutReport, Rejected, RejectionKind};
-use crate::platform::{Environment, HttpRequest, HttpResponse, Platform, TransportCode, TransportError};
+use crate::platform::{
+    Bounded, Environment, HttpRequest, HttpResponse, Platform, TransportCode, TransportError,
+};
 use crate::shaping::record::{prepare, random_key};
 
 /// An open sink: a validated configuration and its credentials provider.
@@ -99,8 +101,18 @@ impl Sink {
     }
 
     /// Ship `events`; returns when each has an outcome, in input order.
+    ///
+    /// `put_deadline` is a hard bound: every request, credential fetch and wait inside is cut to
+    /// the time left ([`Bounded`]), so a put returns within `put_deadline` plus the time to
+    /// prepare, sign and answer (milliseconds), whatever the endpoints do.
     pub fn put(&mut self, events: &[Event<'_>], platform: &mut dyn Platform) -> PutReport {
         let started = platform.monotonic();
+        let mut bounded = Bounded::new(
+            platform,
+            started + self.config.put_deadline,
+            format!("put_deadline of {:?}", self.config.put_deadline),
+        );
+        let platform: &mut dyn Platform = &mut bounded;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut counters = Counters::default();
 
@@ -179,7 +191,7 @@ impl Sink {
             );
             backoff_exponent += 1;
             let elapsed = platform.monotonic().saturating_sub(started);
-            if elapsed + wait > self.config.put_deadline {
+            if elapsed + wait >= self.config.put_deadline {
                 let why = format!(
                     "gave up: the next retry would pass the put_deadline of {:?}",
                     self.config.put_deadline
@@ -386,6 +398,7 @@ impl Sink {
             headers,
             body,
             timeout: self.config.request_timeout,
+            within: HttpRequest::unbounded_within(self.config.request_timeout),
         })
     }
 }

@@ -42,3 +42,30 @@ async fn a_hung_endpoint_or_a_stalled_body_never_hangs_the_put() {
         );
     }
 }
+
+/// `put_deadline` bounds the whole put, not only the waits between rounds: with a
+/// `request_timeout` of a minute, a hung request and a stalled body are cut at the deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn put_deadline_cuts_hung_requests_and_stalled_bodies() {
+    for fault in [Fault::Hang, Fault::StallBody] {
+        let fake = fake();
+        fake.script([fault.clone(), fault.clone(), fault.clone(), fault]);
+        let events = records(4);
+        let started = std::time::Instant::now();
+        let cfg = config(json!({"request_timeout": 60, "put_deadline": 1.5}));
+        let (report, _) = ship(&fake, &cfg, &events).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+            "took {took:?}"
+        );
+        for o in &report.outcomes {
+            match o {
+                Outcome::Failed(f) => assert!(f.message.contains("put_deadline"), "{}", f.message),
+                // A stalled body was stored before it stalled: the records may be there.
+                Outcome::Delivered(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ use super::*;
 use crate::platform::TransportCode;
 
 type Handler = Box<dyn FnMut(usize, &Value) -> Result<HttpResponse, TransportError>>;
+type Endpoint = Box<dyn FnMut(&HttpRequest) -> Result<HttpResponse, TransportError>>;
 
 /// A platform whose clock moves only when the core sleeps.
 struct Fake {
@@ -21,6 +22,8 @@ struct Fake {
     /// Called with the request number and the parsed body.
     handler: Handler,
     requests: Vec<HttpRequest>,
+    /// Answers requests to credential endpoints (anything not PutRecords).
+    credentials_endpoint: Option<Endpoint>,
     /// Every record the fake stored: (data, partition key).
     stored: Vec<(Vec<u8>, String)>,
     batch_sizes: Vec<usize>,
@@ -35,6 +38,7 @@ impl Fake {
             env: HashMap::new(),
             handler: Box::new(handler),
             requests: Vec::new(),
+            credentials_endpoint: None,
             stored: Vec::new(),
             batch_sizes: Vec::new(),
         }
@@ -72,7 +76,20 @@ impl Platform for Fake {
     }
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         let mut out = Vec::new();
+        // Requests sent together take as long as the slowest.
+        let mut longest = Duration::ZERO;
         for r in requests {
+            if !r.headers.iter().any(|(k, _)| k == "x-amz-target") {
+                // A credential endpoint.
+                let response = match &mut self.credentials_endpoint {
+                    Some(endpoint) => endpoint(&r),
+                    None => Err(TransportError::new("ConnectionRefused", "no credential endpoint")),
+                };
+                let response = self.hang_out(&r, response, &mut longest);
+                self.requests.push(r);
+                out.push(response);
+                continue;
+            }
             let body: Value = serde_json::from_slice(&r.body).expect("the core sends JSON");
             let n = self.requests.len();
             self.batch_sizes.push(body["Records"].as_array().unwrap().len());
@@ -91,11 +108,36 @@ impl Platform for Fake {
                     }
                 }
             }
+            let response = self.hang_out(&r, response, &mut longest);
             self.requests.push(r);
             out.push(response);
         }
+        self.now += longest;
         out
     }
+}
+
+impl Fake {
+    /// A handler's `Hang`: the endpoint never answers, so the request takes all the time it is
+    /// allowed (`within`), then times out.
+    fn hang_out(
+        &mut self,
+        r: &HttpRequest,
+        response: Result<HttpResponse, TransportError>,
+        longest: &mut Duration,
+    ) -> Result<HttpResponse, TransportError> {
+        match response {
+            Err(e) if e.code == TransportCode::Other("Hang".into()) => {
+                *longest = (*longest).max(r.within);
+                Err(TransportError::new("ConnectionReadTimeout", "no answer"))
+            }
+            other => other,
+        }
+    }
+}
+
+fn hang() -> Result<HttpResponse, TransportError> {
+    Err(TransportError::new("Hang", ""))
 }
 
 fn decode(rec: &Value) -> (Vec<u8>, String) {
@@ -816,4 +858,78 @@ fn a_request_the_host_refuses_fails_at_once_without_retries() {
     }
     assert_eq!(fake.requests.len(), 1, "no retries");
     assert!(fake.sleeps.is_empty());
+}
+
+/// `put_deadline` is a hard bound. The fake's endpoints take all the time a request allows when
+/// they hang; whatever hangs, inside one put, the put returns by its deadline.
+#[test]
+fn put_deadline_bounds_every_wait_and_request_inside_a_put() {
+    let deadline = Duration::from_secs(7);
+    let within_deadline = |fake: &Fake, what: &str| {
+        assert!(fake.now <= deadline, "{what}: the put took {:?}", fake.now);
+        assert!(
+            fake.requests
+                .iter()
+                .all(|r| r.within <= deadline && r.timeout <= deadline),
+            "{what}: a request was allowed past the deadline"
+        );
+    };
+    let recs = records(3);
+
+    // Hung and stalled PutRecords requests (request_timeout 60 s, each may take 120 s).
+    let mut fake = Fake::new(|_, _| hang());
+    let report = sink(r#","put_deadline":7,"request_timeout":60"#).put(&events(&recs), &mut fake);
+    within_deadline(&fake, "hung requests");
+    let (code, message, _) = failed(&report.outcomes[0]);
+    assert_eq!(code, "NetworkError");
+    assert!(message.contains("put_deadline"), "{message}");
+
+    // The instance profile failing at every attempt, with the most retries: its waits
+    // (retry_base_delay × 2^n) would add up to hours; they stop at the deadline.
+    let mut fake = Fake::new(|_, body| ok(body));
+    fake.credentials_endpoint = Some(Box::new(|_| {
+        Ok(HttpResponse {
+            status: 500,
+            body: b"busy".to_vec(),
+        })
+    }));
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_iam_retries":20,"retry_base_delay":30,"retry_max_delay":3600,"put_deadline":7}"#;
+    let mut imds = Sink::open(json, &mut fake).unwrap();
+    let report = imds.put(&events(&recs), &mut fake);
+    within_deadline(&fake, "IMDS failing");
+    assert!(matches!(report.outcomes[0], Outcome::Failed { .. }));
+    assert!(fake.stored.is_empty());
+
+    // The instance profile hanging.
+    let mut fake = Fake::new(|_, body| ok(body));
+    fake.credentials_endpoint = Some(Box::new(|_| hang()));
+    let mut imds = Sink::open(json, &mut fake).unwrap();
+    imds.put(&events(&recs), &mut fake);
+    within_deadline(&fake, "IMDS hanging");
+
+    // STS hanging under assume_role_credentials.
+    let mut fake = Fake::new(|_, body| ok(body));
+    fake.credentials_endpoint = Some(Box::new(|_| hang()));
+    let assume = r#","put_deadline":7,"assume_role_credentials":{"role_arn":"arn:aws:iam::123456789012:role/r","role_session_name":"s1"}"#;
+    let report = sink(assume).put(&events(&recs), &mut fake);
+    within_deadline(&fake, "STS hanging");
+    let (code, _, _) = failed(&report.outcomes[0]);
+    assert_eq!(code, "CredentialsUnavailable");
+}
+
+/// IMDS retries wait `retry_base_delay × 2^(n-1)`, at most `retry_max_delay` each.
+#[test]
+fn instance_profile_waits_are_capped_by_retry_max_delay() {
+    let mut fake = Fake::new(|_, body| ok(body));
+    fake.credentials_endpoint = Some(Box::new(|_| {
+        Ok(HttpResponse {
+            status: 500,
+            body: Vec::new(),
+        })
+    }));
+    let json = r#"{"stream_name":"s","region":"us-east-1","aws_iam_retries":6,"retry_base_delay":1,"retry_max_delay":5,"retries_on_batch_request":0}"#;
+    let mut sink = Sink::open(json, &mut fake).unwrap();
+    sink.put(&events(&records(1)), &mut fake);
+    let secs: Vec<u64> = fake.sleeps.iter().map(|d| d.as_secs()).collect();
+    assert_eq!(secs, [1, 2, 4, 5, 5, 5]);
 }
