@@ -375,6 +375,7 @@ fn formatter(mut f: Fields) -> Result<Formatter, ConfigError> {
         "ltsv" => Formatter::Ltsv {
             delimiter: f.string("delimiter")?.unwrap_or_else(|| "\t".to_string()),
             label_delimiter: f.string("label_delimiter")?.unwrap_or_else(|| ":".to_string()),
+            replacement: f.string("replacement")?.unwrap_or_else(|| " ".to_string()),
             add_newline: add_newline(&mut f)?,
         },
         "csv" => {
@@ -454,10 +455,11 @@ fn time_style(f: &mut Fields, default_format: Option<&str>) -> Result<TimeStyle,
     if utc.is_some() && localtime.is_some() {
         return Err(ConfigError::new(f.path("utc"), "give utc or localtime, not both"));
     }
-    let zone = match (&timezone, utc) {
-        (Some(tz), _) => Zone::parse(tz).map_err(|e| ConfigError::new(f.path("timezone"), e))?,
-        // Without a zone database the component's local time is UTC unless `timezone` says otherwise.
-        _ => Zone::UTC,
+    let zone = match (&timezone, utc, localtime) {
+        (Some(tz), _, _) => Zone::parse(tz).map_err(|e| ConfigError::new(f.path("timezone"), e))?,
+        (None, Some(true), _) | (None, _, Some(false)) => Zone::UTC,
+        // Fluentd's default: local time, which is UTC here (no zone database in the component).
+        _ => Zone::LOCAL,
     };
     match kind.as_deref() {
         None | Some("string") => Ok(TimeStyle::Text { format, zone }),
@@ -488,6 +490,7 @@ fn inject(mut f: Fields) -> Result<Inject, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -701,6 +704,63 @@ mod tests {
         let e = region(vec![("HOME", "/home/u"), ("AWS_PROFILE", "creds-only")]).unwrap_err();
         assert_eq!(e.field, "region");
         assert!(e.message.contains("shared config file"), "{e}");
+    }
+
+    /// Event times as Fluentd writes them, against the real Ruby's output
+    /// (tests/fixtures/fluentd-time.tsv, from scripts/fluentd-time.rb): `out_file` with its time
+    /// settings read from the configuration, and `inject`'s float.
+    #[test]
+    fn event_times_are_fluentds_bytes() {
+        let fixture = include_str!("../../tests/fixtures/fluentd-time.tsv");
+        let mut checked = 0;
+        for line in fixture.lines().filter(|l| !l.starts_with('#')) {
+            let mut cols = line.split('\t');
+            let (case, secs, nanos, want) = (
+                cols.next().unwrap(),
+                cols.next().unwrap().parse::<i64>().unwrap(),
+                cols.next().unwrap().parse::<u32>().unwrap(),
+                cols.next().unwrap(),
+            );
+            let time = |format: Value| {
+                let json = json!({"stream_name": "s", "region": "us-east-1", "format": format});
+                match Config::from_json(&json.to_string(), &mut no_env)
+                    .unwrap()
+                    .shape
+                    .format
+                {
+                    Formatter::OutFile { time, .. } => time.text(secs, nanos),
+                    other => panic!("{other:?}"),
+                }
+            };
+            let (name, rest) = case.split_once(' ').unwrap_or((case, ""));
+            let got = match (name, rest) {
+                ("iso8601", "local") => time(json!({"type": "out_file"})),
+                ("iso8601", "utc") => time(json!({"type": "out_file", "utc": true})),
+                ("iso8601", tz) => time(json!({"type": "out_file", "timezone": tz})),
+                ("strftime", rest) => {
+                    let (zone, format) = rest.split_once(' ').unwrap();
+                    match zone {
+                        "local" => time(json!({"type": "out_file", "time_format": format})),
+                        "utc" => time(json!({"type": "out_file", "localtime": false, "time_format": format})),
+                        tz => time(json!({"type": "out_file", "timezone": tz, "time_format": format})),
+                    }
+                }
+                ("float" | "unixtime", "") => time(json!({"type": "out_file", "time_type": name})),
+                ("inject", "float") => {
+                    let json = json!({"stream_name": "s", "region": "us-east-1",
+                        "inject": {"time_key": "t", "time_type": "float"}});
+                    let c = Config::from_json(&json.to_string(), &mut no_env).unwrap();
+                    let v = c.shape.inject.unwrap().time.value(secs, nanos);
+                    assert_eq!(v.as_f64(), Some(want.parse::<f64>().unwrap()), "{line}");
+                    checked += 1;
+                    continue;
+                }
+                _ => panic!("unknown case {case:?}"),
+            };
+            assert_eq!(got, want, "{line}");
+            checked += 1;
+        }
+        assert_eq!(checked, 110);
     }
 
     #[test]
@@ -957,6 +1017,7 @@ mod tests {
             Formatter::Ltsv {
                 delimiter: ",".into(),
                 label_delimiter: "=".into(),
+                replacement: " ".into(),
                 add_newline: true
             }
         );

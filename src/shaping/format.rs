@@ -24,7 +24,11 @@ impl TimeStyle {
     pub fn value(&self, seconds: i64, nanos: u32) -> Value {
         match self {
             TimeStyle::Unixtime => Value::from(seconds),
-            TimeStyle::Float => Value::from(seconds as f64 + f64::from(nanos) / 1e9),
+            // Fluentd's inject: `time.to_r.truncate(6).to_f`, microseconds. The quotient of two
+            // integers exact in f64 is the double nearest the rational, as Ruby's `to_f`.
+            TimeStyle::Float => {
+                Value::from((seconds * 1_000_000 + i64::from(nanos / 1000)) as f64 / 1_000_000.0)
+            }
             TimeStyle::Text { .. } => Value::String(self.text(seconds, nanos)),
         }
     }
@@ -33,7 +37,7 @@ impl TimeStyle {
     pub fn text(&self, seconds: i64, nanos: u32) -> String {
         match self {
             TimeStyle::Unixtime => seconds.to_string(),
-            TimeStyle::Float => ruby_float(seconds as f64 + f64::from(nanos) / 1e9),
+            TimeStyle::Float => fluentd_float_time(seconds, nanos),
             TimeStyle::Text {
                 format: Some(f),
                 zone,
@@ -41,6 +45,20 @@ impl TimeStyle {
             TimeStyle::Text { format: None, zone } => iso8601(seconds, *zone),
         }
     }
+}
+
+/// Fluentd's `NumericTimeFormatter#format_float` (lib/fluent/time.rb), byte for byte: the
+/// nanoseconds' digits when there are nine, and otherwise as many zeros as digits were missing
+/// (it replaces the digits instead of padding them): `….500000000`, `….123456789`, but
+/// `….00000000` for 5 ns or none and `….0` for 12,345,678 ns.
+pub fn fluentd_float_time(seconds: i64, nanos: u32) -> String {
+    let digits = nanos.to_string();
+    let fraction = if digits.len() < 9 {
+        "0".repeat(9 - digits.len())
+    } else {
+        digits
+    };
+    format!("{seconds}.{fraction}")
 }
 
 /// A configured formatter.
@@ -52,6 +70,8 @@ pub enum Formatter {
     Ltsv {
         delimiter: String,
         label_delimiter: String,
+        /// Written instead of the delimiter inside a value (Fluentd's `replacement`, a space).
+        replacement: String,
         add_newline: bool,
     },
     Csv {
@@ -96,16 +116,25 @@ impl Formatter {
             Formatter::Ltsv {
                 delimiter,
                 label_delimiter,
+                replacement,
                 add_newline,
             } => {
                 let mut s = String::new();
+                let mut text = String::new();
                 for (i, (label, value)) in record.iter().enumerate() {
                     if i > 0 {
                         s.push_str(delimiter);
                     }
                     s.push_str(label);
                     s.push_str(label_delimiter);
-                    ruby_to_s(value, &mut s);
+                    // `value.to_s.gsub(delimiter, replacement)`.
+                    text.clear();
+                    ruby_to_s(value, &mut text);
+                    if !delimiter.is_empty() && text.contains(delimiter.as_str()) {
+                        s.push_str(&text.replace(delimiter.as_str(), replacement));
+                    } else {
+                        s.push_str(&text);
+                    }
                 }
                 newline(s, *add_newline)
             }

@@ -1,8 +1,9 @@
 //! Formatting event times as Fluentd does: Ruby's `strftime` (with Fluentd's `%N`, `%3N`, …),
 //! in UTC or a fixed offset.
 //!
-//! A component has no local time zone, so "local time" is the configured `timezone` (a fixed
-//! offset such as `+09:00`), or UTC when none is given.
+//! A component has no local time zone: Fluentd's default local time is written as a host in UTC
+//! writes it (`+00:00`, `%Z` = `UTC`); `utc true` writes UTC itself (`Z`); `timezone` a fixed
+//! offset (`+09:00`, `%Z` empty), as Ruby's `Time#localtime(offset)` does.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,19 +13,37 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Zone {
     /// Seconds east of UTC.
     pub offset: i32,
-    /// UTC itself (ISO 8601 then writes `Z`).
+    /// UTC itself, Ruby's `Time#utc` (ISO 8601 then writes `Z`).
     pub utc: bool,
+    /// The host's local time (in UTC here): `%Z` names it `UTC`, ISO 8601 writes `+00:00`.
+    pub local: bool,
 }
 
 impl Zone {
-    pub const UTC: Zone = Zone { offset: 0, utc: true };
+    /// `utc true` / `localtime false`.
+    pub const UTC: Zone = Zone {
+        offset: 0,
+        utc: true,
+        local: false,
+    };
+    /// Fluentd's default, `localtime true`, on a host in UTC.
+    pub const LOCAL: Zone = Zone {
+        offset: 0,
+        utc: false,
+        local: true,
+    };
 
     /// Parse Fluentd's `timezone`: `UTC`, `Z`, `+09:00`, `-0700`, `+09`. IANA names need a
     /// time-zone database, which the component does not carry.
     pub fn parse(text: &str) -> Result<Zone, String> {
         let t = text.trim();
+        // A zone name is an offset for Fluentd too (`localtime(offset)`): `+00:00`, no `Z`.
         if matches!(t, "UTC" | "utc" | "Z" | "GMT" | "Etc/UTC") {
-            return Ok(Zone::UTC);
+            return Ok(Zone {
+                offset: 0,
+                utc: false,
+                local: false,
+            });
         }
         let (sign, rest) = match t.as_bytes().first() {
             Some(b'+') => (1, &t[1..]),
@@ -48,6 +67,7 @@ impl Zone {
         Ok(Zone {
             offset: sign * (h * 3600 + m * 60),
             utc: false,
+            local: false,
         })
     }
 }
@@ -190,7 +210,7 @@ pub fn strftime(format: &str, seconds: i64, nanos: u32, zone: Zone) -> String {
                 out.push_str(&full[..digits]);
             }
             'z' => offset_text(&mut out, zone.offset, colon),
-            'Z' => out.push_str(if zone.utc { "UTC" } else { "" }),
+            'Z' => out.push_str(if zone.utc || zone.local { "UTC" } else { "" }),
             's' => {
                 let _ = write!(out, "{seconds}");
             }
@@ -351,7 +371,12 @@ mod tests {
             iso8601(T, Zone::parse("+0530").unwrap()),
             "2024-02-29T18:35:09+05:30"
         );
-        assert_eq!(Zone::parse("UTC").unwrap(), Zone::UTC);
+        // A named zone is an offset, as Fluentd's `localtime(offset)`: `+00:00`, not `Z`.
+        assert_eq!(
+            iso8601(T, Zone::parse("UTC").unwrap()),
+            "2024-02-29T13:05:09+00:00"
+        );
+        assert_eq!(iso8601(T, Zone::LOCAL), "2024-02-29T13:05:09+00:00");
         assert_eq!(Zone::parse("+09").unwrap().offset, 9 * 3600);
         for bad in ["Asia/Tokyo", "+25:00", "+9", "09:00", ""] {
             assert!(Zone::parse(bad).is_err(), "{bad}");

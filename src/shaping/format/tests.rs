@@ -37,18 +37,21 @@ fn json_is_compact_in_field_order() {
 
 #[test]
 fn ltsv_writes_labels_and_ruby_values() {
+    // A delimiter inside a value becomes the replacement (a space), as Fluentd's gsub.
     let f = Formatter::Ltsv {
         delimiter: "\t".into(),
         label_delimiter: ":".into(),
+        replacement: " ".into(),
         add_newline: true,
     };
     assert_eq!(
         text(&f),
-        "msg:hé said \"hi\"\tthere\tn:42\tf:1.5\tbig:1.0e+20\tok:true\tnone:\tnested:{\"a\"=>[1, \"x\", nil], \"\\#{x}\"=>\"y\"}\n"
+        "msg:hé said \"hi\" there\tn:42\tf:1.5\tbig:1.0e+20\tok:true\tnone:\tnested:{\"a\"=>[1, \"x\", nil], \"\\#{x}\"=>\"y\"}\n"
     );
     let f = Formatter::Ltsv {
         delimiter: ",".into(),
         label_delimiter: "=".into(),
+        replacement: ";".into(),
         add_newline: false,
     };
     assert!(text(&f).starts_with("msg=hé said \"hi\"\tthere,n=42,"));
@@ -146,7 +149,8 @@ fn out_file_writes_time_tag_and_json() {
         delimiter: ",".into(),
         time: TimeStyle::Float,
     };
-    assert!(text(&f).starts_with("1709211909.5,{"), "{}", text(&f));
+    // Fluentd's format_float: nine fractional digits.
+    assert!(text(&f).starts_with("1709211909.500000000,{"), "{}", text(&f));
     let f = Formatter::OutFile {
         output_time: false,
         output_tag: true,
