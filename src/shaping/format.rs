@@ -195,7 +195,7 @@ impl Formatter {
     }
 }
 
-/// Ruby's `Float#to_s`: `1.5`, `100.0`, `1.0e+20`, `1.5e-05`.
+/// Ruby's `Float#to_s`: `1.5`, `100.0`, `1.0e+15`, `1.5e-05`.
 pub fn ruby_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".to_string();
@@ -204,7 +204,8 @@ pub fn ruby_float(f: f64) -> String {
         return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
     }
     let a = f.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+    // Ruby writes fixed notation for at most 15 integer digits, and down to 0.0001.
+    if a != 0.0 && !(1e-4..1e15).contains(&a) {
         let e = format!("{f:e}");
         let (mantissa, exp) = e.split_once('e').expect("exponent form");
         let mantissa = if mantissa.contains('.') {
@@ -297,13 +298,29 @@ fn ruby_string_inspect(s: &str, out: &mut String) {
             '\u{7}' => out.push_str("\\a"),
             '\u{1b}' => out.push_str("\\e"),
             '#' if matches!(chars.peek(), Some('{' | '$' | '@')) => out.push_str("\\#"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
+            c if !ruby_prints(c) => {
+                let code = c as u32;
+                let _ = if code < 0x10000 {
+                    write!(out, "\\u{code:04X}")
+                } else {
+                    write!(out, "\\u{{{code:X}}}")
+                };
             }
             c => out.push(c),
         }
     }
     out.push('"');
+}
+
+/// Whether Ruby's `String#inspect` writes `c` as it is (the table is Ruby's own, generated).
+fn ruby_prints(c: char) -> bool {
+    let code = c as u32;
+    if (0x20..0x7f).contains(&code) {
+        return true;
+    }
+    let table = unprintable::UNPRINTABLE;
+    let i = table.partition_point(|&(_, last)| last < code);
+    table.get(i).is_none_or(|&(first, _)| first > code)
 }
 
 /// One CSV field as Ruby's CSV writes it: `nil` empty (or `""` with force_quotes), quotes
@@ -432,3 +449,4 @@ pub fn json_kind(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+mod unprintable;

@@ -1,5 +1,6 @@
-//! Each formatter against the output Fluentd's formatter writes for the same record (the
-//! expected bytes follow Fluentd's formatter sources and Ruby 3.3's `to_s`/`inspect`).
+//! Each formatter against the output Fluentd's formatter writes for the same record: examples
+//! from Fluentd's formatter sources, and the text formatters against the real Ruby's bytes
+//! (tests/fixtures/fluentd-formats.jsonl, from scripts/fluentd-formats.rb).
 
 use serde_json::{json, Map, Value};
 
@@ -166,7 +167,7 @@ fn hash_is_ruby_inspect() {
     let out = Formatter::Hash { add_newline: true }.format(TAG, SECS, NANOS, v.as_object().unwrap());
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "{\"a\"=>\"x\\ny\", \"b\"=>[1.0, 2.5e-07], \"c\"=>{\"d\"=>nil}, \"e\"=>\"\\x01\"}\n"
+        "{\"a\"=>\"x\\ny\", \"b\"=>[1.0, 2.5e-07], \"c\"=>{\"d\"=>nil}, \"e\"=>\"\\u0001\"}\n"
     );
 }
 
@@ -176,9 +177,90 @@ fn ruby_floats() {
     assert_eq!(ruby_float(100.0), "100.0");
     assert_eq!(ruby_float(1e20), "1.0e+20");
     assert_eq!(ruby_float(1e16), "1.0e+16");
-    assert_eq!(ruby_float(9999999999999998.0), "9999999999999998.0");
+    assert_eq!(ruby_float(9999999999999998.0), "9.999999999999998e+15");
+    assert_eq!(ruby_float(1e15), "1.0e+15");
+    assert_eq!(ruby_float(123456789012345.0), "123456789012345.0");
     assert_eq!(ruby_float(0.0001), "0.0001");
     assert_eq!(ruby_float(0.00001), "1.0e-05");
     assert_eq!(ruby_float(-2.5e-7), "-2.5e-07");
     assert_eq!(ruby_float(0.0), "0.0");
+}
+
+/// Fluentd's text formatters against the real Ruby (tests/fixtures/fluentd-formats.jsonl, written
+/// by scripts/fluentd-formats.rb): `hash`, `ltsv`, `single_value` and `csv` (forced quotes and
+/// not) of generated records with every control character, characters Ruby does not print,
+/// quotes and `#` sequences, integers of every 64-bit size and floats of every magnitude.
+#[test]
+fn text_formatters_write_rubys_bytes() {
+    let fixture = include_str!("../../../tests/fixtures/fluentd-formats.jsonl");
+    let fields: Vec<Accessor> = ["message", "n", "x", "f0", "f1"]
+        .iter()
+        .map(|f| Accessor::parse(f).unwrap())
+        .collect();
+    let formatters = [
+        ("hash", Formatter::Hash { add_newline: true }),
+        (
+            "ltsv",
+            Formatter::Ltsv {
+                delimiter: "\t".into(),
+                label_delimiter: ":".into(),
+                replacement: " ".into(),
+                add_newline: true,
+            },
+        ),
+        (
+            "single_value",
+            Formatter::SingleValue {
+                message_key: "message".into(),
+                add_newline: true,
+            },
+        ),
+        (
+            "csv",
+            Formatter::Csv {
+                fields: fields.clone(),
+                delimiter: ",".into(),
+                force_quotes: true,
+                add_newline: true,
+            },
+        ),
+        (
+            "csv_unforced",
+            Formatter::Csv {
+                fields,
+                delimiter: ",".into(),
+                force_quotes: false,
+                add_newline: true,
+            },
+        ),
+    ];
+    let mut checked = 0;
+    let mut differences = Vec::new();
+    for line in fixture.lines() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let record: Map<String, Value> = serde_json::from_str(case["record"].as_str().unwrap()).unwrap();
+        for (name, formatter) in &formatters {
+            let want = case[*name].as_str().unwrap();
+            let got = String::from_utf8(formatter.format(TAG, SECS, NANOS, &record)).unwrap();
+            if got != want {
+                differences.push(format!(
+                    "{name} of {}:\n  ruby: {want:?}\n  ours: {got:?}",
+                    case["record"]
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 2000, "{checked}");
+    assert!(
+        differences.is_empty(),
+        "{} of {checked} differ from Ruby:\n{}",
+        differences.len(),
+        differences
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
