@@ -73,6 +73,7 @@ pub const SETTINGS: &[&str] = &[
     "put_deadline",
     "request_timeout",
     "max_concurrent_requests",
+    "preserve_order",
     "time_keys",
     "buffer",
     "proxy",
@@ -109,6 +110,9 @@ pub struct Config {
     pub put_deadline: Duration,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// `preserve_order`: records of one partition key are stored in input order, even when some
+    /// fail and are sent again.
+    pub preserve_order: bool,
 }
 
 /// Everything one configuration document holds, read once: the sink's settings, the front
@@ -324,6 +328,7 @@ impl Config {
         let max_concurrent_requests = fields
             .integer("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS)?
             .map_or(1, |v| v as usize);
+        let preserve_order = fields.boolean("preserve_order")?.unwrap_or(false);
 
         Ok(Config {
             shape: Shape {
@@ -356,6 +361,7 @@ impl Config {
             put_deadline,
             request_timeout,
             max_concurrent_requests,
+            preserve_order,
         })
     }
 }

@@ -5,8 +5,12 @@
 //! failed with a retryable error stay pending for the next round; a stored record is never sent
 //! again. Between rounds the loop waits `2^n × retry_base_delay` (±5% jitter, at most
 //! `retry_max_delay`), where `n` goes back to 0 after a round in which anything was stored when
-//! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, when
-//! `retries_on_batch_request` retries are spent, or when the next wait would pass `put_deadline`.
+//! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, or when the next wait
+//! would pass `put_deadline`; a record fails once it has had `retries_on_batch_request` retries.
+//!
+//! Under `preserve_order` a round sends only the first pending record of each stream and key,
+//! so that a record sent again is never stored after a later record of its key; a round in which
+//! all of them were stored is progress, followed at once by the next.
 
 use std::collections::HashMap;
 
@@ -41,8 +45,47 @@ struct Pending {
     events: Vec<usize>,
     record: PreparedRecord,
     attempts: u32,
+    /// Its place in the sending order (kept by [`split_heads`]).
+    position: usize,
+    /// Rounds it was in: the first try and its retries (`retries_on_batch_request` bounds them).
+    rounds: u32,
     /// Why its last attempt did not store it; `None` before the first.
     last_error: Option<LastError>,
+}
+
+/// Split `pending` (in sending order) into the first record of each stream and partition key,
+/// and the rest; each half keeps the order, and every record its position for
+/// [`merge_in_order`].
+fn split_heads(pending: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
+    let mut seen: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut heads = Vec::new();
+    let mut rest = Vec::new();
+    for (position, mut p) in pending.into_iter().enumerate() {
+        p.position = position;
+        if seen.insert((p.record.stream.clone(), p.record.partition_key.clone())) {
+            heads.push(p);
+        } else {
+            rest.push(p);
+        }
+    }
+    (heads, rest)
+}
+
+/// The records of two halves of [`split_heads`] back in their sending order.
+fn merge_in_order(heads: Vec<Pending>, rest: &mut Vec<Pending>) -> Vec<Pending> {
+    if rest.is_empty() {
+        return heads;
+    }
+    let mut out = Vec::with_capacity(heads.len() + rest.len());
+    let mut rest = std::mem::take(rest).into_iter().peekable();
+    for head in heads {
+        while rest.peek().is_some_and(|r| r.position < head.position) {
+            out.extend(rest.next());
+        }
+        out.push(head);
+    }
+    out.extend(rest);
+    out
 }
 
 /// Why a pending record's last attempt did not store it.
@@ -140,42 +183,82 @@ impl Sink {
         }
 
         let mut backoff_exponent = 0u32;
-        let mut round = 0u32;
         let mut refresh = false;
         while !pending.is_empty() {
+            // Under preserve_order a round sends only the first pending record of each stream
+            // and key; the others wait until it is stored.
+            let (mut sending, mut waiting) = if self.config.preserve_order {
+                split_heads(pending)
+            } else {
+                (pending, Vec::new())
+            };
+            let sent = sending.len();
+            for p in sending.iter_mut() {
+                p.rounds += 1;
+            }
             let any_stored = match self.credentials.get(platform, refresh) {
                 Ok(credentials) => {
                     let signer = Signer::new(&credentials, &self.config.region);
-                    let result = self.send_round(
-                        &signer,
-                        &mut pending,
-                        &mut outcomes,
-                        &mut counters,
-                        round > 0,
-                        platform,
-                    );
+                    let result =
+                        self.send_round(&signer, &mut sending, &mut outcomes, &mut counters, platform);
                     // An expired token forces one refresh before the next round.
                     refresh = result.credentials_expired;
                     result.stored
                 }
                 Err(e) => {
-                    for p in pending.iter_mut() {
+                    for p in sending.iter_mut() {
                         p.last_error = LastError::new(Code::CredentialsUnavailable, e.message.clone());
                     }
                     false
                 }
             };
-            pending.retain(|p| outcomes[p.events[0]].is_none());
+            sending.retain(|p| outcomes[p.events[0]].is_none());
+            let all_stored = sending.is_empty() && sent > 0;
+            // A record never sent waits behind its key's first one: it carries that one's error.
+            if !waiting.is_empty() && !sending.is_empty() {
+                let blocked: HashMap<(&str, &str), &LastError> = sending
+                    .iter()
+                    .filter_map(|p| {
+                        let key = (p.record.stream.as_str(), p.record.partition_key.as_str());
+                        p.last_error.as_ref().map(|e| (key, e))
+                    })
+                    .collect();
+                for w in waiting.iter_mut().filter(|w| w.attempts == 0) {
+                    let key = (w.record.stream.as_str(), w.record.partition_key.as_str());
+                    if let Some(e) = blocked.get(&key) {
+                        w.last_error = LastError::new(
+                            e.code.clone(),
+                            format!(
+                                "not sent: an earlier record of its partition key was not stored (preserve_order): {}",
+                                e.message
+                            ),
+                        );
+                    }
+                }
+            }
+            pending = merge_in_order(sending, &mut waiting);
             if pending.is_empty() {
                 break;
             }
-            if round >= self.config.retries_on_batch_request {
+            if all_stored {
+                // Progress, not a failure: the next records of each key go at once.
+                continue;
+            }
+            // A record that has had its rounds fails; the others go on (under preserve_order the
+            // next record of its key gets rounds of its own).
+            let tries = self.config.retries_on_batch_request.saturating_add(1);
+            if pending.iter().any(|p| p.rounds >= tries) {
+                let (mut spent, rest): (Vec<Pending>, Vec<Pending>) =
+                    pending.into_iter().partition(|p| p.rounds >= tries);
                 let why = format!(
                     "gave up after {} retries (retries_on_batch_request)",
                     self.config.retries_on_batch_request
                 );
-                fail_all(&mut pending, &mut outcomes, &why);
-                break;
+                fail_all(&mut spent, &mut outcomes, &why);
+                pending = rest;
+                if pending.is_empty() {
+                    break;
+                }
             }
             if any_stored && self.config.reset_backoff_if_success {
                 backoff_exponent = 0;
@@ -200,7 +283,6 @@ impl Sink {
                 break;
             }
             platform.sleep(wait);
-            round += 1;
         }
 
         PutReport {
@@ -296,7 +378,6 @@ impl Sink {
         pending: &mut [Pending],
         outcomes: &mut [Option<Outcome>],
         counters: &mut Counters,
-        is_retry: bool,
         platform: &mut dyn Platform,
     ) -> RoundResult {
         // Records are grouped by stream (see `put`); each stream gets its own requests.
@@ -331,10 +412,10 @@ impl Sink {
                         counters.requests += 1;
                         counters.bytes_sent += request.body.len() as u64;
                         for p in batch.iter_mut() {
-                            p.attempts += 1;
-                            if is_retry {
+                            if p.attempts > 0 {
                                 counters.retries += p.events.len() as u64;
                             }
+                            p.attempts += 1;
                         }
                         requests.push(request);
                         sendable.push(range.clone());
@@ -548,6 +629,8 @@ impl Pending {
             events,
             record,
             attempts: 0,
+            position: 0,
+            rounds: 0,
             last_error: None,
         }
     }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use host_tests::bench::{self, cpu_time, median, records, rss_kib, InstantKinesis, NativePlatform, Workload};
-use host_tests::runtime::{Event, InstanceOptions, Outcome, Runtime, Timestamp, Upstream};
+use host_tests::runtime::{
+    Event, Instance, InstanceOptions, Outcome, Runtime, SinkHandle, Timestamp, Upstream,
+};
 use kinesis_output::Sink;
 
 /// Records handed to one `put`.
@@ -43,7 +45,7 @@ async fn main() {
 async fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only cpu|e2e|memory`: one section (sizes and instantiation always run).
+    // `--only cpu|e2e|order|fluent-bit|memory`: one section (sizes and instantiation always run).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -260,6 +262,33 @@ async fn run() -> Result<()> {
         }
         if js.is_none() {
             say("\n(the JS SDK is not installed: `make bench` installs it into .tools/node)".into());
+        }
+    }
+
+    // What preserve_order costs: one record of a key per request, with and without aggregation.
+    if section("order") {
+        say("\n## preserve_order: its cost (200 B json, 50 distinct `pod` keys, 1000-record puts, the component against an instant sink)\n".into());
+        say("| aggregate | preserve_order | component µs CPU/record | requests per 1000 records | CPU/record vs without |".into());
+        say("| --- | --- | ---: | ---: | ---: |".into());
+        let data = records(200, settings.records);
+        for aggregate in [false, true] {
+            let mut base = None;
+            for preserve in [false, true] {
+                let mut cpu = Vec::new();
+                let mut requests = 0;
+                for _ in 0..settings.reps {
+                    let (c, r) = order_run(&runtime, &data, aggregate, preserve).await?;
+                    cpu.push(c);
+                    requests = r;
+                }
+                let us = per_record(&cpu, data.len());
+                let base_us = *base.get_or_insert(us);
+                say(format!(
+                    "| {aggregate} | {preserve} | {us:.2} | {:.1} | {:.2}× |",
+                    requests as f64 * 1000.0 / data.len() as f64,
+                    us / base_us
+                ));
+            }
         }
     }
 
@@ -509,23 +538,9 @@ async fn component_run(
     w: &Workload,
     data: &[Vec<u8>],
 ) -> Result<(Duration, usize, usize)> {
-    let upstream = InstantKinesis::new();
-    let mut instance = runtime
-        .instantiate_with(InstanceOptions::new(Upstream::Instant(upstream.clone())))
-        .await?;
-    let config = w.config("http://kinesis.bench:4567", CONCURRENCY).to_string();
-    let sink = instance
-        .open(&config)
-        .await?
-        .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
-    // Building the events (copies into the guest's list) is the host's part of every put.
-    let chunks: Vec<Vec<Event>> = data.chunks(CHUNK).map(events).collect();
-    let started = cpu_time(false);
-    for chunk in &chunks {
-        let report = instance.put(sink, chunk).await?;
-        check_delivered(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))))?;
-    }
-    let cpu = cpu_time(false) - started;
+    let config = w.config("http://kinesis.bench:4567", CONCURRENCY);
+    let (upstream, mut instance, sink) = instant_sink(runtime, &config).await?;
+    let cpu = put_all(&mut instance, sink, data).await?;
     if upstream.records.load(Ordering::Relaxed) != w.records as u64 {
         bail!("component: the upstream counted a different number of records");
     }
@@ -534,6 +549,56 @@ async fn component_run(
         instance.peak_memory(),
         upstream.largest_request.load(Ordering::Relaxed),
     ))
+}
+
+/// The component on `data` keyed by `pod`, with `aggregate` and `preserve_order` as given: CPU
+/// time and requests.
+async fn order_run(
+    runtime: &Runtime,
+    data: &[Vec<u8>],
+    aggregate: bool,
+    preserve: bool,
+) -> Result<(Duration, u64)> {
+    let w = Workload {
+        size: 200,
+        partition_key: true,
+        gzip: false,
+        records: data.len(),
+    };
+    let mut config = w.config("http://kinesis.bench:4567", CONCURRENCY);
+    config["aggregate"] = aggregate.into();
+    config["preserve_order"] = preserve.into();
+    let (upstream, mut instance, sink) = instant_sink(runtime, &config).await?;
+    let cpu = put_all(&mut instance, sink, data).await?;
+    Ok((cpu, upstream.requests.load(Ordering::Relaxed)))
+}
+
+/// An instance against an instant sink, opened with `config`.
+async fn instant_sink(
+    runtime: &Runtime,
+    config: &serde_json::Value,
+) -> Result<(Arc<InstantKinesis>, Instance, SinkHandle)> {
+    let upstream = InstantKinesis::new();
+    let mut instance = runtime
+        .instantiate_with(InstanceOptions::new(Upstream::Instant(upstream.clone())))
+        .await?;
+    let sink = instance
+        .open(&config.to_string())
+        .await?
+        .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+    Ok((upstream, instance, sink))
+}
+
+/// Put `data` in 1000-record chunks, every record delivered; the CPU time it took.
+async fn put_all(instance: &mut Instance, sink: SinkHandle, data: &[Vec<u8>]) -> Result<Duration> {
+    // Building the events (copies into the guest's list) is the host's part of every put.
+    let chunks: Vec<Vec<Event>> = data.chunks(CHUNK).map(events).collect();
+    let started = cpu_time(false);
+    for chunk in &chunks {
+        let report = instance.put(sink, chunk).await?;
+        check_delivered(report.outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))))?;
+    }
+    Ok(cpu_time(false) - started)
 }
 
 struct Instantiation {
@@ -762,20 +827,14 @@ fn js_run(script: &Path, w: &Workload, endpoint: &str, input: &Path) -> Result<(
 
 /// `records` 200-byte records through one instance: host RSS after 10%, at the end, and peak.
 async fn soak(runtime: &Runtime, total: usize) -> Result<(u64, u64, u64)> {
-    let upstream = InstantKinesis::new();
-    let mut instance = runtime
-        .instantiate_with(InstanceOptions::new(Upstream::Instant(upstream.clone())))
-        .await?;
     let w = Workload {
         size: 200,
         partition_key: true,
         gzip: false,
         records: total,
     };
-    let sink = instance
-        .open(&w.config("http://kinesis.bench:4567", CONCURRENCY).to_string())
-        .await?
-        .map_err(|e| anyhow!("{}", e.message))?;
+    let (_upstream, mut instance, sink) =
+        instant_sink(runtime, &w.config("http://kinesis.bench:4567", CONCURRENCY)).await?;
     let chunk = events(&records(200, CHUNK));
     let mut first = 0;
     for i in 0..total / CHUNK {

@@ -933,3 +933,132 @@ fn instance_profile_waits_are_capped_by_retry_max_delay() {
     let secs: Vec<u64> = fake.sleeps.iter().map(|d| d.as_secs()).collect();
     assert_eq!(secs, [1, 2, 4, 5, 5, 5]);
 }
+
+/// Records of four keys, throttled at random-looking places on their first attempts.
+fn order_run(preserve: bool) -> (Fake, PutReport) {
+    let recs: Vec<Vec<u8>> = (0..60)
+        .map(|i| serde_json::to_vec(&json!({"k": format!("key-{}", i % 4), "n": i})).unwrap())
+        .collect();
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    let mut fake = Fake::new(move |_, body| {
+        Ok(respond(body, |_, r| {
+            let (data, _) = decode(r);
+            let text = String::from_utf8(data).unwrap();
+            let n = attempts.entry(text.clone()).or_default();
+            *n += 1;
+            // Every third record fails its first two attempts.
+            let i: u64 = serde_json::from_str::<Value>(&text).unwrap()["n"]
+                .as_u64()
+                .unwrap();
+            (i % 3 == 1 && *n <= 2).then_some("ProvisionedThroughputExceededException")
+        }))
+    });
+    let extra = if preserve { r#","preserve_order":true"# } else { "" };
+    let report = sink(&format!(
+        r#","retry_base_delay":0.001,"retries_on_batch_request":20{extra}"#
+    ))
+    .put(&events(&recs), &mut fake);
+    (fake, report)
+}
+
+/// The input order of each key's stored records.
+fn stored_order(fake: &Fake) -> HashMap<String, Vec<u64>> {
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for (data, key) in &fake.stored {
+        let n = serde_json::from_slice::<Value>(data).unwrap()["n"]
+            .as_u64()
+            .unwrap();
+        by_key.entry(key.clone()).or_default().push(n);
+    }
+    by_key
+}
+
+#[test]
+fn preserve_order_stores_each_keys_records_in_input_order_under_failures() {
+    let (fake, report) = order_run(true);
+    assert_delivered_once_by_data(&fake, 60);
+    assert!(report
+        .outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Delivered { .. })));
+    for (key, order) in stored_order(&fake) {
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "{key} stored out of order");
+    }
+    // A request carries at most one record of a key.
+    for r in &fake.requests {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let keys: Vec<&str> = body["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["PartitionKey"].as_str().unwrap())
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    }
+
+    // Without it, PutRecords goes on after a failed record: the retry lands after later ones.
+    let (fake, _) = order_run(false);
+    assert_delivered_once_by_data(&fake, 60);
+    assert!(
+        stored_order(&fake)
+            .values()
+            .any(|order| order.windows(2).any(|w| w[0] > w[1])),
+        "without preserve_order some key should be out of order"
+    );
+}
+
+fn assert_delivered_once_by_data(fake: &Fake, n: usize) {
+    let mut data: Vec<&Vec<u8>> = fake.stored.iter().map(|(d, _)| d).collect();
+    data.sort_unstable();
+    data.dedup();
+    assert_eq!(data.len(), n);
+    assert_eq!(fake.stored.len(), n, "a record was stored twice");
+}
+
+/// Under preserve_order, every record of a throttled key gets its own retries, one after the
+/// other; those still waiting when the put_deadline comes fail with the first one's code, saying
+/// why they were not sent.
+#[test]
+fn records_waiting_behind_a_failed_one_say_why() {
+    let recs: Vec<Vec<u8>> = (0..3)
+        .map(|i| serde_json::to_vec(&json!({"k": "same", "n": i})).unwrap())
+        .collect();
+    let throttled = |_: usize, body: &Value| {
+        Ok(respond(body, |_, _| {
+            Some("ProvisionedThroughputExceededException")
+        }))
+    };
+    let mut fake = Fake::new(throttled);
+    let report = sink(r#","retry_base_delay":0.001,"retries_on_batch_request":2,"preserve_order":true"#)
+        .put(&events(&recs), &mut fake);
+    assert_eq!(fake.requests.len(), 9, "each record three times, one at a time");
+    for o in &report.outcomes {
+        let (code, _, attempts) = failed(o);
+        assert_eq!((code, attempts), ("ProvisionedThroughputExceededException", 3));
+    }
+
+    let mut fake = Fake::new(throttled);
+    let report = sink(
+        r#","retry_base_delay":1,"put_deadline":2.5,"retries_on_batch_request":10,"preserve_order":true"#,
+    )
+    .put(&events(&recs), &mut fake);
+    assert_eq!(
+        fake.requests.len(),
+        2,
+        "the first record twice, then the deadline"
+    );
+    assert_eq!(failed(&report.outcomes[0]).2, 2);
+    for o in &report.outcomes[1..] {
+        let (code, message, attempts) = failed(o);
+        assert_eq!((code, attempts), ("ProvisionedThroughputExceededException", 0));
+        assert!(
+            message.starts_with("not sent: an earlier record of its partition key"),
+            "{message}"
+        );
+    }
+}
