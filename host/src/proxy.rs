@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 
@@ -87,14 +86,5 @@ impl ProxyRuntime {
 
 /// A 500 with a JSON error.
 fn error_response(message: &str) -> hyper::Response<ProxyBody> {
-    let body = serde_json::json!({ "error": message }).to_string();
-    hyper::Response::builder()
-        .status(500)
-        .header("content-type", "application/json")
-        .body(
-            Full::new(Bytes::from(body))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .expect("a valid response")
+    crate::room::answer(500, message, false)
 }

@@ -12,7 +12,7 @@
 //! so that a record sent again is never stored after a later record of its key; a round in which
 //! all of them were stored is progress, followed at once by the next.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::batch::{backoff_delay, plan_batches};
 use crate::auth::{Provider, Signer};
@@ -57,7 +57,7 @@ struct Pending {
 /// and the rest; each half keeps the order, and every record its position for
 /// [`merge_in_order`].
 fn split_heads(pending: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
-    let mut seen: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut heads = Vec::new();
     let mut rest = Vec::new();
     for (position, mut p) in pending.into_iter().enumerate() {

@@ -358,9 +358,15 @@ fn problems(answer: &Value) -> Vec<(u64, String)> {
 /// Start `kinesis-ship serve` with the configuration file `config` (credentials from the
 /// environment); the server, with the address it printed.
 fn kinesis_ship_serve(config: &Path) -> Server {
+    kinesis_ship_serve_with(config, &[])
+}
+
+/// [`kinesis_ship_serve`] with more arguments.
+fn kinesis_ship_serve_with(config: &Path, args: &[&str]) -> Server {
     let mut child = Command::new(SHIP)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
+        .args(args)
         .env(
             "KINESIS_OUTPUT_PROXY_WASM",
             host_tests::runtime::proxy_component_path(),

@@ -430,4 +430,16 @@ spec:
     let (code, stderr) = ship_env(&args[..2], Some(b""), &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("needs secrets_dir"), "{stderr}");
+
+    // kinesis-ship serve reads the same spec with --secrets-dir.
+    let spec = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("key: password", "key: secret");
+    std::fs::write(&config, spec).unwrap();
+    let server = kinesis_ship_serve_with(&config, &["--secrets-dir", secrets.to_str().unwrap()]);
+    let (status, answer) = http(&server.addr, "POST", "/", &[], b"{\"log\":\"through serve\"}\n").unwrap();
+    assert_eq!(status, 200, "{answer}");
+    drop(server);
+    assert_eq!(fake.stored().len(), 2);
+    assert_eq!(fake.stored()[1].data, b"{\"log\":\"through serve\"}\n");
 }
