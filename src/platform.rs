@@ -119,6 +119,11 @@ pub trait Platform: Environment {
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>>;
     /// Run a `credential_process` command through the host and return its standard output.
     fn run_process(&mut self, command: &str) -> Result<String, String>;
+    /// The SHA-256 of `data` as 64 lowercase hex characters, where the platform hashes faster
+    /// than the core (a host with the CPU's SHA instructions); `None`: the core hashes itself.
+    fn sha256_hex(&mut self, _data: &[u8]) -> Option<String> {
+        None
+    }
 }
 
 /// A platform bounded by a deadline (monotonic): every request's timeouts and `within` are cut
@@ -190,5 +195,8 @@ impl Platform for Bounded<'_> {
     }
     fn run_process(&mut self, command: &str) -> Result<String, String> {
         self.platform.run_process(command)
+    }
+    fn sha256_hex(&mut self, data: &[u8]) -> Option<String> {
+        self.platform.sha256_hex(data)
     }
 }

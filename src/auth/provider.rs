@@ -282,6 +282,7 @@ impl Provider {
                         &request.url,
                         &request.headers,
                         &request.body,
+                        None,
                         platform.wall_clock(),
                     )
                     .map_err(|message| CredentialError { message })?;

@@ -50,13 +50,15 @@ impl Signer {
 
     /// The headers to add to a request (`authorization`, `x-amz-date`, and
     /// `x-amz-security-token` with temporary credentials). `headers` are the request's own
-    /// headers, all of which are signed; the `host` header is derived from `url`.
+    /// headers, all of which are signed; the `host` header is derived from `url`. `body_sha256`
+    /// is the body's SHA-256 in hex when it is already known (hashed by the host).
     pub fn sign(
         &self,
         method: &str,
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
+        body_sha256: Option<String>,
         time: SystemTime,
     ) -> Result<Vec<(String, String)>, String> {
         let params = v4::SigningParams::builder()
@@ -72,7 +74,10 @@ impl Signer {
             method,
             url,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(body),
+            match body_sha256 {
+                Some(hex) => SignableBody::Precomputed(hex),
+                None => SignableBody::Bytes(body),
+            },
         )
         .map_err(|e| format!("request cannot be signed: {e}"))?;
         let (instructions, _signature) = sign(request, &params)
@@ -112,7 +117,14 @@ mod tests {
         // signer gives the suite's signature.
         let signer = Signer::with_service(&creds(None), "us-east-1", "service");
         let added = signer
-            .sign("GET", "https://example.amazonaws.com/", &[], b"", suite_time())
+            .sign(
+                "GET",
+                "https://example.amazonaws.com/",
+                &[],
+                b"",
+                None,
+                suite_time(),
+            )
             .unwrap();
         let auth = &added.iter().find(|(k, _)| k == "authorization").unwrap().1;
         assert_eq!(
@@ -135,7 +147,14 @@ mod tests {
             ),
         ];
         let added = signer
-            .sign("POST", "http://127.0.0.1:4567/", &headers, b"{}", suite_time())
+            .sign(
+                "POST",
+                "http://127.0.0.1:4567/",
+                &headers,
+                b"{}",
+                None,
+                suite_time(),
+            )
             .unwrap();
         let get = |n: &str| added.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(get("x-amz-date"), Some("20150830T123600Z"));
@@ -144,11 +163,25 @@ mod tests {
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature="), "{auth}");
         // Same input, same signature; another body, another one.
         let again = signer
-            .sign("POST", "http://127.0.0.1:4567/", &headers, b"{}", suite_time())
+            .sign(
+                "POST",
+                "http://127.0.0.1:4567/",
+                &headers,
+                b"{}",
+                None,
+                suite_time(),
+            )
             .unwrap();
         assert_eq!(added, again);
         let other = signer
-            .sign("POST", "http://127.0.0.1:4567/", &headers, b"{ }", suite_time())
+            .sign(
+                "POST",
+                "http://127.0.0.1:4567/",
+                &headers,
+                b"{ }",
+                None,
+                suite_time(),
+            )
             .unwrap();
         assert_ne!(added, other);
         assert!(!format!("{signer:?}").contains("wJalr"));

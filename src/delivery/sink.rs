@@ -471,7 +471,16 @@ impl Sink {
             ("content-type".to_string(), CONTENT_TYPE.to_string()),
             ("x-amz-target".to_string(), PUT_RECORDS_TARGET.to_string()),
         ];
-        let signed = signer.sign("POST", &self.url, &headers, &body, platform.wall_clock())?;
+        // The host hashes the body where it can (the sink world's `payload-sha256`).
+        let body_sha256 = platform.sha256_hex(&body);
+        let signed = signer.sign(
+            "POST",
+            &self.url,
+            &headers,
+            &body,
+            body_sha256,
+            platform.wall_clock(),
+        )?;
         headers.extend(signed);
         Ok(HttpRequest {
             method: "POST",

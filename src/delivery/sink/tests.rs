@@ -24,6 +24,8 @@ struct Fake {
     requests: Vec<HttpRequest>,
     /// Answers requests to credential endpoints (anything not PutRecords).
     credentials_endpoint: Option<Endpoint>,
+    /// Hash bodies as a host does (`payload-sha256`), counting them; `None`: the core hashes.
+    host_hashes: Option<usize>,
     /// Every record the fake stored: (data, partition key).
     stored: Vec<(Vec<u8>, String)>,
     batch_sizes: Vec<usize>,
@@ -39,6 +41,7 @@ impl Fake {
             handler: Box::new(handler),
             requests: Vec::new(),
             credentials_endpoint: None,
+            host_hashes: None,
             stored: Vec::new(),
             batch_sizes: Vec::new(),
         }
@@ -73,6 +76,17 @@ impl Platform for Fake {
     }
     fn run_process(&mut self, command: &str) -> Result<String, String> {
         Err(format!("no process runner for {command}"))
+    }
+    fn sha256_hex(&mut self, data: &[u8]) -> Option<String> {
+        use sha2::Digest as _;
+        let count = self.host_hashes.as_mut()?;
+        *count += 1;
+        Some(
+            sha2::Sha256::digest(data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
     fn send_all(&mut self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         let mut out = Vec::new();
@@ -1061,4 +1075,36 @@ fn records_waiting_behind_a_failed_one_say_why() {
             "{message}"
         );
     }
+}
+
+/// A host that hashes bodies (the sink world's `payload-sha256`) gets the same signatures as the
+/// core hashing them itself, one hash per request.
+#[test]
+fn a_host_hash_signs_the_same_as_the_cores_own() {
+    let recs = records(1200);
+    let authorizations = |host: bool| {
+        let mut fake = Fake::new(|_, body| ok(body));
+        if host {
+            fake.host_hashes = Some(0);
+        }
+        sink("").put(&events(&recs), &mut fake);
+        let auth: Vec<String> = fake
+            .requests
+            .iter()
+            .map(|r| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| k == "authorization")
+                    .unwrap()
+                    .1
+                    .clone()
+            })
+            .collect();
+        (auth, fake.host_hashes)
+    };
+    let (own, none) = authorizations(false);
+    let (hosted, hashes) = authorizations(true);
+    assert_eq!(none, None);
+    assert_eq!(hashes, Some(3), "one hash per request");
+    assert_eq!(own, hosted);
 }
