@@ -231,19 +231,23 @@ impl bindings::kinesis::output::host::Host for Ctx {
         crate::process::run(&command, self.process_timeout)
     }
 
-    /// With ring's SHA-256, which uses the CPU's SHA instructions where there are any.
     fn payload_sha256(&mut self, data: Vec<u8>) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-        let mut hex = String::with_capacity(64);
-        for b in digest.as_ref() {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        hex
+        payload_sha256(&data)
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// `payload-sha256` as this host answers it: ring's SHA-256, which uses the CPU's SHA
+/// instructions where there are any, in lowercase hex.
+pub fn payload_sha256(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut hex = String::with_capacity(64);
+    for b in digest.as_ref() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
+}
 
 impl WasiView for Ctx {
     fn ctx(&mut self) -> WasiCtxView<'_> {

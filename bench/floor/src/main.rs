@@ -4,10 +4,32 @@
 //! SHA-256 of each body (SigV4's payload hash). Run as a `wasi:cli` command by `kinesis-bench`,
 //! which measures its CPU time.
 //!
-//! `sigv4-floor SIZE COUNT` prints a checksum of the digests (so nothing is optimised away).
+//! `sigv4-floor SIZE COUNT [host]` prints a checksum of the digests (so nothing is optimised
+//! away). With `host` the bodies are hashed through the sink world's host interface
+//! (`kinesis:output/host` `payload-sha256`), the path the sink world takes; without it, in wasm.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+#[cfg(target_arch = "wasm32")]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "kinesis:floor/floor",
+        path: ["../../wit", "wit"],
+        generate_all,
+    });
+}
+
+/// The first byte of the SHA-256 of `body`: from the host's hex digest, or hashed here.
+fn first_digest_byte(body: &[u8], host: bool) -> u8 {
+    #[cfg(target_arch = "wasm32")]
+    if host {
+        let hex = bindings::kinesis::output::host::payload_sha256(body);
+        return u8::from_str_radix(&hex[..2], 16).expect("a hex digest");
+    }
+    let _ = host;
+    Sha256::digest(body)[0]
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -15,9 +37,10 @@ fn main() {
         args.get(1).and_then(|a| a.parse::<usize>().ok()),
         args.get(2).and_then(|a| a.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: sigv4-floor SIZE COUNT");
+        eprintln!("usage: sigv4-floor SIZE COUNT [host]");
         std::process::exit(2);
     };
+    let host = args.get(3).is_some_and(|a| a == "host");
     let data: Vec<u8> = (0..size)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz{}\":,"[i % 31])
         .collect();
@@ -46,7 +69,7 @@ fn main() {
             body.extend_from_slice(b"\"}");
         }
         body.extend_from_slice(b"]}");
-        checksum ^= Sha256::digest(&body)[0];
+        checksum ^= first_digest_byte(&body, host);
     }
     println!("{checksum}");
 }

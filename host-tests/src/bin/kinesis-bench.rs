@@ -87,6 +87,7 @@ async fn run() -> Result<()> {
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut report = String::new();
+    let mut targets = Targets::default();
     let mut say = |line: String| {
         println!("{line}");
         report.push_str(&line);
@@ -111,6 +112,13 @@ async fn run() -> Result<()> {
             .with_context(|| format!("dist/{file}: run `make component`"))?
             .len();
         say(format!("| {world} | {bytes} | {:.0} |", bytes as f64 / 1024.0));
+        if world == "sink" {
+            targets.check(
+                "5. sink world ≤ 512 KiB after wasm-opt (KiB)".into(),
+                bytes as f64 / 1024.0,
+                512.0,
+            );
+        }
     }
     let inst = instantiation().await?;
     say(format!(
@@ -139,8 +147,8 @@ async fn run() -> Result<()> {
     }
     if section("cpu") {
         say("## CPU per record: the core natively, in wasmtime, and the floor\n".into());
-        say("| workload | native µs | component µs | wasm/native throughput | floor µs (wasm) | component / floor | peak linear memory | largest request |".into());
-        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
+        say("| workload | native µs | component µs | wasm/native throughput | floor µs (host hash) | component / floor | floor µs (hash in wasm) | peak linear memory | largest request |".into());
+        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
         for w in &workloads {
             let data = records(w.size, w.records);
             let native = repeat(settings.reps, w.records, || native_run(w, &data))?;
@@ -154,26 +162,49 @@ async fn run() -> Result<()> {
                 largest = largest.max(big);
             }
             let component = per_record(&component, w.records);
-            let floor_us = if w.gzip {
-                None
+            // The floor hashing as the sink world does (through the host), and in wasm.
+            let (floor_us, wasm_floor_us) = if w.gzip {
+                (None, None)
             } else {
-                let mut runs = Vec::new();
+                let (mut host, mut wasm) = (Vec::new(), Vec::new());
                 for _ in 0..settings.reps {
-                    runs.push(floor.run(w.size, w.records).await?);
+                    host.push(floor.run(w.size, w.records, true).await?);
+                    wasm.push(floor.run(w.size, w.records, false).await?);
                 }
-                Some(per_record(&runs, w.records))
+                (
+                    Some(per_record(&host, w.records)),
+                    Some(per_record(&wasm, w.records)),
+                )
             };
             say(format!(
-                "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} MiB | {:.2} MiB |",
+                "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} MiB | {:.2} MiB |",
                 w.name(),
                 native,
                 component,
                 native / component,
                 floor_us.map_or("".into(), |f| format!("{f:.2}")),
                 floor_us.map_or("".into(), |f| format!("{:.2}", component / f)),
+                wasm_floor_us.map_or("".into(), |f| format!("{f:.2}")),
                 memory as f64 / 1048576.0,
                 largest as f64 / 1048576.0,
             ));
+            if let (Some(f), true) = (floor_us, w.partition_key) {
+                targets.check(
+                    format!("3. component ≤ 1.5× its floor (same hashing path), {}", w.name()),
+                    component / f,
+                    1.5,
+                );
+            }
+            if w.gzip && w.size == 200 {
+                targets.check(format!("4. gzip ≤ 5 µs per record, {}", w.name()), component, 5.0);
+            }
+            if w.size == 10 * 1024 && !w.gzip && w.partition_key {
+                targets.check(
+                    "5. peak linear memory ≤ 3× the largest request, 10 KiB".into(),
+                    memory as f64 / largest.max(1) as f64,
+                    3.0,
+                );
+            }
         }
     }
 
@@ -258,6 +289,23 @@ async fn run() -> Result<()> {
                 ours_rps / js_rps,
                 js_us / ours_us,
             ));
+            let goal = match w.size {
+                200 => Some(3.0),
+                10240 => Some(2.0),
+                _ => None,
+            };
+            if let (Some(goal), false) = (goal, js_rps.is_nan()) {
+                targets.check_at_least(
+                    format!("2. kinesis-ship vs the JS SDK, records/s, {}", w.name()),
+                    ours_rps / js_rps,
+                    goal,
+                );
+                targets.check_at_least(
+                    format!("2. … with less CPU per record (JS/ours), {}", w.name()),
+                    js_us / ours_us,
+                    1.0,
+                );
+            }
             let _ = std::fs::remove_file(&file);
         }
         if js.is_none() {
@@ -294,7 +342,13 @@ async fn run() -> Result<()> {
 
     // Fluent Bit with our plugin beside Fluent Bit with its native output, same lines, same sink.
     if section("fluent-bit") {
-        fluent_bit_rows(&settings, &out_dir, &mut say).await?;
+        if let Some(ratio) = fluent_bit_rows(&settings, &out_dir, &mut say).await? {
+            targets.check(
+                "1. Fluent Bit CPU/record, this plugin / the native output, 200 B json".into(),
+                ratio,
+                1.5,
+            );
+        }
     }
 
     // Host memory over a long run.
@@ -309,6 +363,7 @@ async fn run() -> Result<()> {
     ));
     }
 
+    say(targets.table());
     std::fs::write(out_dir.join("results.md"), &report)?;
     println!("\n(written to target/bench/results.md)");
     Ok(())
@@ -378,11 +433,16 @@ fn fluent_bit_run(
 /// Fluent Bit 5.1 with `kinesis_wasm` beside Fluent Bit with its native `kinesis_streams`: the
 /// same 200-byte JSON lines, the same local TLS sink (the native output speaks only TLS, and
 /// checks the certificate: both trust the test CA), two workers each.
-async fn fluent_bit_rows(settings: &Settings, out_dir: &Path, say: &mut impl FnMut(String)) -> Result<()> {
+/// The plugin's CPU per record over the native output's, when Fluent Bit is here.
+async fn fluent_bit_rows(
+    settings: &Settings,
+    out_dir: &Path,
+    say: &mut impl FnMut(String),
+) -> Result<Option<f64>> {
     say("\n## Fluent Bit: the kinesis_wasm plugin beside the native kinesis_streams output\n".into());
     let Some(fluent_bit) = host_tests::fluent_bit::find() else {
         say(host_tests::fluent_bit::NOT_FOUND.into());
-        return Ok(());
+        return Ok(None);
     };
     if !root().join("dist/out_kinesis_wasm.so").is_file() {
         bail!("dist/out_kinesis_wasm.so: run `make plugin`");
@@ -435,6 +495,7 @@ async fn fluent_bit_rows(settings: &Settings, out_dir: &Path, say: &mut impl FnM
         ));
     }
     let native_us = rows[1].2;
+    let ratio = rows[0].2 / native_us;
     for (name, rps, us) in rows {
         say(format!(
             "| {name} | {rps:.0} | {us:.2} | {:.2}× |",
@@ -442,7 +503,35 @@ async fn fluent_bit_rows(settings: &Settings, out_dir: &Path, say: &mut impl FnM
         ));
     }
     let _ = std::fs::remove_file(&input);
-    Ok(())
+    Ok(Some(ratio))
+}
+
+/// Issue 17's targets as this run measured them.
+#[derive(Default)]
+struct Targets(Vec<(String, f64, String, bool)>);
+
+impl Targets {
+    /// `measured` must be at most `goal`.
+    fn check(&mut self, what: String, measured: f64, goal: f64) {
+        self.0
+            .push((what, measured, format!("≤ {goal}"), measured <= goal));
+    }
+    /// `measured` must be at least `goal`.
+    fn check_at_least(&mut self, what: String, measured: f64, goal: f64) {
+        self.0
+            .push((what, measured, format!("≥ {goal}"), measured >= goal));
+    }
+    fn table(&self) -> String {
+        let mut out =
+            String::from("\n## Targets\n\n| target | measured | goal | met |\n| --- | ---: | ---: | --- |\n");
+        for (what, measured, goal, met) in &self.0 {
+            out.push_str(&format!(
+                "| {what} | {measured:.2} | {goal} | {} |\n",
+                if *met { "yes" } else { "no" }
+            ));
+        }
+        out
+    }
 }
 
 /// Median CPU µs per record over `reps` runs of `f` (which returns the CPU time for `n` records).
@@ -685,16 +774,30 @@ impl Floor {
         let component = wasmtime::component::Component::new(&engine, &bytes).map_err(|e| anyhow!("{e}"))?;
         let mut linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        // The sink world's host interface, answered as kinesis-ship answers it.
+        let mut host = linker
+            .instance("kinesis:output/host@0.1.0")
+            .map_err(|e| anyhow!("{e}"))?;
+        host.func_wrap("payload-sha256", |_, (data,): (Vec<u8>,)| {
+            Ok((kinesis_ship::sink::payload_sha256(&data),))
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+        host.func_wrap("run-credential-process", |_, (_,): (String,)| {
+            Ok((Err::<String, String>("the floor runs no process".to_string()),))
+        })
+        .map_err(|e| anyhow!("{e}"))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("{e}"))?;
         let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| anyhow!("{e}"))?;
         Ok(Floor { engine, pre })
     }
 
-    /// CPU time of one run over `count` records of `size` bytes.
-    async fn run(&self, size: usize, count: usize) -> Result<Duration> {
+    /// CPU time of one run over `count` records of `size` bytes, the bodies hashed by the host
+    /// (as the sink world's are) or in wasm.
+    async fn run(&self, size: usize, count: usize, host_hash: bool) -> Result<Duration> {
         let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(4096);
+        let hashing = if host_hash { "host" } else { "wasm" };
         let wasi = wasmtime_wasi::WasiCtx::builder()
-            .args(&["sigv4-floor", &size.to_string(), &count.to_string()])
+            .args(&["sigv4-floor", &size.to_string(), &count.to_string(), hashing])
             .stdout(stdout.clone())
             .build();
         let mut store = wasmtime::Store::new(

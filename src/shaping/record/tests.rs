@@ -306,3 +306,36 @@ fn quoted_records_are_cut_to_log_truncate_max_size() {
         e.message
     );
 }
+
+/// The deflate states are kept and reset between records: each record is its own whole stream,
+/// whatever came before it (sizes from empty to incompressible 300 KB, zlib and gzip in turn).
+#[test]
+fn each_compressed_record_is_a_whole_stream_of_its_own() {
+    let mut noise = Vec::new();
+    let mut x: u32 = 1;
+    for _ in 0..300_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        noise.push((x >> 16) as u8);
+    }
+    let inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"x".to_vec(),
+        b"{\"log\":\"hello\"}\n".repeat(20),
+        noise,
+        b"after the big one\n".to_vec(),
+    ];
+    for round in 0..2 {
+        for (i, data) in inputs.iter().enumerate() {
+            for kind in [Compression::Zlib, Compression::Gzip] {
+                let packed = compress(kind, data);
+                let mut out = Vec::new();
+                match kind {
+                    Compression::Zlib => flate2::read::ZlibDecoder::new(&packed[..]).read_to_end(&mut out),
+                    _ => flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut out),
+                }
+                .unwrap();
+                assert_eq!(&out, data, "round {round}, input {i}, {kind:?}");
+            }
+        }
+    }
+}
