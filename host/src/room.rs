@@ -70,10 +70,17 @@ impl Room {
                             .boxed();
                         (bytes.len(), full)
                     }
-                    Err(_) => (
-                        self.limit + 1,
-                        Full::new(Bytes::new()).map_err(|n| match n {}).boxed(),
-                    ),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                        return Err(answer(
+                            413,
+                            &format!(
+                                "the body is larger than buffer.total_limit_size ({} bytes)",
+                                self.limit
+                            ),
+                            false,
+                        ))
+                    }
+                    Err(e) => return Err(answer(400, &format!("the body could not be read: {e}"), false)),
                 }
             }
         };
