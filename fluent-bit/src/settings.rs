@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use kinesis_output::config::SETTINGS;
+use kinesis_output::config::{SECRET_SETTINGS, SETTINGS};
 use kinesis_ship::setup::{parse_max_memory, read_config, Sandbox};
 
 /// Settings whose value is an object (given as JSON text in a property).
@@ -20,8 +20,6 @@ const OBJECT_SETTINGS: &[&str] = &[
     "buffer",
     "proxy",
 ];
-/// Settings that take a secret, which may be a string or a JSON object (`{"env": "NAME"}`).
-const SECRET_SETTINGS: &[&str] = &["aws_key_id", "aws_sec_key", "aws_ses_token"];
 
 /// The plugin's own properties, beside the component's settings.
 pub const PLUGIN_PROPERTIES: &[&str] = &[

@@ -14,8 +14,9 @@ use wasmtime_wasi_http::io::TokioIo;
 use crate::engine::proxy_component_path;
 use crate::proxy::ProxyRuntime;
 use crate::room::Room;
-use crate::setup::{egress_policy, proxy_env, proxy_settings, read_config, Sandbox, SECRETS_DIR_VAR};
+use crate::setup::{egress_policy, proxy_document, proxy_env, proxy_settings, read_config, Sandbox};
 use crate::ship::usage;
+use kinesis_output::config::env as envconfig;
 
 /// What `kinesis-ship serve` is asked to do.
 #[derive(Debug, Clone)]
@@ -29,29 +30,29 @@ pub struct ServeOptions {
 /// Listen and serve until the process is stopped. `ready` gets the bound address.
 pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let config = match &opts.config {
-        Some(path) => {
-            let mut config = read_config(path).map_err(usage)?;
-            opts.sandbox.configure(&mut config);
-            Some(config)
-        }
+        Some(path) => Some(read_config(path).map_err(usage)?),
         None => None,
     };
     let path = opts.component.clone().unwrap_or_else(proxy_component_path);
     let runtime = ProxyRuntime::load(&path).map_err(usage)?;
     let mut env = proxy_env(config.as_ref());
-    if let (None, Some(dir)) = (&config, &opts.sandbox.secrets_dir) {
-        env.retain(|(k, _)| k != SECRETS_DIR_VAR);
-        env.push((SECRETS_DIR_VAR.to_string(), dir.to_string_lossy().into_owned()));
+    // `--secrets-dir` as the setting's own variable, which the proxy world reads over the file.
+    if let Some(dir) = &opts.sandbox.secrets_dir {
+        let variable = envconfig::variable_name("secrets_dir");
+        env.retain(|(k, _)| *k != variable);
+        env.push((variable, dir.to_string_lossy().into_owned()));
     }
-    // The configuration read natively, as the component reads it: the egress policy and the
-    // buffer limit. (One that does not parse reaches nothing; the component answers its error.)
-    let settings = proxy_settings(&env);
+    // The document the component will read (the file and the variables merged), read natively
+    // as it reads it: the folders it needs, the egress policy and the buffer limit. (One that
+    // does not parse reaches nothing; the component answers its error.)
+    let document = proxy_document(&env);
+    let settings = document.as_deref().and_then(|d| proxy_settings(d, &env));
     let egress = egress_policy(settings.as_ref().map(|s| &s.sink), &env);
     let room = Room::new(&settings.map(|s| s.buffer).unwrap_or_default());
-    let empty = Value::Object(Default::default());
-    let mut options = opts
-        .sandbox
-        .options(env, config.as_ref().unwrap_or(&empty), egress);
+    let granted = document
+        .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let mut options = opts.sandbox.options(env, &granted, egress);
     options.inherit_stderr = true;
     let listener = TcpListener::bind(opts.listen)
         .await

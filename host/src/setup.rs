@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::sink::{InstanceOptions, Upstream};
 use kinesis_output::config::env as envconfig;
+use kinesis_output::config::SECRET_SETTINGS;
 use kinesis_output::delivery::egress;
 use kinesis_output::{Config, Environment, Settings};
 
@@ -149,7 +150,7 @@ pub fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf])
     if let Some(home) = get("HOME") {
         files.push(home.join(".aws").join("credentials"));
     }
-    for key in ["aws_key_id", "aws_sec_key", "aws_ses_token"] {
+    for key in SECRET_SETTINGS {
         if let Some(path) = config
             .get(key)
             .and_then(|v| v.get("file"))
@@ -166,11 +167,6 @@ pub fn granted_dirs(config: &Value, env: &[(String, String)], extra: &[PathBuf])
                 .get("secrets_dir")
                 .and_then(Value::as_str)
                 .map(PathBuf::from),
-        )
-        .chain(
-            env.iter()
-                .filter(|(k, _)| k == SECRETS_DIR_VAR)
-                .map(|(_, v)| PathBuf::from(v)),
         )
         .chain(extra.iter().cloned())
         .filter(|d| d.is_absolute() && d.is_dir())
@@ -190,17 +186,17 @@ pub fn egress_policy(config: Option<&Config>, env: &[(String, String)]) -> Vec<S
         .unwrap_or_default()
 }
 
-/// The proxy world's settings, read from the environment it is given as the component reads
-/// them; `None` when there are none or they do not parse.
-pub fn proxy_settings(env: &[(String, String)]) -> Option<Settings> {
-    match envconfig::from_env(&mut NativeEnv(env)) {
-        Ok(Some(json)) => Settings::for_proxy(&json, &mut NativeEnv(env)).ok(),
-        _ => None,
-    }
+/// The configuration document the proxy world reads from `env` (`KINESIS_OUTPUT_CONFIG` with
+/// the per-setting variables over it); `None` when there is none or it does not parse.
+pub fn proxy_document(env: &[(String, String)]) -> Option<String> {
+    envconfig::from_env(&mut NativeEnv(env)).ok().flatten()
 }
 
-/// The proxy world's `secrets_dir` as an environment variable.
-pub const SECRETS_DIR_VAR: &str = "KINESIS_OUTPUT_SECRETS_DIR";
+/// The proxy world's settings of `document`, read in `env` as the component reads them; `None`
+/// when they do not parse.
+pub fn proxy_settings(document: &str, env: &[(String, String)]) -> Option<Settings> {
+    Settings::for_proxy(document, &mut NativeEnv(env)).ok()
+}
 
 /// `--max-memory`'s value: MiB from 1 to 4096.
 pub fn parse_max_memory(text: &str) -> Result<usize, String> {

@@ -19,4 +19,4 @@ pub use chain::resolve;
 pub use credentials::CredentialConfig;
 pub use error::ConfigError;
 pub use front::FrontSettings;
-pub use settings::{Config, Settings, SETTINGS};
+pub use settings::{Config, Settings, SECRET_SETTINGS, SETTINGS};

@@ -75,16 +75,17 @@ impl SecretSources<'_> {
     /// `{"secretKeyRef": {"name", "key", "optional"}}` under `at` (`….valueFrom`).
     fn key_ref(&mut self, at: &str, v: Value) -> Result<Option<String>, ConfigError> {
         let mut from = object(at, v)?;
-        let at = format!("{at}.secretKeyRef");
+        let selector_at = format!("{at}.secretKeyRef");
         let selector = from
             .remove("secretKeyRef")
-            .ok_or_else(|| ConfigError::new(&at, "is required"))?;
+            .ok_or_else(|| ConfigError::new(&selector_at, "is required"))?;
         if let Some(other) = from.keys().next() {
             return Err(ConfigError::new(
-                format!("{}.{other}", at.trim_end_matches(".secretKeyRef")),
+                format!("{at}.{other}"),
                 "is not a secret source; use secretKeyRef",
             ));
         }
+        let at = selector_at;
         let mut selector = object(&at, selector)?;
         let mut take_string = |name: &str| -> Result<String, ConfigError> {
             let field = format!("{at}.{name}");

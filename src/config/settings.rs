@@ -79,6 +79,9 @@ pub const SETTINGS: &[&str] = &[
     "proxy",
 ];
 
+/// The settings that take a secret value in any of its forms ([`super::secret`]).
+pub const SECRET_SETTINGS: &[&str] = &["aws_key_id", "aws_sec_key", "aws_ses_token"];
+
 /// The seed plugin's inject time format.
 pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 

@@ -57,12 +57,18 @@ struct Pending {
 /// and the rest; each half keeps the order, and every record its position for
 /// [`merge_in_order`].
 fn split_heads(pending: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let first: Vec<bool> = {
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        pending
+            .iter()
+            .map(|p| seen.insert((p.record.stream.as_str(), p.record.partition_key.as_str())))
+            .collect()
+    };
     let mut heads = Vec::new();
     let mut rest = Vec::new();
-    for (position, mut p) in pending.into_iter().enumerate() {
+    for ((position, mut p), first) in pending.into_iter().enumerate().zip(first) {
         p.position = position;
-        if seen.insert((p.record.stream.clone(), p.record.partition_key.clone())) {
+        if first {
             heads.push(p);
         } else {
             rest.push(p);
