@@ -2,7 +2,8 @@
 //! `/api/v2/metrics/prometheus`), under the names our other hosts use:
 //! `kinesis_output_records_total{outcome}`, `kinesis_output_requests_total`,
 //! `kinesis_output_retries_total`, `kinesis_output_throttled_records_total`,
-//! `kinesis_output_bytes_sent_total`.
+//! `kinesis_output_bytes_sent_total`, `kinesis_output_credential_refreshes_total`,
+//! `kinesis_output_failed_records_total{code}`, `kinesis_output_rejected_records_total{kind}`.
 //!
 //! The plugin asks Fluent Bit for its output instance's `struct cmt` and finds cmetrics'
 //! functions among the symbols Fluent Bit exports; where either is missing (another host of the
@@ -33,6 +34,9 @@ pub struct Metrics {
     retries: *mut c_void,
     throttled: *mut c_void,
     bytes: *mut c_void,
+    credentials: *mut c_void,
+    failed: *mut c_void,
+    rejected: *mut c_void,
 }
 
 // SAFETY: cmetrics counters update their values atomically; the pointers stay valid while the
@@ -92,6 +96,21 @@ impl Metrics {
                 &[],
             ),
             bytes: counter(c"bytes_sent_total", c"Request body bytes sent.", &[]),
+            credentials: counter(
+                c"credential_refreshes_total",
+                c"Credentials fetched from their source.",
+                &[],
+            ),
+            failed: counter(
+                c"failed_records_total",
+                c"Records not stored, by the code of their last failure.",
+                &[c"code"],
+            ),
+            rejected: counter(
+                c"rejected_records_total",
+                c"Records never sent, by why.",
+                &[c"kind"],
+            ),
         };
         let all = [
             metrics.records,
@@ -99,6 +118,9 @@ impl Metrics {
             metrics.retries,
             metrics.throttled,
             metrics.bytes,
+            metrics.credentials,
+            metrics.failed,
+            metrics.rejected,
         ];
         all.iter().all(|c| !c.is_null()).then_some(metrics)
     }
@@ -126,5 +148,16 @@ impl Metrics {
         add(self.retries, tally.counters.retries, None);
         add(self.throttled, tally.counters.throttled_records, None);
         add(self.bytes, tally.counters.bytes_sent, None);
+        add(self.credentials, tally.counters.credential_refreshes, None);
+        for problem in &tally.problems {
+            let counter = match problem.code {
+                kinesis_output::Code::Rejected(_) => self.rejected,
+                _ => self.failed,
+            };
+            // Codes are ours or the service's (`…Exception`): no NUL inside.
+            if let Ok(code) = std::ffi::CString::new(problem.code.as_str()) {
+                add(counter, 1, Some(&code));
+            }
+        }
     }
 }

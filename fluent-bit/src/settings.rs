@@ -136,6 +136,8 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         max_memory_mib,
         // `secrets_dir` is a setting like any other here; its folder is granted from it.
         secrets_dir: None,
+        // `tls_ca_file` is the plugin's own setting, applied by the output.
+        ca_file: None,
     };
     Ok(PluginSettings {
         config: Value::Object(config),

@@ -61,6 +61,14 @@ pub struct SandboxArgs {
     /// over the file's), granted read-only.
     #[arg(long = "secrets-dir", value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// More CAs to trust (PEM) for the component's https requests, beside the public ones and
+    /// those of $SSL_CERT_FILE: private CAs, VPC endpoints behind an inspecting proxy.
+    /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured too.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Log lines as text (`kinesis-ship: …`) or one JSON object a line.
+    #[arg(long = "log-format", value_name = "FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::log::Format,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +112,10 @@ pub struct ServeArgs {
     pub component: Option<PathBuf>,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    /// Requests read or shipped at once; past it a request waits (`buffer.overflow_action
+    /// block`) or gets 503 with Retry-After.
+    #[arg(long = "max-requests", value_name = "N", default_value_t = crate::room::DEFAULT_MAX_REQUESTS, value_parser = max_requests)]
+    pub max_requests: usize,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +135,13 @@ fn lowercase(text: &str) -> Result<String, String> {
     Ok(text.to_ascii_lowercase())
 }
 
+fn max_requests(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| format!("{text:?} must be a number from 1 to 10000"))
+}
+
 fn socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080"))
@@ -130,11 +149,13 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
 
 impl SandboxArgs {
     fn sandbox(self) -> Sandbox {
+        crate::log::set_format(self.log_format);
         Sandbox {
             allow_dirs: self.allow_dirs,
             allow_authorities: self.allow_authorities,
             max_memory_mib: self.max_memory_mib,
             secrets_dir: self.secrets_dir,
+            ca_file: self.ca_file,
         }
     }
 }
@@ -173,10 +194,10 @@ pub async fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
 /// An error's message with every cause, and the exit status it means.
 fn failure(what: &str, e: anyhow::Error) -> i32 {
     if e.downcast_ref::<UsageError>().is_some() {
-        eprintln!("{what}: {e}");
+        crate::log::line(crate::log::Level::Error, what, &e.to_string());
         EXIT_USAGE
     } else {
-        eprintln!("{what}: {e:#}");
+        crate::log::line(crate::log::Level::Error, what, &format!("{e:#}"));
         EXIT_NOT_DELIVERED
     }
 }
@@ -187,6 +208,7 @@ async fn serve_main(args: ServeArgs) -> i32 {
         config: args.config,
         component: args.component,
         sandbox: args.sandbox.sandbox(),
+        max_requests: args.max_requests,
     };
     let served = serve::serve(&opts, |addr| {
         // Tests and scripts read the port from this line.
@@ -194,7 +216,8 @@ async fn serve_main(args: ServeArgs) -> i32 {
     })
     .await;
     match served {
-        Ok(()) => EXIT_OK,
+        Ok(stopped) if stopped.abandoned == 0 => EXIT_OK,
+        Ok(_) => EXIT_NOT_DELIVERED,
         Err(e) => failure("kinesis-ship serve", e),
     }
 }
@@ -220,11 +243,11 @@ async fn ship_main(opts: ShipOptions) -> i32 {
     if let Some(path) = &opts.report {
         let text = serde_json::to_string_pretty(&shipped.report()).expect("a report serialises");
         if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("kinesis-ship: writing the report {}: {e}", path.display());
+            crate::log::error(&format!("writing the report {}: {e}", path.display()));
             return EXIT_NOT_DELIVERED;
         }
     }
-    if shipped.tally.all_delivered() {
+    if shipped.complete() {
         EXIT_OK
     } else {
         EXIT_NOT_DELIVERED

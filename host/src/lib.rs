@@ -12,7 +12,10 @@
 //! - [`proxy`]: the `proxy` world, one instance per request.
 //! - [`process`]: `credential_process` commands, run for the component.
 //! - [`recovery`]: after a trap, which records the service already stored.
-//! - [`transport`]: the host's own TLS client, for extra trusted CAs.
+//! - [`transport`]: the host's own HTTP client, for extra trusted CAs and proxies;
+//!   [`network`]: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`.
+//! - [`metrics`]: what `serve` counts, in the Prometheus text format; [`log`]: text or JSON
+//!   log lines.
 //! - [`setup`]: what a host derives from a configuration: the file, the settings read once
 //!   natively, the component's environment, folders and egress policy.
 //! - [`ship`], [`serve`], [`envfile`]: the three commands; [`cli`]: the command line.
@@ -33,6 +36,9 @@ pub mod cli;
 pub mod engine;
 pub mod envfile;
 mod faults;
+pub mod log;
+pub mod metrics;
+pub mod network;
 pub mod process;
 pub mod proxy;
 pub mod recovery;

@@ -66,18 +66,35 @@ impl ProxyRuntime {
                 .await
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Ok(error_response(&format!(
-                "the component answered an error: {code:?}"
-            ))),
+            Ok(answer) => {
+                if !options.inherit_stderr {
+                    // What the component wrote, as log lines once it is done (JSON logs).
+                    tokio::spawn(async move {
+                        let _ = task.await;
+                        crate::log::component(&String::from_utf8_lossy(&stderr.contents()));
+                    });
+                }
+                match answer {
+                    Ok(response) => Ok(response),
+                    Err(code) => Ok(error_response(&format!(
+                        "the component answered an error: {code:?}"
+                    ))),
+                }
+            }
             Err(_) => {
                 let why = match task.await {
                     Ok(Ok(())) => "the component never answered".to_string(),
-                    Ok(Err(e)) => format!("the component trapped: {e:?}"),
+                    Ok(Err(e)) => {
+                        if let Some(metrics) = &options.metrics {
+                            metrics.trapped();
+                        }
+                        format!("the component trapped: {e:?}")
+                    }
                     Err(e) => format!("the component's task failed: {e}"),
                 };
-                let guest = String::from_utf8_lossy(&stderr.contents()).into_owned();
-                eprintln!("kinesis-ship: {why}\n{guest}");
+                crate::log::error(&why);
+                // (Empty when the component's stderr is this process's.)
+                crate::log::component(&String::from_utf8_lossy(&stderr.contents()));
                 Ok(error_response(&why))
             }
         }

@@ -3,6 +3,10 @@
 //! a 503 with `Retry-After` (`throw_exception`; `drop_oldest_chunk` too, since serve holds no
 //! queued chunk it could drop, only requests being shipped), or a wait for room (`block`).
 //! Nothing is lost either way: a refused request was not read, and the agent sends it again.
+//!
+//! Before its body is weighed, a request takes one of `--max-requests` places (requests being
+//! read or shipped at once), with the same choice past it: so a body without a length, read
+//! before it can be weighed, is read by at most that many requests at a time.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,29 +33,53 @@ pub struct Room {
     units: Arc<Semaphore>,
     limit: usize,
     block: bool,
+    places: Arc<Semaphore>,
+    max_requests: usize,
 }
 
 /// A request let in, and the room it holds until dropped.
 pub struct Admitted {
     pub request: hyper::Request<AdmittedBody>,
     _held: Option<OwnedSemaphorePermit>,
+    _place: OwnedSemaphorePermit,
 }
 
+/// Requests read or shipped at once when `--max-requests` is not given.
+pub const DEFAULT_MAX_REQUESTS: usize = 16;
+
 impl Room {
-    pub fn new(buffer: &BufferSettings) -> Room {
+    pub fn new(buffer: &BufferSettings, max_requests: usize) -> Room {
         let units = buffer.total_limit_size.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
+        let max_requests = max_requests.clamp(1, Semaphore::MAX_PERMITS);
         Room {
             units: Arc::new(Semaphore::new(units)),
             limit: buffer.total_limit_size,
             block: buffer.overflow_action == Overflow::Block,
+            places: Arc::new(Semaphore::new(max_requests)),
+            max_requests,
         }
     }
 
-    /// Let `request` in once its body fits, or answer it here.
+    /// Let `request` in once there is a place for it and its body fits, or answer it here.
     pub async fn admit(
         &self,
         request: hyper::Request<Incoming>,
     ) -> Result<Admitted, hyper::Response<ProxyBody>> {
+        let place = if self.block {
+            self.places.clone().acquire_owned().await.ok()
+        } else {
+            self.places.clone().try_acquire_owned().ok()
+        };
+        let Some(place) = place else {
+            return Err(answer(
+                503,
+                &format!(
+                    "{} requests are being shipped (--max-requests); send again later",
+                    self.max_requests
+                ),
+                true,
+            ));
+        };
         let declared = request
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -88,6 +116,7 @@ impl Room {
             return Ok(Admitted {
                 request: hyper::Request::from_parts(parts, body),
                 _held: None,
+                _place: place,
             });
         }
         if size > self.limit {
@@ -110,6 +139,7 @@ impl Room {
             Some(permit) => Ok(Admitted {
                 request: hyper::Request::from_parts(parts, body),
                 _held: Some(permit),
+                _place: place,
             }),
             None => Err(answer(
                 503,

@@ -1,18 +1,29 @@
 //! `kinesis-ship serve`: host the `proxy` world over HTTP, for users without a wasmtime CLI. One
 //! fresh instance per request, as `wasmtime serve` does.
+//!
+//! Beside the component's own routes it answers `GET /metrics` (Prometheus text, see
+//! [`crate::metrics`]). On SIGTERM or SIGINT it stops accepting, lets every request already
+//! read finish and be answered (each within the configuration's `put_deadline`), closes idle
+//! connections, and returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use wasmtime_wasi_http::io::TokioIo;
 
 use crate::engine::proxy_component_path;
-use crate::proxy::ProxyRuntime;
+use crate::log::{self, Level};
+use crate::metrics::Metrics;
+use crate::proxy::{ProxyBody, ProxyRuntime};
 use crate::room::Room;
 use crate::setup::{egress_policy, proxy_document, proxy_env, proxy_settings, read_config, Sandbox};
 use crate::ship::usage;
@@ -25,10 +36,32 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     pub component: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// Requests read or shipped at once (`--max-requests`).
+    pub max_requests: usize,
 }
 
-/// Listen and serve until the process is stopped. `ready` gets the bound address.
-pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+/// How a serve run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The signal that stopped it.
+    pub signal: &'static str,
+    /// Connections still open when the wait for them ran out (0: every request answered).
+    pub abandoned: usize,
+}
+
+/// What every connection shares.
+struct Shared {
+    runtime: ProxyRuntime,
+    options: crate::sink::InstanceOptions,
+    room: Room,
+    metrics: Arc<Metrics>,
+}
+
+/// Time beyond `put_deadline` for a request's last answer to be written.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Listen and serve until SIGTERM or SIGINT. `ready` gets the bound address.
+pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<Stopped> {
     let config = match &opts.config {
         Some(path) => Some(read_config(path).map_err(usage)?),
         None => None,
@@ -43,45 +76,155 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         env.push((variable, dir.to_string_lossy().into_owned()));
     }
     // The document the component will read (the file and the variables merged), read natively
-    // as it reads it: the folders it needs, the egress policy and the buffer limit. (One that
-    // does not parse reaches nothing; the component answers its error.)
+    // as it reads it: the folders it needs, the egress policy, the buffer limit and the
+    // deadline. (One that does not parse reaches nothing; the component answers its error.)
     let document = proxy_document(&env);
     let settings = document.as_deref().and_then(|d| proxy_settings(d, &env));
     let egress = egress_policy(settings.as_ref().map(|s| &s.sink), &env);
-    let room = Room::new(&settings.map(|s| s.buffer).unwrap_or_default());
+    let put_deadline = settings
+        .as_ref()
+        .map_or(kinesis_output::config::front::PROXY_PUT_DEADLINE, |s| {
+            s.sink.put_deadline
+        });
+    let room = Room::new(&settings.map(|s| s.buffer).unwrap_or_default(), opts.max_requests);
     let granted = document
         .and_then(|d| serde_json::from_str::<Value>(&d).ok())
         .unwrap_or_else(|| Value::Object(Default::default()));
+    let metrics = Arc::new(Metrics::default());
     let mut options = opts.sandbox.options(env, &granted, egress);
-    options.inherit_stderr = true;
+    opts.sandbox.network(&mut options).map_err(usage)?;
+    // Text logs let the component write to stderr as it goes; JSON logs wrap its lines.
+    options.inherit_stderr = !log::json();
+    options.metrics = Some(metrics.clone());
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))
         .map_err(usage)?;
     ready(listener.local_addr().map_err(|e| anyhow!("{e}"))?);
-    let shared = Arc::new((runtime, options, room));
-    loop {
-        let (client, _) = listener.accept().await?;
-        let shared = shared.clone();
-        tokio::task::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move {
-                    let (runtime, options, room) = &*shared;
-                    match room.admit(req).await {
-                        // The room is held until the component has answered.
-                        Ok(admitted) => runtime.handle(options, admitted.request).await,
-                        Err(answer) => Ok(answer),
-                    }
+    let shared = Arc::new(Shared {
+        runtime,
+        options,
+        room,
+        metrics,
+    });
+
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let signal = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    connections.spawn(connection(shared.clone(), client, stopping.clone()));
                 }
-            });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(client), service)
-                .await
-            {
-                eprintln!("kinesis-ship: connection: {e}");
+                // Out of file descriptors and the like: wait, and accept again.
+                Err(e) => {
+                    log::line(Level::Error, "kinesis-ship serve", &format!("accepting: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+        }
+    };
+    // Stop accepting; answer what was read; close idle connections.
+    drop(listener);
+    let _ = stop.send(true);
+    let wait = put_deadline + SHUTDOWN_GRACE;
+    log::line(
+        Level::Info,
+        "kinesis-ship serve",
+        &format!(
+            "{signal}: no longer accepting; answering {} requests in flight (waiting up to {wait:?})",
+            shared.metrics.requests_in_flight()
+        ),
+    );
+    let drained =
+        tokio::time::timeout(wait, async { while connections.join_next().await.is_some() {} }).await;
+    let abandoned = if drained.is_ok() { 0 } else { connections.len() };
+    connections.abort_all();
+    log::line(
+        if abandoned == 0 { Level::Info } else { Level::Error },
+        "kinesis-ship serve",
+        &if abandoned == 0 {
+            "stopped: every request answered".to_string()
+        } else {
+            format!("stopped with {abandoned} connections still busy past {wait:?}")
+        },
+    );
+    Ok(Stopped { signal, abandoned })
+}
+
+/// Serve one connection until it closes, or until shutdown lets its request in progress end.
+async fn connection(
+    shared: Arc<Shared>,
+    client: tokio::net::TcpStream,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { handle(&shared, req).await }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(client), service);
+    tokio::pin!(conn);
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    log::line(Level::Warn, "kinesis-ship serve", &format!("connection: {e}"));
+                }
+                return;
             }
-        });
+            changed = stopping.changed(), if !asked => {
+                // Finish the request being served (if any), then close.
+                asked = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
+}
+
+/// Answer one request: `/metrics` here, everything else through the room and the component,
+/// counting what its answer reports.
+async fn handle(
+    shared: &Shared,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<ProxyBody>> {
+    if req.uri().path() == "/metrics" && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        return Ok(hyper::Response::builder()
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(full(shared.metrics.render()))
+            .expect("a valid response"));
+    }
+    let response = match shared.room.admit(req).await {
+        // The room is held until the component has answered.
+        Ok(admitted) => {
+            let _shipping = shared.metrics.in_flight();
+            shared.runtime.handle(&shared.options, admitted.request).await?
+        }
+        Err(answer) => answer,
+    };
+    // The component's answer is small (counts, and a line per record not delivered): read it
+    // whole to count it, and send it on.
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| anyhow!("the component's answer broke off: {e:?}"))?
+        .to_bytes();
+    shared.metrics.answered(parts.status.as_u16(), &body);
+    Ok(hyper::Response::from_parts(parts, full(body)))
+}
+
+fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }

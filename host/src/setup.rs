@@ -26,6 +26,9 @@ pub struct Sandbox {
     /// Where Kubernetes secrets are mounted (`--secrets-dir`): the configuration's `secrets_dir`
     /// (over the file's), granted read-only.
     pub secrets_dir: Option<PathBuf>,
+    /// More CAs to trust for the component's https requests (`--ca-file`), beside the public
+    /// ones and `SSL_CERT_FILE`'s.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -53,6 +56,20 @@ impl Sandbox {
         }
         options.env = env;
         options
+    }
+
+    /// The host's network settings from `--ca-file` and this process's environment
+    /// (`SSL_CERT_FILE`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), set into `options`. Without
+    /// any, wasmtime-wasi-http's own client sends the component's requests.
+    pub fn network(&self, options: &mut InstanceOptions) -> Result<()> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut ca_files: Vec<PathBuf> = self.ca_file.iter().cloned().collect();
+        ca_files.extend(var("SSL_CERT_FILE").map(PathBuf::from));
+        if !ca_files.is_empty() {
+            options.tls = Some(crate::transport::tls_config_files(&ca_files)?);
+        }
+        options.proxies = crate::network::Proxies::from_env(var)?.map(std::sync::Arc::new);
+        Ok(())
     }
 
     /// `--secrets-dir` written into a configuration document, over its own `secrets_dir`.

@@ -2,10 +2,14 @@
 //! optional JSON report out. Lines follow the rules every door shares (`front::lines`), each
 //! event's time is read from its own `time_keys` fields (else the time it was read), and the
 //! report is the one every door gives (`front::report`).
+//!
+//! On SIGTERM or SIGINT it stops reading, ships the lines it has already read (the chunk being
+//! filled, and those read ahead), and says from which line on the input was not shipped.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
@@ -56,14 +60,45 @@ pub struct Shipped {
     pub tally: Tally,
     /// Settings accepted without effect, and other advice, one sentence each.
     pub warnings: Vec<String>,
+    /// Stopped by a signal before the input ended: which, and the first line not shipped.
+    pub stopped: Option<Stop>,
+}
+
+/// A run a signal ended before its input did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub signal: &'static str,
+    /// 1-based: the input from this line on was not shipped.
+    pub unread_from_line: usize,
 }
 
 impl Shipped {
     /// The `--report` document.
     pub fn report(&self) -> serde_json::Value {
-        self.tally.to_report(&self.warnings)
+        let mut report = self.tally.to_report(&self.warnings);
+        if let Some(stop) = &self.stopped {
+            report["stopped"] = serde_json::json!({
+                "signal": stop.signal,
+                "unread_from_line": stop.unread_from_line,
+            });
+        }
+        report
+    }
+
+    /// Everything read was delivered and the input was read to its end.
+    pub fn complete(&self) -> bool {
+        self.tally.all_delivered() && self.stopped.is_none()
     }
 }
+
+/// What the reader hands on.
+enum Input {
+    Line(Read),
+    Failed(std::io::Error),
+}
+
+/// How often the loop waiting for lines looks for a signal.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 /// A line of the input with the time of its event.
 struct Read {
@@ -91,6 +126,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     let runtime = Runtime::load(&path).map_err(usage)?;
     let egress = egress_policy(Some(&settings.sink), &env);
     let mut options = opts.sandbox.options(env, &config, egress);
+    opts.sandbox.network(&mut options).map_err(usage)?;
     // After a trap, what the service already stored is known from the PutRecords answers the
     // host saw; the native core formats each record as the component did, to tell them apart.
     options.track_accepted = true;
@@ -103,31 +139,50 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     };
     if !opts.quiet {
         for w in &shipped.warnings {
-            eprintln!("kinesis-ship: warning: {w}");
+            crate::log::warn(w);
         }
     }
 
-    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Read>>(4096);
+    let (tx, rx) = mpsc::sync_channel::<Input>(4096);
     let input = opts.input.clone();
     let keys = settings.front.time_keys.clone();
-    let reader = std::thread::spawn(move || read_lines(input, &keys, tx));
+    let stop = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(OnceLock::new());
+    tokio::spawn(watch_signals(stop.clone(), signal.clone()));
+    let reader_stop = stop.clone();
+    let reader = std::thread::spawn(move || read_lines(input, &keys, tx, &reader_stop));
 
     let buffer = &settings.buffer;
     let tally = &mut shipped.tally;
-    let progress = !opts.quiet && std::io::stderr().is_terminal();
+    let progress = !opts.quiet && std::io::stderr().is_terminal() && !crate::log::json();
     let started = Instant::now();
     let mut chunk: Vec<Read> = Vec::new();
     let mut chunk_bytes = 0usize;
     let mut chunk_started = Instant::now();
+    // The last line handed to the component, and whether the input was read to its end.
+    let mut last_line = 0usize;
+    let mut ended = false;
     let mut done = false;
     while !done {
         let wait = if chunk.is_empty() {
-            Duration::from_secs(3600)
+            SIGNAL_CHECK
         } else {
-            buffer.flush_interval.saturating_sub(chunk_started.elapsed())
+            buffer
+                .flush_interval
+                .saturating_sub(chunk_started.elapsed())
+                .min(SIGNAL_CHECK)
         };
-        let flush = match rx.recv_timeout(wait) {
-            Ok(Ok(read)) => {
+        // Once stopping, only what was already read: no more waiting.
+        let next = if stop.load(Ordering::Relaxed) {
+            rx.try_recv().map_err(|e| match e {
+                mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Disconnected,
+                mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
+            })
+        } else {
+            rx.recv_timeout(wait)
+        };
+        let flush = match next {
+            Ok(Input::Line(read)) => {
                 if chunk.is_empty() {
                     chunk_started = Instant::now();
                 }
@@ -136,9 +191,12 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
                 buffer.chunk_limit_records.is_some_and(|n| chunk.len() >= n)
                     || chunk_bytes >= buffer.chunk_limit_size
             }
-            Ok(Err(e)) => return Err(anyhow!("reading the input: {e}")),
-            Err(mpsc::RecvTimeoutError::Timeout) => !chunk.is_empty(),
+            Ok(Input::Failed(e)) => return Err(anyhow!("reading the input: {e}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                !chunk.is_empty() && chunk_started.elapsed() >= buffer.flush_interval
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
+                ended = !stop.load(Ordering::Relaxed);
                 done = true;
                 !chunk.is_empty()
             }
@@ -148,6 +206,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
         }
         let reads = std::mem::take(&mut chunk);
         chunk_bytes = 0;
+        last_line = reads.last().map_or(last_line, |r| r.line.number);
         instance.clear_accepted();
         if let Err(trap) = ship_chunk(&mut instance, sink, &reads, &opts.tag, tally).await {
             // A trap ends the instance. The records the service answered as stored are counted
@@ -168,12 +227,12 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
                 Some((again, message))
             } else {
                 if !opts.quiet {
-                    eprintln!(
-                        "kinesis-ship: the component trapped after the service stored {} of this chunk's {} records; sending the other {} again in a new instance: {message}",
+                    crate::log::warn(&format!(
+                        "the component trapped after the service stored {} of this chunk's {} records; sending the other {} again in a new instance: {message}",
                         stored.len(),
                         stored.len() + again.len(),
                         again.len()
-                    );
+                    ));
                 }
                 if again.is_empty() {
                     None
@@ -189,11 +248,11 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
             };
             if let Some((reads, message)) = failed {
                 if !opts.quiet {
-                    eprintln!(
-                        "kinesis-ship: the component trapped; {} records are reported failed ({}): {message}",
+                    crate::log::error(&format!(
+                        "the component trapped; {} records are reported failed ({}): {message}",
                         reads.len(),
                         Code::ComponentTrap
-                    );
+                    ));
                 }
                 for read in &reads {
                     tally.add_failure(read.line.number, Code::ComponentTrap, &message);
@@ -208,23 +267,57 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
             let _ = std::io::stderr().flush();
         }
     }
-    reader.join().map_err(|_| anyhow!("the input reader panicked"))?;
+    if ended {
+        reader.join().map_err(|_| anyhow!("the input reader panicked"))?;
+    } else {
+        // Stopped by a signal: the reader may be waiting for input that will not be shipped.
+        shipped.stopped = Some(Stop {
+            signal: signal.get().copied().unwrap_or("a signal"),
+            unread_from_line: last_line + 1,
+        });
+    }
     if progress {
         eprintln!();
     }
     if !opts.quiet {
-        eprintln!("kinesis-ship: {} in {:.2?}", tally.summary(), started.elapsed());
+        let tally = &shipped.tally;
+        crate::log::info(&format!("{} in {:.2?}", tally.summary(), started.elapsed()));
+        if let Some(stop) = &shipped.stopped {
+            crate::log::warn(&format!(
+                "stopped by {}: the lines read were shipped; the input from line {} on was not",
+                stop.signal, stop.unread_from_line
+            ));
+        }
         if !tally.credential_source.is_empty() {
-            eprintln!("kinesis-ship: credentials: {}", tally.credential_source);
+            crate::log::info(&format!("credentials: {}", tally.credential_source));
         }
         for p in tally.problems.iter().take(10) {
-            eprintln!("  {p}");
+            crate::log::detail(&p.to_string());
         }
         if tally.problems.len() > 10 {
-            eprintln!("  … and {} more (see --report)", tally.problems.len() - 10);
+            crate::log::detail(&format!(
+                "… and {} more (see --report)",
+                tally.problems.len() - 10
+            ));
         }
     }
     Ok(shipped)
+}
+
+/// On SIGTERM or SIGINT: note which and raise `stop` (the loop waiting for lines looks every
+/// [`SIGNAL_CHECK`]).
+async fn watch_signals(stop: Arc<AtomicBool>, signal: Arc<OnceLock<&'static str>>) {
+    use tokio::signal::unix::{signal as on, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (on(SignalKind::terminate()), on(SignalKind::interrupt()))
+    else {
+        return;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    let _ = signal.set(name);
+    stop.store(true, Ordering::Relaxed);
 }
 
 async fn open(runtime: &Runtime, options: &InstanceOptions, config: &str) -> Result<(Instance, SinkHandle)> {
@@ -236,13 +329,14 @@ async fn open(runtime: &Runtime, options: &InstanceOptions, config: &str) -> Res
     }
 }
 
-/// Read the input's records (the shared line rules), each with its event time.
-fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<std::io::Result<Read>>) {
+/// Read the input's records (the shared line rules), each with its event time, until the
+/// input ends or `stop` is raised.
+fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<Input>, stop: &AtomicBool) {
     let reader: Box<dyn std::io::BufRead> = match input {
         Some(path) => match std::fs::File::open(&path) {
             Ok(f) => Box::new(std::io::BufReader::new(f)),
             Err(e) => {
-                let _ = tx.send(Err(std::io::Error::new(
+                let _ = tx.send(Input::Failed(std::io::Error::new(
                     e.kind(),
                     format!("{}: {e}", path.display()),
                 )));
@@ -252,12 +346,17 @@ fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<std:
         None => Box::new(std::io::BufReader::new(std::io::stdin())),
     };
     for line in Lines::new(reader) {
-        let item = line.map(|line| Read {
-            time: event_time(&line.record, keys, arrival(SystemTime::now())),
-            line,
-        });
-        let failed = item.is_err();
-        if tx.send(item).is_err() || failed {
+        let (item, failed) = match line {
+            Ok(line) => (
+                Input::Line(Read {
+                    time: event_time(&line.record, keys, arrival(SystemTime::now())),
+                    line,
+                }),
+                false,
+            ),
+            Err(e) => (Input::Failed(e), true),
+        };
+        if tx.send(item).is_err() || failed || stop.load(Ordering::Relaxed) {
             return;
         }
     }

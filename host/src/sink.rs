@@ -18,6 +18,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::engine::{compile, wasi_linker};
+use kinesis_output::kinesis::wire::PUT_RECORDS_TARGET;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -76,6 +77,7 @@ pub fn core_report(report: PutReport) -> kinesis_output::PutReport {
             retries: report.counters.retries,
             throttled_records: report.counters.throttled_records,
             bytes_sent: report.counters.bytes_sent,
+            credential_refreshes: report.counters.credential_refreshes,
         },
     }
 }
@@ -116,6 +118,10 @@ pub struct InstanceOptions {
     /// Trust more than the public CAs (an extra CA file), or nothing (`verify` off): see
     /// [`crate::transport`]. `None`: wasmtime-wasi-http's own client.
     pub tls: Option<crate::transport::TlsConfig>,
+    /// HTTP proxies (`HTTPS_PROXY`, …): see [`crate::network`]. `None`: direct connections.
+    pub proxies: Option<Arc<crate::network::Proxies>>,
+    /// Count PutRecords requests (by status) and their latency here (`kinesis-ship serve`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Folders granted read-only: (host path, guest path).
     pub dirs: Vec<(PathBuf, String)>,
     /// How long a credential process may run.
@@ -140,6 +146,8 @@ impl InstanceOptions {
             env: Vec::new(),
             upstream,
             tls: None,
+            proxies: None,
+            metrics: None,
             dirs: Vec::new(),
             process_timeout: Duration::from_secs(30),
             inherit_stderr: false,
@@ -216,6 +224,8 @@ struct Hooks {
     upstream: Upstream,
     /// The host's own TLS client settings, when it trusts more than the public CAs.
     tls: Option<crate::transport::TlsConfig>,
+    proxies: Option<Arc<crate::network::Proxies>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     egress: Option<Vec<String>>,
     /// Requests the egress policy refused, as `scheme://authority`.
     refused: Arc<Mutex<Vec<String>>>,
@@ -292,12 +302,41 @@ impl WasiHttpHooks for Hooks {
                 return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
             }
         }
+        let is_put = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|v| v.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
+        let sent = self.send_allowed(request, options);
+        match (&self.metrics, is_put) {
+            (Some(metrics), true) => {
+                let metrics = metrics.clone();
+                Box::new(async move {
+                    let started = std::time::Instant::now();
+                    let answered = Box::into_pin(sent).await;
+                    let status = answered.as_ref().ok().map(|(r, _)| r.status().as_u16());
+                    metrics.put_records(status, started.elapsed());
+                    answered
+                })
+            }
+            _ => sent,
+        }
+    }
+}
+
+impl Hooks {
+    /// Send a request the egress policy allowed.
+    fn send_allowed(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> ResponseFuture {
         match &self.upstream {
             Upstream::Custom(transport) => transport.send(request, options),
             Upstream::Network if self.accepted.is_some() || self.trap_engine.is_some() => {
                 let accepted = self.accepted.clone();
                 let trap_engine = self.trap_engine.clone();
                 let tls = self.tls.clone();
+                let proxies = self.proxies.clone();
                 Box::new(async move {
                     // Whole bodies both ways, to read the PutRecords exchange.
                     let (parts, body) = request.into_parts();
@@ -305,9 +344,9 @@ impl WasiHttpHooks for Hooks {
                     let is_put = parts
                         .headers
                         .get("x-amz-target")
-                        .is_some_and(|v| v.as_bytes() == b"Kinesis_20131202.PutRecords");
+                        .is_some_and(|v| v.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
                     let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
-                    let (response, io) = send_network(request, options, tls).await?;
+                    let (response, io) = send_network(request, options, tls, proxies).await?;
                     // The connection runs on its own while the answer is read.
                     let io = tokio::spawn(Box::into_pin(io));
                     let (parts, body) = response.into_parts();
@@ -330,20 +369,27 @@ impl WasiHttpHooks for Hooks {
                     ))
                 })
             }
-            Upstream::Network => Box::new(send_network(request, options, self.tls.clone())),
+            Upstream::Network => Box::new(send_network(
+                request,
+                options,
+                self.tls.clone(),
+                self.proxies.clone(),
+            )),
         }
     }
 }
 
-/// Send `request` over the network: with the host's own TLS client when it trusts more than
-/// the public CAs, else with wasmtime-wasi-http's.
+/// Send `request` over the network: with the host's own client when it trusts more than the
+/// public CAs or goes through a proxy, else with wasmtime-wasi-http's.
 async fn send_network(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     tls: Option<crate::transport::TlsConfig>,
+    proxies: Option<Arc<crate::network::Proxies>>,
 ) -> Answered {
-    if let Some(tls) = tls {
-        return crate::transport::send(request, options, tls).await;
+    if tls.is_some() || proxies.is_some() {
+        let tls = tls.unwrap_or_else(crate::transport::public_tls);
+        return crate::transport::send(request, options, tls, proxies).await;
     }
     let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
     Ok((
@@ -462,6 +508,8 @@ pub(crate) fn new_ctx(options: InstanceOptions, engine: Option<&Engine>) -> Resu
         hooks: Hooks {
             upstream: options.upstream,
             tls: options.tls,
+            proxies: options.proxies,
+            metrics: options.metrics,
             egress: options.egress,
             refused: Arc::new(Mutex::new(Vec::new())),
             accepted: options.track_accepted.then(|| Arc::new(Mutex::new(Vec::new()))),

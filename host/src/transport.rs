@@ -1,25 +1,72 @@
 //! Sending the component's requests over the network ourselves, when the host trusts more than
-//! the public CAs: an extra CA file (private CAs, VPC endpoints behind inspecting proxies), or no
-//! verification at all (`tls.verify off`, for tests). Otherwise wasmtime-wasi-http's own
-//! client sends them. The egress policy has judged a request before it gets here.
+//! the public CAs (an extra CA file: private CAs, VPC endpoints behind inspecting proxies; or no
+//! verification at all, `tls.verify off`, for tests) or reaches the network through an HTTP
+//! proxy ([`crate::network`]). Otherwise wasmtime-wasi-http's own client sends them. The egress
+//! policy has judged a request before it gets here.
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
+use crate::network::{Proxies, Proxy};
 use crate::sink::Answered;
 
 /// What the host's TLS client trusts.
 pub type TlsConfig = Arc<rustls::ClientConfig>;
+
+/// The public CAs and every certificate in each of `ca_files` (`--ca-file`, `SSL_CERT_FILE`).
+pub fn tls_config_files(ca_files: &[std::path::PathBuf]) -> Result<TlsConfig> {
+    let mut roots = public_roots();
+    for path in ca_files {
+        add_pem_roots(&mut roots, path)?;
+    }
+    client_config(roots)
+}
+
+fn public_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    }
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Result<TlsConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Trust every certificate of the PEM file at `path`: an error names the file when it cannot
+/// be read, holds no certificate, or holds one that cannot be a trust anchor.
+fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{}: no certificate in the file", path.display());
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| anyhow!("{}: a certificate cannot be trusted: {e}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// The public CAs (as wasmtime-wasi-http trusts them) and every certificate in `ca_file`; with
 /// `verify` off, any certificate at all.
@@ -36,26 +83,20 @@ pub fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<TlsConfig> {
                 .with_no_client_auth(),
         ));
     }
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
+    drop(builder);
+    let mut roots = public_roots();
     if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow!("{}: not PEM certificates: {e}", path.display()))?;
-        if certs.is_empty() {
-            anyhow::bail!("{}: no certificate in the file", path.display());
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| anyhow!("{}: a certificate cannot be trusted: {e}", path.display()))?;
-        }
+        add_pem_roots(&mut roots, path)?;
     }
-    Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
-    ))
+    client_config(roots)
+}
+
+/// The public CAs alone, for requests the host sends itself only to go through a proxy.
+pub fn public_tls() -> TlsConfig {
+    static PUBLIC: OnceLock<TlsConfig> = OnceLock::new();
+    PUBLIC
+        .get_or_init(|| tls_config(None, true).expect("the public roots make a TLS configuration"))
+        .clone()
 }
 
 type Signed = rustls::DigitallySignedStruct;
@@ -93,12 +134,13 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
 /// Ten minutes: wasmtime-wasi-http's own default for each timeout the guest leaves unset.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Send `request` with `tls` for https, keeping the guest's connect, first-byte and
-/// between-bytes timeouts.
+/// Send `request` with `tls` for https, through `proxies` where they apply, keeping the guest's
+/// connect, first-byte and between-bytes timeouts.
 pub async fn send(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     tls: TlsConfig,
+    proxies: Option<Arc<Proxies>>,
 ) -> Answered {
     use wasmtime_wasi_http::Error;
     let uri = request.uri().clone();
@@ -114,10 +156,34 @@ pub async fn send(
         .unwrap_or(DEFAULT_TIMEOUT)
         .max(Duration::from_nanos(1));
 
+    let proxy = proxies
+        .as_deref()
+        .and_then(|p| p.for_request(https, &host, port))
+        .cloned();
     let connected = tokio::time::timeout(connect_timeout, async {
-        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(Error::Connect)?;
+        let tcp = match &proxy {
+            None => TcpStream::connect((host.trim_matches(['[', ']']), port))
+                .await
+                .map_err(Error::Connect)?,
+            Some(proxy) => {
+                // wasi:http has no code that says which step failed: the host's log does.
+                let through = async {
+                    let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+                        .await
+                        .map_err(|e| {
+                            std::io::Error::new(e.kind(), format!("proxy {}: {e}", proxy.shown()))
+                        })?;
+                    if https {
+                        tunnel(&mut tcp, proxy, &host, port).await?;
+                    }
+                    Ok::<_, std::io::Error>(tcp)
+                };
+                through.await.map_err(|e| {
+                    crate::log::warn(&format!("{e}"));
+                    Error::Connect(e)
+                })?
+            }
+        };
         let io: Box<dyn Io> = if https {
             let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())?;
             let stream = tokio_rustls::TlsConnector::from(tls)
@@ -138,12 +204,25 @@ pub async fn send(
     let (mut sender, connection) = connected?;
     let connection = tokio::spawn(connection);
 
-    // The request line carries the path only; the host header came from the guest's authority.
+    // The request line carries the path only (the whole URL to a proxy for plain http); the
+    // host header came from the guest's authority.
     let (mut parts, body) = request.into_parts();
-    parts.uri = http::Uri::builder()
-        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    match &proxy {
+        Some(proxy) if !https => {
+            if let Some(auth) = &proxy.authorization {
+                parts.headers.insert(
+                    http::header::PROXY_AUTHORIZATION,
+                    http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?,
+                );
+            }
+        }
+        _ => {
+            parts.uri = http::Uri::builder()
+                .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+                .build()
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+        }
+    }
     let response = tokio::time::timeout(
         first_byte,
         sender.send_request(http::Request::from_parts(parts, body)),
@@ -161,6 +240,48 @@ pub async fn send(
         Box::new(async move { connection.await.unwrap_or(Ok(())).map_err(Into::into) })
             as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ))
+}
+
+/// Ask `proxy` (connected on `tcp`) for a tunnel to `host:port`; fails unless it answers 2xx.
+async fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, host: &str, port: u16) -> std::io::Result<()> {
+    let target = format!("{host}:{port}");
+    let mut ask = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        ask.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    ask.push_str("\r\n");
+    tcp.write_all(ask.as_bytes()).await?;
+    // The answer's head, byte by byte: nothing of the tunnel's own bytes may be read here.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(std::io::Error::other(format!(
+                "proxy {}: an answer to CONNECT with a head over 16 KiB",
+                proxy.shown()
+            )));
+        }
+        let mut byte = [0u8];
+        if tcp.read(&mut byte).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                format!(
+                    "proxy {}: closed the connection before answering CONNECT",
+                    proxy.shown()
+                ),
+            ));
+        }
+        head.push(byte[0]);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(200..=299) => Ok(()),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("proxy {} refused CONNECT {target}: {status_line}", proxy.shown()),
+        )),
+    }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}

@@ -132,11 +132,17 @@ impl Source {
 pub struct Provider {
     pub source: Source,
     cached: Option<Credentials>,
+    /// Fetches from a source that is not static keys, successful or not.
+    refreshes: u64,
 }
 
 impl Provider {
     pub fn new(source: Source) -> Provider {
-        Provider { source, cached: None }
+        Provider {
+            source,
+            cached: None,
+            refreshes: 0,
+        }
     }
 
     /// Credentials that are valid now: the cached ones unless they are within the refresh margin
@@ -148,6 +154,9 @@ impl Provider {
             if fresh && !force {
                 return Ok(c.clone());
             }
+        }
+        if !matches!(self.source, Source::Static { .. }) {
+            self.refreshes += 1;
         }
         match self.fetch(platform) {
             Ok(c) => {
@@ -162,6 +171,11 @@ impl Provider {
                 }),
             },
         }
+    }
+
+    /// How many times credentials were fetched from the source (static keys never are).
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes
     }
 
     fn fetch(&mut self, platform: &mut dyn Platform) -> Result<Credentials, CredentialError> {

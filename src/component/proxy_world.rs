@@ -148,7 +148,7 @@ fn ingest(request: &IncomingRequest) -> Reply {
                 })
                 .collect();
             let report = opened.sink.put(&events, &mut Wasi);
-            reply::outcome_reply(&items, &report.outcomes)
+            reply::outcome_reply(&items, &report.outcomes, &report.counters)
         }
         Err(e) => reply::body_error_reply(&e),
     });

@@ -51,6 +51,7 @@ impl api::GuestSink for SinkResource {
                 retries: report.counters.retries,
                 throttled_records: report.counters.throttled_records,
                 bytes_sent: report.counters.bytes_sent,
+                credential_refreshes: report.counters.credential_refreshes,
             },
             credential_source: report.credential_source,
         }

@@ -164,6 +164,7 @@ impl Sink {
         let platform: &mut dyn Platform = &mut bounded;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut counters = Counters::default();
+        let refreshes_before = self.credentials.refreshes();
 
         let mut prepared = Vec::with_capacity(events.len());
         // Random keys draw from one block of random bytes, not one host call per record.
@@ -291,6 +292,7 @@ impl Sink {
             platform.sleep(wait);
         }
 
+        counters.credential_refreshes = self.credentials.refreshes() - refreshes_before;
         PutReport {
             credential_source: self.credential_source(),
             outcomes: outcomes

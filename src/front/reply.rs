@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::body::{BodyError, Item};
 use super::report::{Tally, Verdict as ChunkVerdict};
 use crate::config::ConfigError;
-use crate::kinesis::{Outcome, Verdict};
+use crate::kinesis::{Counters, Outcome, Verdict};
 
 /// An HTTP answer: status, extra headers and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,11 +79,12 @@ pub const RETRY_AFTER_OTHER: u32 = 5;
 
 /// The answer once every record of the body has an outcome (`outcomes[i]` is `items[i]`'s); see
 /// the module documentation for the statuses.
-pub fn outcome_reply(items: &[Item], outcomes: &[Outcome]) -> Reply {
+pub fn outcome_reply(items: &[Item], outcomes: &[Outcome], counters: &Counters) -> Reply {
     let mut tally = Tally::default();
     for (item, outcome) in items.iter().zip(outcomes) {
         tally.add(item.line, outcome);
     }
+    tally.add_counters(counters);
     let throttled = outcomes.iter().any(|o| match o {
         Outcome::Failed { code, .. } => code.record_verdict() == Verdict::Throttled,
         _ => false,
@@ -92,6 +93,7 @@ pub fn outcome_reply(items: &[Item], outcomes: &[Outcome]) -> Reply {
     if tally.problems.is_empty() {
         body.remove("problems");
     }
+    body.insert("counters".into(), tally.counters_json());
     let status = match tally.verdict() {
         ChunkVerdict::Done => 200,
         ChunkVerdict::Partial => {

@@ -125,6 +125,7 @@ impl Tally {
         self.counters.retries += c.retries;
         self.counters.throttled_records += c.throttled_records;
         self.counters.bytes_sent += c.bytes_sent;
+        self.counters.credential_refreshes += c.credential_refreshes;
     }
 
     /// Count a record the service stored, known from the host's own view of the exchange (after
@@ -192,6 +193,17 @@ impl Tally {
         m
     }
 
+    /// The request counters, as the proxy's answers carry them (for a host's metrics).
+    pub fn counters_json(&self) -> Value {
+        json!({
+            "requests": self.counters.requests,
+            "retries": self.counters.retries,
+            "throttled_records": self.counters.throttled_records,
+            "bytes_sent": self.counters.bytes_sent,
+            "credential_refreshes": self.counters.credential_refreshes,
+        })
+    }
+
     /// [`Tally::to_json`] with the counters and the credential source: `kinesis-ship --report`.
     pub fn to_report(&self, warnings: &[String]) -> Value {
         let mut m = self.to_json();
@@ -200,6 +212,10 @@ impl Tally {
         m.insert("retries".into(), json!(self.counters.retries));
         m.insert("throttled_records".into(), json!(self.counters.throttled_records));
         m.insert("bytes_sent".into(), json!(self.counters.bytes_sent));
+        m.insert(
+            "credential_refreshes".into(),
+            json!(self.counters.credential_refreshes),
+        );
         m.insert("credential_source".into(), json!(self.credential_source));
         m.insert("warnings".into(), json!(warnings));
         Value::Object(m)

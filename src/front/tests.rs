@@ -9,7 +9,7 @@ use super::reply::*;
 use super::time::*;
 use crate::config::front::{DEFAULT_TIME_KEYS, PROXY_PUT_DEADLINE};
 use crate::config::{ConfigError, FrontSettings, Settings};
-use crate::kinesis::{Code, Outcome, Rejected, RejectionKind};
+use crate::kinesis::{Code, Counters, Outcome, Rejected, RejectionKind};
 
 fn settings() -> FrontSettings {
     FrontSettings::default()
@@ -305,7 +305,15 @@ fn rejected() -> Outcome {
 
 fn answer(outcomes: Vec<Outcome>) -> (u16, Value, Option<String>) {
     let items: Vec<Item> = (1..=outcomes.len()).map(item).collect();
-    let reply = outcome_reply(&items, &outcomes);
+    // The put's counters come with every answer, for a host's metrics.
+    let counters = Counters {
+        requests: 2,
+        retries: 1,
+        throttled_records: 1,
+        bytes_sent: 900,
+        credential_refreshes: 1,
+    };
+    let reply = outcome_reply(&items, &outcomes, &counters);
     let retry = reply
         .headers
         .iter()
@@ -318,7 +326,12 @@ fn answer(outcomes: Vec<Outcome>) -> (u16, Value, Option<String>) {
 fn all_delivered_is_200() {
     let (status, body, retry) = answer(vec![delivered(), delivered()]);
     assert_eq!((status, retry), (200, None));
-    assert_eq!(body, json!({"delivered": 2, "failed": 0, "rejected": 0}));
+    assert_eq!(
+        body,
+        json!({"delivered": 2, "failed": 0, "rejected": 0, "counters": {
+            "requests": 2, "retries": 1, "throttled_records": 1, "bytes_sent": 900, "credential_refreshes": 1
+        }})
+    );
     assert_eq!(answer(vec![]).0, 200);
 }
 

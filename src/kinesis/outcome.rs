@@ -53,6 +53,8 @@ pub struct Counters {
     pub throttled_records: u64,
     /// Request body bytes sent.
     pub bytes_sent: u64,
+    /// Credentials fetched from their source (not from the cache; static keys never count).
+    pub credential_refreshes: u64,
 }
 
 /// The result of one `put`.

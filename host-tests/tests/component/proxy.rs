@@ -124,7 +124,13 @@ async fn fluent_bit_json_lines_requests_ship_with_their_dates_and_tag() {
         )
         .await;
         assert_eq!(status, 200, "{format}: {answer}");
-        assert_eq!(answer, json!({"delivered": 3, "failed": 0, "rejected": 0}));
+        assert_eq!(
+            (&answer["delivered"], &answer["failed"], &answer["rejected"]),
+            (&json!(3), &json!(0), &json!(0)),
+            "{answer}"
+        );
+        assert_eq!(answer["counters"]["requests"], 1, "{answer}");
+        assert_eq!(answer["counters"]["retries"], 0, "{answer}");
         let stored = stored_json(&fake);
         assert_eq!(stored.len(), 3, "{format}");
         for record in &stored {

@@ -3,6 +3,7 @@
 //! module per area; the helpers every area uses are here.
 
 mod doors;
+mod operating;
 mod ship;
 mod traps;
 mod worlds;

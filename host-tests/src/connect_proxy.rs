@@ -1,0 +1,151 @@
+//! A forward HTTP proxy on 127.0.0.1 for the host's proxy support: `CONNECT host:port` opens a
+//! tunnel (what https requests go through), an absolute-form request (`POST http://…`) is
+//! forwarded to its origin. Every request it gets is logged (method and target, and whether it
+//! carried the expected `Proxy-Authorization`), so a test can prove the tunnel was used; with
+//! `require` set, a request without those credentials gets 407.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// One request the proxy got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// `CONNECT`, `POST`, …
+    pub method: String,
+    /// `host:port` for CONNECT, the whole URL otherwise.
+    pub target: String,
+    /// Whether it carried the expected `Proxy-Authorization` (always true without `require`).
+    pub authorized: bool,
+}
+
+/// A running proxy; it stops when dropped.
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Asked>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectProxy {
+    /// Start a proxy; with `require` (`user`, `password`), only requests carrying them in
+    /// `Proxy-Authorization: Basic` are let through.
+    pub fn start(require: Option<(&str, &str)>) -> std::io::Result<ConnectProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let expected = require.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let (log2, stop2) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (log, expected) = (log2.clone(), expected.clone());
+                        std::thread::spawn(move || {
+                            let _ = handle(client, &log, expected.as_deref());
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(ConnectProxy { addr, log, stop })
+    }
+
+    /// Every request so far.
+    pub fn asked(&self) -> Vec<Asked> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn handle(mut client: TcpStream, log: &Mutex<Vec<Asked>>, expected: Option<&str>) -> std::io::Result<()> {
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // The head, byte by byte: what follows belongs to the tunnel or the forwarded body.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8];
+        if client.read(&mut b)? == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split(' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    );
+    let authorization = lines.clone().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("proxy-authorization")
+            .then(|| v.trim().to_string())
+    });
+    let authorized = expected.is_none_or(|e| authorization.as_deref() == Some(e));
+    log.lock().unwrap().push(Asked {
+        method: method.clone(),
+        target: target.clone(),
+        authorized,
+    });
+    if !authorized {
+        client.write_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    }
+    let upstream = if method == "CONNECT" {
+        let upstream = TcpStream::connect(&target)?;
+        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+        upstream
+    } else {
+        // `POST http://host:port/path HTTP/1.1`: to the origin, in origin form, without the
+        // proxy's own header.
+        let rest = target.strip_prefix("http://").unwrap_or(&target);
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut upstream = TcpStream::connect(authority)?;
+        let mut forwarded = format!(
+            "{method} {} {}\r\n",
+            if path.is_empty() { "/" } else { path },
+            parts.next().unwrap_or("HTTP/1.1")
+        );
+        for l in lines.filter(|l| !l.is_empty()) {
+            if !l.to_ascii_lowercase().starts_with("proxy-authorization:") {
+                forwarded.push_str(l);
+                forwarded.push_str("\r\n");
+            }
+        }
+        forwarded.push_str("\r\n");
+        upstream.write_all(forwarded.as_bytes())?;
+        upstream
+    };
+    // Both ways until either side closes.
+    let (mut up_read, mut client_write) = (upstream.try_clone()?, client.try_clone()?);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut up_read, &mut client_write);
+        let _ = client_write.shutdown(std::net::Shutdown::Write);
+    });
+    let mut up_write = upstream;
+    let _ = std::io::copy(&mut client, &mut up_write);
+    let _ = up_write.shutdown(std::net::Shutdown::Write);
+    let _ = back.join();
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! Our hosts as services: serve's metrics, shutdown on a signal (serve and ship), the limit on
+//! requests at once, HTTP proxies and private CAs, JSON logs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use host_tests::connect_proxy::ConnectProxy;
+use host_tests::fake_kinesis::{FakeKinesis, Fault, RandomFaults};
+use host_tests::listener::{self, TestCa};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::*;
+
+fn fake_config(dir: &Path, stream: &str, endpoint: &str, extra: Value) -> PathBuf {
+    let mut config = json!({
+        "stream_name": stream, "region": "us-east-1", "endpoint": endpoint, "partition_key": "pod",
+        "retries_on_batch_request": 8, "reset_backoff_if_success": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// The value of the sample whose line starts with `name` (labels included) in `text`.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{text}")) as u64
+}
+
+fn stored_once(fake: &FakeKinesis, want: &[String]) {
+    let mut got: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    let mut want: Vec<Vec<u8>> = want.iter().map(|l| expected(l).0).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every record stored once");
+    assert!(got == want, "the stored records are the ones sent");
+}
+
+#[test]
+fn serve_metrics_count_what_the_service_stored() {
+    let fake = Arc::new(
+        FakeKinesis::new("it-metrics", KEY_ID_VALUE, SECRET_VALUE).with_random_faults(
+            RandomFaults {
+                throttle_records: 0.2,
+                ..RandomFaults::default()
+            },
+            7,
+        ),
+    );
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("metrics");
+    let config = fake_config(
+        &dir,
+        "it-metrics",
+        &format!("http://{}", upstream.addr),
+        json!({"retries_on_batch_request": 20}),
+    );
+    let server = kinesis_ship_serve(&config);
+    // Whole requests throttled too, before the random per-record throttling.
+    fake.script([Fault::Throttled, Fault::Throttled]);
+    let mut sent = Vec::new();
+    for round in 0..4 {
+        let batch = lines(round * 100, 50);
+        let mut body = ndjson(&batch);
+        // One record without its partition key each round: rejected, never sent.
+        body.extend_from_slice(b"{\"log\":\"no key here\"}\n");
+        let (status, answer) = http(&server.addr, "POST", "/", &[], &body).unwrap();
+        assert_eq!(status, 202, "{answer}");
+        sent.extend(batch);
+    }
+    let (status, text) = http(&server.addr, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    stored_once(&fake, &sent);
+    let stored = fake.stored().len() as u64;
+    assert_eq!(
+        sample(&text, "kinesis_output_records_total{outcome=\"delivered\"}"),
+        stored
+    );
+    assert_eq!(
+        sample(&text, "kinesis_output_records_total{outcome=\"failed\"}"),
+        0
+    );
+    assert_eq!(
+        sample(&text, "kinesis_output_records_total{outcome=\"rejected\"}"),
+        4
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "kinesis_output_rejected_records_total{kind=\"NoPartitionKey\"}"
+        ),
+        4
+    );
+    // What the fake saw, request by request, is what serve counted.
+    let seen = fake.seen();
+    let by_status = |status: u16| seen.iter().filter(|s| s.status == status).count() as u64;
+    assert!(by_status(400) >= 2, "the scripted throttling");
+    assert_eq!(
+        sample(&text, "kinesis_output_requests_total{status=\"200\"}"),
+        by_status(200)
+    );
+    assert_eq!(
+        sample(&text, "kinesis_output_requests_total{status=\"400\"}"),
+        by_status(400)
+    );
+    assert_eq!(
+        sample(&text, "kinesis_output_request_duration_seconds_count"),
+        seen.len() as u64
+    );
+    // Records sent again: those of the throttled requests, and those throttled one by one.
+    // (The fake counts no records in the requests it throttles whole: the first body's 50,
+    // twice.)
+    let sent_records: u64 = seen.iter().map(|s| s.records as u64).sum::<u64>() + 2 * 50;
+    assert_eq!(
+        sample(&text, "kinesis_output_retries_total"),
+        sent_records - stored,
+        "every record sent beyond its first time is a retry"
+    );
+    assert!(sample(&text, "kinesis_output_throttled_records_total") >= sent_records - stored);
+    assert!(sample(&text, "kinesis_output_bytes_sent_total") > stored * 100);
+    assert_eq!(
+        sample(&text, "kinesis_output_serve_responses_total{status=\"202\"}"),
+        4
+    );
+    assert_eq!(sample(&text, "kinesis_output_traps_total"), 0);
+    assert_eq!(
+        sample(&text, "kinesis_output_credential_refreshes_total"),
+        0,
+        "static keys"
+    );
+    assert!(text.contains("# TYPE kinesis_output_request_duration_seconds histogram"));
+}
+
+/// Send SIGTERM to `child`.
+fn terminate(child: &std::process::Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+}
+
+/// Wait (bounded) for `child` to exit; its status code.
+fn exit_code(child: &mut std::process::Child, within: Duration) -> i32 {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("still running after {within:?}");
+}
+
+#[test]
+fn serve_answers_what_it_accepted_then_exits_on_sigterm() {
+    let fake = Arc::new(FakeKinesis::new("it-stop", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("serve-stop");
+    let config = fake_config(&dir, "it-stop", &format!("http://{}", upstream.addr), json!({}));
+    let mut server = kinesis_ship_serve(&config);
+    // The put takes 2 s at the service; SIGTERM comes in the middle of it.
+    fake.script([Fault::Slow(Duration::from_secs(2))]);
+    let batch = lines(0, 40);
+    let (addr, body) = (server.addr.clone(), ndjson(&batch));
+    let in_flight = std::thread::spawn(move || http(&addr, "POST", "/", &[], &body));
+    std::thread::sleep(Duration::from_millis(700));
+    terminate(&server.child);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        http(&server.addr, "POST", "/", &[], &ndjson(&lines(100, 1))).is_err(),
+        "no new connection after SIGTERM"
+    );
+    let (status, answer) = in_flight
+        .join()
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(exit_code(&mut server.child, Duration::from_secs(30)), 0);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("every request answered"),
+        "{stderr}"
+    );
+    stored_once(&fake, &batch);
+}
+
+#[test]
+fn ship_ships_what_it_read_then_reports_where_it_stopped_on_sigterm() {
+    let fake = Arc::new(FakeKinesis::new("it-ship-stop", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("ship-stop");
+    let config = fake_config(
+        &dir,
+        "it-ship-stop",
+        &format!("http://{}", upstream.addr),
+        json!({"buffer": {"chunk_limit_records": 100, "flush_interval": "1h"}}),
+    );
+    let report = dir.join("report.json");
+    fake.script([Fault::Slow(Duration::from_secs(2))]);
+    let mut child = Command::new(SHIP)
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 250 lines and the input kept open: two chunks go out (the first one slow), half a chunk
+    // waits for more input or a flush that is an hour away.
+    let batch = lines(0, 250);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&ndjson(&batch)).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    terminate(&child);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(30)),
+        1,
+        "stopped before its input ended"
+    );
+    drop(stdin);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 250, "{report}");
+    assert_eq!(
+        report["stopped"],
+        json!({"signal": "SIGTERM", "unread_from_line": 251})
+    );
+    stored_once(&fake, &batch);
+}
+
+#[test]
+fn serve_holds_at_most_max_requests_and_loses_nothing() {
+    let fake = Arc::new(FakeKinesis::new("it-limit", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("limit");
+    let config = fake_config(&dir, "it-limit", &format!("http://{}", upstream.addr), json!({}));
+    let server = kinesis_ship_serve_with(&config, &["--max-requests", "2", "--max-memory", "64"]);
+    let pid = server.child.id();
+    // What serve says it is shipping, sampled while the senders run.
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (addr, watching) = (server.addr.clone(), watching.clone());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((200, text)) = http(&addr, "GET", "/metrics", &[], b"") {
+                    most = most.max(sample(&text, "kinesis_output_serve_requests_in_flight"));
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            most
+        })
+    };
+    // Every put takes 300 ms: 8 senders at once, each with 200 records of about 1 KiB.
+    fake.script((0..64).map(|_| Fault::Slow(Duration::from_millis(300))));
+    let senders: Vec<_> = (0..8)
+        .map(|s| {
+            let addr = server.addr.clone();
+            let batch: Vec<String> = (0..200)
+                .map(|i| {
+                    json!({"pod": format!("web-{}", i % 7), "sender": s, "i": i, "log": "x".repeat(900)})
+                        .to_string()
+                })
+                .collect();
+            std::thread::spawn(move || {
+                let body = ndjson(&batch);
+                let mut refused = 0;
+                for _ in 0..600 {
+                    // A refusal may come before the body is written, and the connection close
+                    // under it: the agent sends again, as on a 503.
+                    match http_with_head(&addr, "POST", "/", &[], &body) {
+                        Ok((200, _, _)) => return (batch, refused),
+                        Ok((503, head, answer)) => {
+                            assert!(head.contains("retry-after: 1"), "{head}");
+                            assert!(answer.contains("--max-requests"), "{answer}");
+                            refused += 1;
+                        }
+                        Ok((status, _, answer)) => panic!("{status}: {answer}"),
+                        Err(_) => {}
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                panic!("never let in");
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut refused = 0;
+    for s in senders {
+        let (batch, r) = s.join().unwrap();
+        all.extend(batch);
+        refused += r;
+    }
+    assert!(
+        refused > 0,
+        "more senders than places: some were told to come back"
+    );
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    assert!(
+        (1..=2).contains(&most),
+        "at most 2 requests shipped at once, saw {most}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    // The stated bound (README "Operating it"): the host itself, and per place the body and
+    // the instance's linear memory (--max-memory).
+    let bound_mib = 160 + 2 * (1 + 64);
+    assert!(
+        peak_kib < bound_mib * 1024,
+        "serve's peak RSS {} MiB is over {bound_mib} MiB",
+        peak_kib / 1024
+    );
+    stored_once(&fake, &all);
+}
+
+#[test]
+fn requests_go_through_the_proxy_and_trust_the_private_ca() {
+    let ca = TestCa::new();
+    let fake = Arc::new(FakeKinesis::new("it-proxy", KEY_ID_VALUE, SECRET_VALUE));
+    let tls = listener::serve_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), &ca).unwrap();
+    let plain = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let proxy = ConnectProxy::start(Some(("relay", "proxy-pass-value"))).unwrap();
+    let dir = temp_dir("proxy");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let proxy_url = format!("http://relay:proxy-pass-value@{}", proxy.addr);
+    let run = |endpoint: String, env: &[(&str, &str)], args: &[&str], from: usize| {
+        let config = fake_config(
+            &dir,
+            "it-proxy",
+            &endpoint,
+            json!({"retries_on_batch_request": 1}),
+        );
+        let mut cmd = Command::new(SHIP);
+        cmd.arg("--config").arg(&config).args(args);
+        for (k, _) in std::env::vars()
+            .filter(|(k, _)| k.ends_with("_PROXY") || k.ends_with("_proxy") || k == "SSL_CERT_FILE")
+        {
+            cmd.env_remove(k);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let batch = lines(from, 20);
+        let (code, stderr) = run_bounded(cmd, &ndjson(&batch));
+        assert!(
+            !stderr.contains("proxy-pass-value"),
+            "the proxy's password in the log: {stderr}"
+        );
+        (code, stderr, batch)
+    };
+    let https = format!("https://127.0.0.1:{}", tls.addr.port());
+    let ca_arg = ["--ca-file", ca_file.to_str().unwrap()];
+
+    // https through a CONNECT tunnel, trusting the private CA by --ca-file.
+    let (code, stderr, first) = run(https.clone(), &[("HTTPS_PROXY", &proxy_url)], &ca_arg, 0);
+    assert_eq!(code, 0, "{stderr}");
+    let tunnels: Vec<_> = proxy
+        .asked()
+        .into_iter()
+        .filter(|a| a.method == "CONNECT")
+        .collect();
+    assert!(!tunnels.is_empty(), "the tunnel was used");
+    assert!(
+        tunnels
+            .iter()
+            .all(|a| a.target == format!("127.0.0.1:{}", tls.addr.port()) && a.authorized),
+        "{tunnels:?}"
+    );
+    // The same CA from SSL_CERT_FILE.
+    let ca_text = ca_file.to_str().unwrap();
+    let (code, stderr, second) = run(
+        https.clone(),
+        &[("https_proxy", &proxy_url), ("SSL_CERT_FILE", ca_text)],
+        &[],
+        100,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // Without the CA the endpoint's certificate is refused, through the proxy or not.
+    let (code, stderr, _) = run(https.clone(), &[("HTTPS_PROXY", &proxy_url)], &[], 200);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("NetworkError"), "{stderr}");
+    // NO_PROXY: straight to the endpoint, the proxy not asked.
+    let before = proxy.asked().len();
+    let (code, stderr, third) = run(
+        https,
+        &[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "localhost,127.0.0.1")],
+        &ca_arg,
+        300,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(proxy.asked().len(), before, "NO_PROXY bypasses the proxy");
+    // Plain http: the whole URL to the proxy, which forwards it.
+    let (code, stderr, fourth) = run(
+        format!("http://{}", plain.addr),
+        &[("HTTP_PROXY", &proxy_url)],
+        &[],
+        400,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        proxy
+            .asked()
+            .iter()
+            .any(|a| a.method == "POST" && a.target == format!("http://{}/", plain.addr) && a.authorized),
+        "{:?}",
+        proxy.asked()
+    );
+    // A proxy that refuses the credentials: nothing sent, the records reported failed.
+    let wrong = format!("http://relay:wrong@{}", proxy.addr);
+    let (code, stderr, _) = run(
+        format!("http://{}", plain.addr),
+        &[("HTTP_PROXY", &wrong)],
+        &[],
+        500,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("HTTP407") && !stderr.contains(":wrong@"),
+        "{stderr}"
+    );
+    let mut want = first;
+    want.extend(second);
+    want.extend(third);
+    want.extend(fourth);
+    stored_once(&fake, &want);
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_without_secrets() {
+    let fake = Arc::new(FakeKinesis::new("it-logs", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("json-logs");
+    // A Fluentd-only buffer key (a warning) and a record without its key (a problem line).
+    let config = fake_config(
+        &dir,
+        "it-logs",
+        &format!("http://{}", upstream.addr),
+        json!({"buffer": {"flush_thread_count": 4}}),
+    );
+    let mut cmd = Command::new(SHIP);
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--log-format", "json"])
+        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE);
+    let mut body = ndjson(&lines(0, 5));
+    body.extend_from_slice(b"{\"log\":\"no key\"}\n");
+    let (code, stderr) = run_bounded(cmd, &body);
+    assert_eq!(code, 1, "{stderr}");
+    let logged: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &logged {
+        assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+        assert!(
+            ["info", "warn", "error"].contains(&l["level"].as_str().unwrap()),
+            "{l}"
+        );
+    }
+    let has = |level: &str, text: &str| {
+        logged
+            .iter()
+            .any(|l| l["level"] == level && l["message"].as_str().unwrap().contains(text))
+    };
+    assert!(has("warn", "flush_thread_count"), "{stderr}");
+    assert!(has("info", "5 delivered, 0 failed, 1 rejected"), "{stderr}");
+    assert!(has("info", "NoPartitionKey"), "{stderr}");
+}
