@@ -44,6 +44,7 @@ const MAX_IAM_RETRIES: u64 = 20;
 pub const SETTINGS: &[&str] = &[
     "stream_name",
     "stream_arn",
+    "allowed_streams",
     "region",
     "endpoint",
     "partition_key",
@@ -78,6 +79,36 @@ pub const SETTINGS: &[&str] = &[
     "buffer",
     "proxy",
 ];
+
+/// `allowed_streams`: stream names, as a list or one comma-separated string; each a valid name.
+fn allowed_streams(v: Value) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = match v {
+        Value::String(s) => s.split(',').map(|n| n.trim().to_string()).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                other => Err(ConfigError::new(
+                    "allowed_streams",
+                    format!("must list stream names; found {other}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ConfigError::new(
+                "allowed_streams",
+                "must be a list of stream names or a comma-separated string",
+            ))
+        }
+    };
+    let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+    for n in &names {
+        if let Some(why) = crate::shaping::stream_name::invalid_reason(n) {
+            return Err(ConfigError::new("allowed_streams", format!("{n:?} {why}")));
+        }
+    }
+    Ok(names)
+}
 
 /// The settings that take a secret value in any of its forms ([`super::secret`]).
 pub const SECRET_SETTINGS: &[&str] = &["aws_key_id", "aws_sec_key", "aws_ses_token"];
@@ -194,6 +225,13 @@ impl Config {
             (None, None) => return Err(ConfigError::new("stream_name", "is required (or stream_arn)")),
         };
         let stream_name = StreamName::parse(&stream_name).map_err(|e| ConfigError::new("stream_name", e))?;
+        let allowed = match fields.take("allowed_streams") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => allowed_streams(v)?,
+        };
+        let stream_name = stream_name
+            .allow_only(allowed)
+            .map_err(|e| ConfigError::new("stream_name", e))?;
 
         let region = match (fields.string("region")?, &stream_arn) {
             (Some(r), Some(arn)) if r != arn.region => {
@@ -597,6 +635,24 @@ mod tests {
         assert!(e.message.contains("stream, zz"), "{e}");
         let e = err(r#""format":{"type":"json","colour":"red"}"#);
         assert_eq!(e.field, "format.colour");
+    }
+
+    #[test]
+    fn allowed_streams_are_stream_names_and_hold_the_fixed_one() {
+        let with = |extra: &str| {
+            parse(&format!(
+                r#"{{"stream_name":"logs","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b",{extra}}}"#
+            ))
+        };
+        assert!(with(r#""allowed_streams":["logs","audit"]"#).is_ok());
+        assert!(with(r#""allowed_streams":"audit, logs""#).is_ok());
+        let e = with(r#""allowed_streams":["audit"]"#).unwrap_err();
+        assert_eq!(e.field, "stream_name");
+        assert!(e.message.contains("not among allowed_streams"), "{e}");
+        let e = with(r#""allowed_streams":["a b"]"#).unwrap_err();
+        assert_eq!(e.field, "allowed_streams");
+        let e = with(r#""allowed_streams":5"#).unwrap_err();
+        assert_eq!(e.field, "allowed_streams");
     }
 
     #[test]

@@ -16,11 +16,13 @@ enum Piece {
     Field(String, Accessor),
 }
 
-/// A stream name, fixed or with placeholders.
+/// A stream name, fixed or with placeholders, and the streams it may name (`allowed_streams`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamName {
     text: String,
     parts: Vec<Piece>,
+    /// Empty: any name the placeholders produce.
+    allowed: Vec<String>,
 }
 
 /// Why a name is not a Kinesis stream name, or `None` if it is one.
@@ -78,6 +80,7 @@ impl StreamName {
         let name = StreamName {
             text: text.to_string(),
             parts,
+            allowed: Vec::new(),
         };
         if name.is_fixed() {
             if let Some(why) = invalid_reason(text) {
@@ -96,6 +99,18 @@ impl StreamName {
             }
         }
         Ok(name)
+    }
+
+    /// Only these streams may be named (`allowed_streams`; empty: any). A fixed name outside
+    /// them is an error; a placeholder that renders one outside them fails for that record.
+    pub fn allow_only(mut self, allowed: Vec<String>) -> Result<StreamName, String> {
+        if let Some(fixed) = self.fixed() {
+            if !allowed.is_empty() && !allowed.iter().any(|a| a == fixed) {
+                return Err(format!("{fixed:?} is not among allowed_streams"));
+            }
+        }
+        self.allowed = allowed;
+        Ok(self)
     }
 
     pub fn is_fixed(&self) -> bool {
@@ -140,10 +155,16 @@ impl StreamName {
                 },
             }
         }
-        match invalid_reason(&out) {
-            None => Ok(out),
-            Some(why) => Err(format!("stream name {out:?} from {:?} {why}", self.text)),
+        if let Some(why) = invalid_reason(&out) {
+            return Err(format!("stream name {out:?} from {:?} {why}", self.text));
         }
+        if !self.allowed.is_empty() && !self.allowed.contains(&out) {
+            return Err(format!(
+                "stream {out:?} (from {:?}) is not among allowed_streams",
+                self.text
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -182,5 +203,42 @@ mod tests {
             assert!(StreamName::parse(bad).is_err(), "{bad}");
         }
         assert!(StreamName::parse("s").unwrap().is_fixed());
+    }
+
+    #[test]
+    fn allowed_streams_bound_what_placeholders_may_name() {
+        let rec = json!({"stream": "audit"});
+        let rec = rec.as_object().unwrap();
+        let allowed = vec!["logs".to_string(), "app-logs".to_string()];
+        let name = StreamName::parse("${$.stream}")
+            .unwrap()
+            .allow_only(allowed.clone())
+            .unwrap();
+        let e = name.render("t", rec).unwrap_err();
+        assert!(e.contains("\"audit\"") && e.contains("allowed_streams"), "{e}");
+        let ok = json!({"stream": "logs"});
+        assert_eq!(name.render("t", ok.as_object().unwrap()).unwrap(), "logs");
+        let tagged = StreamName::parse("app-${tag[0]}")
+            .unwrap()
+            .allow_only(allowed.clone())
+            .unwrap();
+        assert_eq!(tagged.render("logs.web", rec).unwrap(), "app-logs");
+        assert!(tagged.render("audit.web", rec).is_err());
+        // A fixed name is checked at once.
+        assert!(StreamName::parse("logs")
+            .unwrap()
+            .allow_only(allowed.clone())
+            .is_ok());
+        let e = StreamName::parse("audit")
+            .unwrap()
+            .allow_only(allowed)
+            .unwrap_err();
+        assert!(e.contains("not among allowed_streams"), "{e}");
+        // No list: anything the placeholders produce.
+        let any = StreamName::parse("${$.stream}")
+            .unwrap()
+            .allow_only(Vec::new())
+            .unwrap();
+        assert_eq!(any.render("t", rec).unwrap(), "audit");
     }
 }
