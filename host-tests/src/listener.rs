@@ -45,7 +45,12 @@ pub fn serve(fake: Arc<FakeKinesis>, addr: SocketAddr) -> std::io::Result<Listen
 pub struct TestCa {
     /// The CA's certificate, PEM: what a client must trust.
     pub ca_pem: String,
+    /// The server's certificate and key, PEM (for servers the harness starts as programs).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
     server: Arc<rustls::ServerConfig>,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
 
 impl TestCa {
@@ -78,12 +83,26 @@ impl TestCa {
             .expect("a server configuration");
         TestCa {
             ca_pem: ca.pem(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
             server: Arc::new(server),
+            ca,
+            ca_key,
         }
     }
-}
 
-impl TestCa {
+    /// A client certificate this CA signed, for mutual TLS: (certificate, key), PEM.
+    pub fn client(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a client key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .expect("the client certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// The server side: the certificate for 127.0.0.1 and localhost, with its key.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server.clone()
@@ -234,4 +253,68 @@ fn report(fake: &FakeKinesis, path: &str) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// One HTTP/1.1 request over TLS to `addr` (127.0.0.1), trusting `ca_pem`, with a client
+/// certificate when given: the status, the head (lower case) and the body. A handshake the
+/// server refuses is an error.
+pub fn https_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<(u16, String, String)> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+    let other = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| other(&e))?).map_err(|e| other(&e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| other(&e))?
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| other(&e))?,
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| other(&e))?,
+            )
+            .map_err(|e| other(&e))?,
+    };
+    let name = ServerName::try_from("127.0.0.1").map_err(|e| other(&e))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| other(&e))?;
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes())?;
+    tls.write_all(body)?;
+    let mut response = Vec::new();
+    // A close without close_notify after the answer is fine.
+    if let Err(e) = tls.read_to_end(&mut response) {
+        if response.is_empty() {
+            return Err(e);
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }

@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Host the proxy world over HTTP: POST NDJSON or a JSON array to /, GET /health.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a configuration as the environment variables of the proxy and command worlds.
     Env(EnvArgs),
 }
@@ -116,6 +116,29 @@ pub struct ServeArgs {
     /// block`) or gets 503 with Retry-After.
     #[arg(long = "max-requests", value_name = "N", default_value_t = crate::room::DEFAULT_MAX_REQUESTS, value_parser = max_requests)]
     pub max_requests: usize,
+    /// A file holding the bearer token senders must present (`Authorization: Bearer …`; at
+    /// least 16 characters).
+    #[arg(long = "auth-token-file", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// A file of `user:password` lines: HTTP basic credentials senders may present.
+    #[arg(long = "basic-auth-file", value_name = "FILE")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// The listener's certificate chain (PEM): serve https.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The listener's private key (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask senders for a client certificate signed by a CA in this file (mutual TLS).
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Listen beyond loopback without any authentication (refused otherwise).
+    #[arg(long = "insecure-no-auth")]
+    pub insecure_no_auth: bool,
+    /// A stream records may be routed to (repeatable; default: any the configuration can
+    /// produce): a record routed elsewhere is rejected (NoStreamName).
+    #[arg(long = "allow-stream", value_name = "NAME")]
+    pub allow_streams: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -185,7 +208,7 @@ pub async fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         }
     };
     match cli.command {
-        Some(Command::Serve(args)) => serve_main(args).await,
+        Some(Command::Serve(args)) => serve_main(*args).await,
         Some(Command::Env(args)) => env_main(args),
         None => ship_main(cli.ship.options()).await,
     }
@@ -203,16 +226,39 @@ fn failure(what: &str, e: anyhow::Error) -> i32 {
 }
 
 async fn serve_main(args: ServeArgs) -> i32 {
+    let sandbox = args.sandbox.sandbox();
+    let auth = match crate::listener_auth::ListenerAuth::load(
+        args.auth_token_file.as_deref(),
+        args.basic_auth_file.as_deref(),
+    ) {
+        Ok(auth) => auth,
+        Err(e) => return failure("kinesis-ship serve", crate::ship::usage(e)),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match crate::listener_auth::server_tls(cert, key, args.tls_client_ca.as_deref()) {
+                Ok(tls) => Some(tls),
+                Err(e) => return failure("kinesis-ship serve", crate::ship::usage(e)),
+            }
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let opts = ServeOptions {
         listen: args.listen,
         config: args.config,
         component: args.component,
-        sandbox: args.sandbox.sandbox(),
+        sandbox,
         max_requests: args.max_requests,
+        auth: std::sync::Arc::new(auth),
+        tls,
+        client_certificates: args.tls_client_ca.is_some(),
+        insecure_no_auth: args.insecure_no_auth,
+        allow_streams: args.allow_streams,
     };
     let served = serve::serve(&opts, |addr| {
         // Tests and scripts read the port from this line.
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
     })
     .await;
     match served {

@@ -14,6 +14,8 @@
 //! - [`recovery`]: after a trap, which records the service already stored.
 //! - [`transport`]: the host's own HTTP client, for extra trusted CAs and proxies;
 //!   [`network`]: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`.
+//! - [`listener_auth`]: who may send to `serve`, its TLS, and the refusal to listen beyond
+//!   loopback without authentication.
 //! - [`metrics`]: what `serve` counts, in the Prometheus text format; [`log`]: text or JSON
 //!   log lines.
 //! - [`setup`]: what a host derives from a configuration: the file, the settings read once
@@ -36,6 +38,7 @@ pub mod cli;
 pub mod engine;
 pub mod envfile;
 mod faults;
+pub mod listener_auth;
 pub mod log;
 pub mod metrics;
 pub mod network;

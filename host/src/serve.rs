@@ -2,7 +2,8 @@
 //! fresh instance per request, as `wasmtime serve` does.
 //!
 //! Beside the component's own routes it answers `GET /metrics` (Prometheus text, see
-//! [`crate::metrics`]). On SIGTERM or SIGINT it stops accepting, lets every request already
+//! [`crate::metrics`]). With `--tls-cert`/`--tls-key` it speaks https; with
+//! `--auth-token-file`/`--basic-auth-file` it asks who sends (see [`crate::listener_auth`]). On SIGTERM or SIGINT it stops accepting, lets every request already
 //! read finish and be answered (each within the configuration's `put_deadline`), closes idle
 //! connections, and returns.
 
@@ -21,6 +22,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use wasmtime_wasi_http::io::TokioIo;
 
 use crate::engine::proxy_component_path;
+use crate::listener_auth::{check_exposure, is_loopback, ListenerAuth};
 use crate::log::{self, Level};
 use crate::metrics::Metrics;
 use crate::proxy::{ProxyBody, ProxyRuntime};
@@ -38,6 +40,16 @@ pub struct ServeOptions {
     pub sandbox: Sandbox,
     /// Requests read or shipped at once (`--max-requests`).
     pub max_requests: usize,
+    /// Who may send (`--auth-token-file`, `--basic-auth-file`).
+    pub auth: Arc<ListenerAuth>,
+    /// The listener's TLS (`--tls-cert`, `--tls-key`), and whether it asks clients for
+    /// certificates (`--tls-client-ca`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub client_certificates: bool,
+    /// `--insecure-no-auth`: listen beyond loopback without authentication.
+    pub insecure_no_auth: bool,
+    /// `--allow-stream`: the only streams records may be routed to (empty: any).
+    pub allow_streams: Vec<String>,
 }
 
 /// How a serve run ended.
@@ -55,13 +67,23 @@ struct Shared {
     options: crate::sink::InstanceOptions,
     room: Room,
     metrics: Arc<Metrics>,
+    auth: Arc<ListenerAuth>,
 }
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time beyond `put_deadline` for a request's last answer to be written.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Listen and serve until SIGTERM or SIGINT. `ready` gets the bound address.
 pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<Stopped> {
+    check_exposure(
+        opts.listen,
+        opts.auth.required() || opts.client_certificates,
+        opts.insecure_no_auth,
+    )
+    .map_err(usage)?;
     let config = match &opts.config {
         Some(path) => Some(read_config(path).map_err(usage)?),
         None => None,
@@ -74,6 +96,12 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         let variable = envconfig::variable_name("secrets_dir");
         env.retain(|(k, _)| *k != variable);
         env.push((variable, dir.to_string_lossy().into_owned()));
+    }
+    // `--allow-stream` likewise, as `allowed_streams`.
+    if !opts.allow_streams.is_empty() {
+        let variable = envconfig::variable_name("allowed_streams");
+        env.retain(|(k, _)| *k != variable);
+        env.push((variable, serde_json::json!(opts.allow_streams).to_string()));
     }
     // The document the component will read (the file and the variables merged), read natively
     // as it reads it: the folders it needs, the egress policy, the buffer limit and the
@@ -108,15 +136,27 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         options,
         room,
         metrics,
+        auth: opts.auth.clone(),
     });
+    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let signal = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((client, _)) => {
-                    connections.spawn(connection(shared.clone(), client, stopping.clone()));
+                Ok((client, peer)) => {
+                    let (shared, stopping) = (shared.clone(), stopping.clone());
+                    match acceptor.clone() {
+                        None => connections.spawn(connection(shared, client, peer, stopping)),
+                        Some(acceptor) => connections.spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client)).await {
+                                Ok(Ok(tls)) => connection(shared, tls, peer, stopping).await,
+                                Ok(Err(e)) => log::line(Level::Warn, "kinesis-ship serve", &format!("TLS handshake with {peer}: {e}")),
+                                Err(_) => log::line(Level::Warn, "kinesis-ship serve", &format!("TLS handshake with {peer}: no handshake within {HANDSHAKE_TIMEOUT:?}")),
+                            }
+                        }),
+                    };
                 }
                 // Out of file descriptors and the like: wait, and accept again.
                 Err(e) => {
@@ -158,14 +198,17 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
 }
 
 /// Serve one connection until it closes, or until shutdown lets its request in progress end.
-async fn connection(
+async fn connection<Io>(
     shared: Arc<Shared>,
-    client: tokio::net::TcpStream,
+    client: Io,
+    peer: SocketAddr,
     mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { handle(&shared, req).await }
+        async move { handle(&shared, req, peer).await }
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
@@ -191,13 +234,35 @@ async fn connection(
     }
 }
 
-/// Answer one request: `/metrics` here, everything else through the room and the component,
-/// counting what its answer reports.
+/// Answer one request: credentials checked, `/metrics` here, everything else through the room
+/// and the component, counting what its answer reports.
 async fn handle(
     shared: &Shared,
     req: hyper::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
 ) -> Result<hyper::Response<ProxyBody>> {
-    if req.uri().path() == "/metrics" && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+    let reading = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+    let open_route = reading && matches!(req.uri().path(), "/health" | "/metrics");
+    if shared.auth.required()
+        && !(open_route && is_loopback(peer.ip()))
+        && !shared.auth.accepts(
+            req.headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )
+    {
+        // Nothing of what was presented is logged or kept.
+        let mut answer = crate::room::answer(401, "missing or wrong credentials", false);
+        for challenge in shared.auth.challenges() {
+            answer.headers_mut().append(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static(challenge),
+            );
+        }
+        shared.metrics.answered(401, b"");
+        return Ok(answer);
+    }
+    if req.uri().path() == "/metrics" && reading {
         return Ok(hyper::Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(full(shared.metrics.render()))

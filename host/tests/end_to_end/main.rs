@@ -3,6 +3,7 @@
 //! module per area; the helpers every area uses are here.
 
 mod doors;
+mod guard;
 mod operating;
 mod ship;
 mod traps;
@@ -386,6 +387,7 @@ fn kinesis_ship_serve_with(config: &Path, args: &[&str]) -> Server {
     let addr = first
         .trim()
         .strip_prefix("listening on http://")
+        .or_else(|| first.trim().strip_prefix("listening on https://"))
         .unwrap_or_else(|| {
             let _ = child.kill();
             panic!("no address: {first:?}")

@@ -336,6 +336,7 @@ fn requests_go_through_the_proxy_and_trust_the_private_ca() {
     let tls = listener::serve_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), &ca).unwrap();
     let plain = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let proxy = ConnectProxy::start(Some(("relay", "proxy-pass-value"))).unwrap();
+    host_tests::transcript::secret("proxy-pass-value");
     let dir = temp_dir("proxy");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
@@ -361,6 +362,7 @@ fn requests_go_through_the_proxy_and_trust_the_private_ca() {
         }
         let batch = lines(from, 20);
         let (code, stderr) = run_bounded(cmd, &ndjson(&batch));
+        host_tests::transcript::record("kinesis-ship stderr (proxy)", &stderr);
         assert!(
             !stderr.contains("proxy-pass-value"),
             "the proxy's password in the log: {stderr}"
@@ -465,6 +467,7 @@ fn json_logs_are_one_object_a_line_without_secrets() {
     let mut body = ndjson(&lines(0, 5));
     body.extend_from_slice(b"{\"log\":\"no key\"}\n");
     let (code, stderr) = run_bounded(cmd, &body);
+    host_tests::transcript::record("kinesis-ship stderr (json logs)", &stderr);
     assert_eq!(code, 1, "{stderr}");
     let logged: Vec<Value> = stderr
         .lines()
