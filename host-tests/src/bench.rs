@@ -133,10 +133,17 @@ pub struct Workload {
     pub partition_key: bool,
     /// gzip each record.
     pub gzip: bool,
+    /// zstd each record (instead).
+    pub zstd: bool,
     pub records: usize,
 }
 
 impl Workload {
+    /// Each record compressed.
+    pub fn compressed(&self) -> bool {
+        self.gzip || self.zstd
+    }
+
     pub fn name(&self) -> String {
         let size = if self.size >= 1024 {
             format!("{} KiB", self.size / 1024)
@@ -145,7 +152,13 @@ impl Workload {
         };
         format!(
             "{size}, {}, {}",
-            if self.gzip { "gzip" } else { "json" },
+            if self.zstd {
+                "zstd"
+            } else if self.gzip {
+                "gzip"
+            } else {
+                "json"
+            },
             if self.partition_key {
                 "key field"
             } else {
@@ -167,7 +180,9 @@ impl Workload {
         if self.partition_key {
             cfg["partition_key"] = json!("pod");
         }
-        if self.gzip {
+        if self.zstd {
+            cfg["compression"] = json!("zstd");
+        } else if self.gzip {
             cfg["compression"] = json!("gzip");
         }
         cfg
