@@ -95,6 +95,8 @@ impl Shipped {
 enum Input {
     Line(Read),
     Failed(std::io::Error),
+    /// The input ended (not sent when a signal stopped the reading).
+    End,
 }
 
 /// How often the loop waiting for lines looks for a signal.
@@ -174,10 +176,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
         };
         // Once stopping, only what was already read: no more waiting.
         let next = if stop.load(Ordering::Relaxed) {
-            rx.try_recv().map_err(|e| match e {
-                mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Disconnected,
-                mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
-            })
+            rx.try_recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
         } else {
             rx.recv_timeout(wait)
         };
@@ -192,11 +191,19 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
                     || chunk_bytes >= buffer.chunk_limit_size
             }
             Ok(Input::Failed(e)) => return Err(anyhow!("reading the input: {e}")),
+            Ok(Input::End) => {
+                ended = true;
+                done = true;
+                !chunk.is_empty()
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 !chunk.is_empty() && chunk_started.elapsed() >= buffer.flush_interval
             }
+            // Stopping, with nothing more read: what was read is shipped below.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                ended = !stop.load(Ordering::Relaxed);
+                if !stop.load(Ordering::Relaxed) {
+                    return Err(anyhow!("the input reader stopped before the input ended"));
+                }
                 done = true;
                 !chunk.is_empty()
             }
@@ -360,6 +367,7 @@ fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<Inpu
             return;
         }
     }
+    let _ = tx.send(Input::End);
 }
 
 async fn ship_chunk(
