@@ -3,9 +3,10 @@
 //!
 //! Beside the component's own routes it answers `GET /metrics` (Prometheus text, see
 //! [`crate::metrics`]). With `--tls-cert`/`--tls-key` it speaks https; with
-//! `--auth-token-file`/`--basic-auth-file` it asks who sends (see [`crate::listener_auth`]). On SIGTERM or SIGINT it stops accepting, lets every request already
-//! read finish and be answered (each within the configuration's `put_deadline`), closes idle
-//! connections, and returns.
+//! `--auth-token-file`/`--basic-auth-file` it asks who sends (see [`crate::listener_auth`]).
+//! On SIGTERM or SIGINT it stops accepting, lets every request already read finish and be
+//! answered (each within the configuration's `put_deadline`), closes idle connections, and
+//! returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
