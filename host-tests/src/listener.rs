@@ -269,7 +269,6 @@ pub fn https_request(
 ) -> std::io::Result<(u16, String, String)> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use std::io::{Read, Write};
     let other = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -296,6 +295,20 @@ pub fn https_request(
     let tcp = std::net::TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
+    exchange(&mut tls, addr, method, path, headers, body)
+}
+
+/// One HTTP/1.1 request with `Connection: close` on `stream`, read to its end: the status, the
+/// head (lower case) and the body. A stream that breaks after some of the answer came (a TLS
+/// close without close_notify) still gives what came.
+pub fn exchange(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -304,11 +317,10 @@ pub fn https_request(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    tls.write_all(head.as_bytes())?;
-    tls.write_all(body)?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
-    // A close without close_notify after the answer is fine.
-    if let Err(e) = tls.read_to_end(&mut response) {
+    if let Err(e) = stream.read_to_end(&mut response) {
         if response.is_empty() {
             return Err(e);
         }

@@ -25,11 +25,9 @@ fn fake_and_config(name: &str, stream_name: &str) -> (Arc<FakeKinesis>, listener
     (fake, upstream, dir)
 }
 
-/// The value of a sample of `text` (Prometheus), 0 when absent.
+/// A sample of `text` (Prometheus), 0 when absent.
 fn sample(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
+    metric(text, name).unwrap_or(0)
 }
 
 /// Run the real Fluent Bit tailing `lines` into serve over TLS with `header` (if any) until

@@ -25,11 +25,8 @@ fn fake_config(dir: &Path, stream: &str, endpoint: &str, extra: Value) -> PathBu
     path
 }
 
-/// The value of the sample whose line starts with `name` (labels included) in `text`.
 fn sample(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no sample {name} in\n{text}")) as u64
+    metric(text, name).unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
 }
 
 fn stored_once(fake: &FakeKinesis, want: &[String]) {
