@@ -46,6 +46,8 @@ impl ProxyRuntime {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
         let (ctx, stderr) = new_ctx(options.clone(), None)?;
         let mut store = Store::new(self.pre.engine(), ctx);
+        // --max-memory holds here too: past it the request traps and is answered 500.
+        crate::sink::limit_memory(&mut store);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()

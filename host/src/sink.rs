@@ -472,7 +472,7 @@ impl Runtime {
     pub async fn instantiate_with(&self, options: InstanceOptions) -> Result<Instance> {
         let (ctx, stderr) = new_ctx(options, Some(&self.engine))?;
         let mut store = Store::new(&self.engine, ctx);
-        store.limiter(|ctx| &mut ctx.memory);
+        limit_memory(&mut store);
         if crate::faults::trap_after_puts().is_some() {
             store.epoch_deadline_trap();
             store.set_epoch_deadline(1);
@@ -484,6 +484,11 @@ impl Runtime {
             .map_err(|e| anyhow!("instantiating: {e}"))?;
         Ok(Instance { store, sink, stderr })
     }
+}
+
+/// Hold `store`'s linear memory to its options' `max_memory` (every world's instances).
+pub(crate) fn limit_memory(store: &mut Store<Ctx>) {
+    store.limiter(|ctx| &mut ctx.memory);
 }
 
 /// A store's data set up by `options`, and the pipe that keeps the guest's stderr.

@@ -486,3 +486,38 @@ fn json_logs_are_one_object_a_line_without_secrets() {
     assert!(has("info", "5 delivered, 0 failed, 1 rejected"), "{stderr}");
     assert!(has("info", "NoPartitionKey"), "{stderr}");
 }
+
+#[test]
+fn serve_counts_a_trap_answers_500_and_keeps_serving() {
+    let fake = Arc::new(FakeKinesis::new("it-trap-metrics", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("trap-metrics");
+    let config = fake_config(
+        &dir,
+        "it-trap-metrics",
+        &format!("http://{}", upstream.addr),
+        json!({}),
+    );
+    let server = kinesis_ship_serve_with(&config, &["--max-memory", "4"]);
+    // About 3 MB of records: more than 4 MiB of linear memory once read, copied and encoded.
+    let big: Vec<String> = (0..3000)
+        .map(|i| json!({"pod": "web", "i": i, "log": "y".repeat(1000)}).to_string())
+        .collect();
+    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&big)).unwrap();
+    assert_eq!(status, 500, "{answer}");
+    assert!(answer.contains("trapped"), "{answer}");
+    let small = lines(0, 3);
+    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&small)).unwrap();
+    assert_eq!(status, 200, "the next request gets a fresh instance: {answer}");
+    let (_, text) = http(&server.addr, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(sample(&text, "kinesis_output_traps_total"), 1);
+    assert_eq!(
+        sample(&text, "kinesis_output_serve_responses_total{status=\"500\"}"),
+        1
+    );
+    assert_eq!(
+        sample(&text, "kinesis_output_records_total{outcome=\"delivered\"}"),
+        3
+    );
+    stored_once(&fake, &small);
+}
