@@ -53,7 +53,8 @@ pub struct SandboxArgs {
     pub allow_authorities: Vec<String>,
     /// The most linear memory the component may use, in MiB (1 to 4096); past it the component
     /// traps: ship sends again in a new instance what the service had not stored and reports
-    /// what traps again as failed (ComponentTrap); serve answers that request with a 500.
+    /// what traps again as failed (ComponentTrap); serve answers that request 503 when the
+    /// service stored none of it, else 202 with the count stored.
     #[arg(long = "max-memory", value_name = "MIB", value_parser = parse_max_memory)]
     pub max_memory_mib: Option<usize>,
     /// Where Kubernetes secrets are mounted, one folder a secret and one file a key: the

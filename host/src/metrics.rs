@@ -196,7 +196,7 @@ impl Metrics {
             ),
             (
                 "kinesis_output_traps_total",
-                "Component instances that trapped (their request was answered 500).",
+                "Component instances that trapped (their request answered 503 or 202 by what was stored).",
                 &self.traps,
             ),
         ] {

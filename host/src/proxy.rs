@@ -1,5 +1,6 @@
 //! The `proxy` world in wasmtime: one fresh instance per request, as `wasmtime serve` does. A
-//! trap becomes a 500 and the host keeps serving.
+//! trap is answered by what the service had stored of the body (see [`ProxyRuntime::handle`])
+//! and the host keeps serving.
 
 use std::path::Path;
 
@@ -33,7 +34,10 @@ impl ProxyRuntime {
         Ok(ProxyRuntime { pre })
     }
 
-    /// Answer one request with a fresh instance set up by `options`. A trap becomes a 500.
+    /// Answer one request with a fresh instance set up by `options`. A trap is answered by
+    /// the proxy's own rule: 503 (send it again) when the service stored nothing of the body,
+    /// 202 with the count stored when it stored some (re-sending would duplicate them); with
+    /// `track_accepted` off, where the host cannot know, 500.
     pub async fn handle<B>(
         &self,
         options: &InstanceOptions,
@@ -44,9 +48,10 @@ impl ProxyRuntime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-        let (ctx, stderr) = new_ctx(options.clone(), None)?;
+        let (ctx, stderr) = new_ctx(options.clone(), Some(self.pre.engine()))?;
+        let stored = crate::sink::stored_count(&ctx);
         let mut store = Store::new(self.pre.engine(), ctx);
-        // --max-memory holds here too: past it the request traps and is answered 500.
+        // --max-memory holds here too: past it the request traps.
         crate::sink::limit_memory(&mut store);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
@@ -97,11 +102,33 @@ impl ProxyRuntime {
                 crate::log::error(&why);
                 // (Empty when the component's stderr is this process's.)
                 crate::log::component(&String::from_utf8_lossy(&stderr.contents()));
-                Ok(error_response(&why))
+                Ok(match stored.map(|count| count()) {
+                    None => error_response(&why),
+                    Some(0) => crate::room::answer_json(
+                        503,
+                        serde_json::json!({
+                            "error": why,
+                            "note": "no record of this body was stored; re-sending it creates no duplicates",
+                        }),
+                        Some(crate::proxy::RETRY_AFTER_TRAP),
+                    ),
+                    Some(n) => crate::room::answer_json(
+                        202,
+                        serde_json::json!({
+                            "delivered": n,
+                            "error": why,
+                            "note": format!("the service stored {n} records of this body before the component trapped; do not re-send it: the others were not stored"),
+                        }),
+                        None,
+                    ),
+                })
             }
         }
     }
 }
+
+/// Seconds a body whose instance trapped with nothing stored waits before it is sent again.
+pub const RETRY_AFTER_TRAP: u32 = 5;
 
 /// A 500 with a JSON error.
 fn error_response(message: &str) -> hyper::Response<ProxyBody> {

@@ -155,12 +155,25 @@ impl Room {
 
 /// A JSON error answer, with `Retry-After` when sending again later can succeed.
 pub fn answer(status: u16, message: &str, retry: bool) -> hyper::Response<ProxyBody> {
-    let body = serde_json::json!({ "error": message }).to_string();
+    answer_json(
+        status,
+        serde_json::json!({ "error": message }),
+        retry.then_some(RETRY_AFTER_SECONDS),
+    )
+}
+
+/// A JSON answer, with `Retry-After` seconds when given.
+pub fn answer_json(
+    status: u16,
+    body: serde_json::Value,
+    retry_after: Option<u32>,
+) -> hyper::Response<ProxyBody> {
+    let body = body.to_string();
     let mut response = hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json");
-    if retry {
-        response = response.header("retry-after", RETRY_AFTER_SECONDS.to_string());
+    if let Some(seconds) = retry_after {
+        response = response.header("retry-after", seconds.to_string());
     }
     response
         .body(

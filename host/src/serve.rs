@@ -125,6 +125,9 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     // Text logs let the component write to stderr as it goes; JSON logs wrap its lines.
     options.inherit_stderr = !log::json();
     options.metrics = Some(metrics.clone());
+    // What the service stored is kept per request, so that a trap is answered without a
+    // re-send that would duplicate it.
+    options.track_accepted = true;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let listener = TcpListener::bind(opts.listen)

@@ -473,10 +473,6 @@ impl Runtime {
         let (ctx, stderr) = new_ctx(options, Some(&self.engine))?;
         let mut store = Store::new(&self.engine, ctx);
         limit_memory(&mut store);
-        if crate::faults::trap_after_puts().is_some() {
-            store.epoch_deadline_trap();
-            store.set_epoch_deadline(1);
-        }
         let sink = self
             .pre
             .instantiate_async(&mut store)
@@ -486,9 +482,28 @@ impl Runtime {
     }
 }
 
-/// Hold `store`'s linear memory to its options' `max_memory` (every world's instances).
+/// Hold `store`'s linear memory to its options' `max_memory` (every world's instances), and
+/// arm the test-only trap switch when it is on.
 pub(crate) fn limit_memory(store: &mut Store<Ctx>) {
     store.limiter(|ctx| &mut ctx.memory);
+    if crate::faults::trap_after_puts().is_some() {
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+    }
+}
+
+/// With `track_accepted`: the records the service said it stored, counted over every
+/// PutRecords exchange so far (shared with the instance's HTTP hook, readable after a trap).
+pub(crate) fn stored_count(ctx: &Ctx) -> Option<impl Fn() -> usize + Send + 'static> {
+    let accepted = ctx.hooks.accepted.clone()?;
+    Some(move || {
+        accepted
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(sent, answer)| stored_data(sent, answer).len())
+            .sum()
+    })
 }
 
 /// A store's data set up by `options`, and the pipe that keeps the guest's stderr.

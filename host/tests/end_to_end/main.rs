@@ -356,10 +356,16 @@ fn kinesis_ship_serve(config: &Path) -> Server {
 
 /// [`kinesis_ship_serve`] with more arguments.
 fn kinesis_ship_serve_with(config: &Path, args: &[&str]) -> Server {
+    kinesis_ship_serve_env(config, args, &[])
+}
+
+/// [`kinesis_ship_serve_with`] with more environment variables.
+fn kinesis_ship_serve_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(SHIP)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .env(
             "KINESIS_OUTPUT_PROXY_WASM",
             host_tests::runtime::proxy_component_path(),

@@ -488,7 +488,7 @@ fn json_logs_are_one_object_a_line_without_secrets() {
 }
 
 #[test]
-fn serve_counts_a_trap_answers_500_and_keeps_serving() {
+fn serve_answers_a_trap_by_what_was_stored_counts_it_and_keeps_serving() {
     let fake = Arc::new(FakeKinesis::new("it-trap-metrics", KEY_ID_VALUE, SECRET_VALUE));
     let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let dir = temp_dir("trap-metrics");
@@ -503,16 +503,21 @@ fn serve_counts_a_trap_answers_500_and_keeps_serving() {
     let big: Vec<String> = (0..3000)
         .map(|i| json!({"pod": "web", "i": i, "log": "y".repeat(1000)}).to_string())
         .collect();
-    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&big)).unwrap();
-    assert_eq!(status, 500, "{answer}");
-    assert!(answer.contains("trapped"), "{answer}");
+    // Nothing stored: 503, send it again.
+    let (status, head, answer) = http_with_head(&server.addr, "POST", "/", &[], &ndjson(&big)).unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert!(head.contains("retry-after: 5"), "{head}");
+    assert!(
+        answer.contains("trapped") && answer.contains("no record of this body was stored"),
+        "{answer}"
+    );
     let small = lines(0, 3);
     let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&small)).unwrap();
     assert_eq!(status, 200, "the next request gets a fresh instance: {answer}");
     let (_, text) = http(&server.addr, "GET", "/metrics", &[], b"").unwrap();
     assert_eq!(sample(&text, "kinesis_output_traps_total"), 1);
     assert_eq!(
-        sample(&text, "kinesis_output_serve_responses_total{status=\"500\"}"),
+        sample(&text, "kinesis_output_serve_responses_total{status=\"503\"}"),
         1
     );
     assert_eq!(
@@ -520,4 +525,29 @@ fn serve_counts_a_trap_answers_500_and_keeps_serving() {
         3
     );
     stored_once(&fake, &small);
+    drop(server);
+
+    // A trap after the service stored part of the body (the test-only switch traps the
+    // instance after the first PutRecords answer): 202 with what was stored, so the agent
+    // does not send it again and nothing is stored twice.
+    let fake = Arc::new(FakeKinesis::new("it-trap-metrics", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = fake_config(
+        &dir,
+        "it-trap-metrics",
+        &format!("http://{}", upstream.addr),
+        json!({}),
+    );
+    let server = kinesis_ship_serve_env(&config, &[], &[("KINESIS_FAULT_TRAP_AFTER_PUTS", "1")]);
+    let batch = lines(0, 1200);
+    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&batch)).unwrap();
+    assert_eq!(status, 202, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let stored = fake.stored().len();
+    assert!(stored > 0 && stored < batch.len(), "part of the body: {stored}");
+    assert_eq!(answer["delivered"], stored, "{answer}");
+    assert!(
+        answer["note"].as_str().unwrap().contains("do not re-send"),
+        "{answer}"
+    );
 }
