@@ -18,6 +18,7 @@ use kinesis_output::delivery::egress::plain_http_warning;
 use kinesis_output::front::lines::{Line, Lines};
 use kinesis_output::front::time::{arrival, event_time, EventTime};
 use kinesis_output::front::Tally;
+use kinesis_output::shaping::Shape;
 use kinesis_output::Code;
 
 use crate::recovery::split_stored;
@@ -132,8 +133,35 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     // After a trap, what the service already stored is known from the PutRecords answers the
     // host saw; the native core formats each record as the component did, to tell them apart.
     options.track_accepted = true;
-    let native_shape = Some(settings.sink.shape.clone()).filter(|s| !s.aggregate);
-    let (mut instance, mut sink) = open(&runtime, &options, &config_text).await?;
+    let shipper = Arc::new(Shipper {
+        native_shape: Some(settings.sink.shape.clone()).filter(|s| !s.aggregate),
+        runtime,
+        options,
+        config_text,
+        tag: opts.tag.clone(),
+        quiet: opts.quiet,
+    });
+    // `buffer.flush_thread_count` instances, each putting one chunk at a time; the chunks wait
+    // in a queue of one, so at most that many + 1 are held. With one, chunks go out in input
+    // order.
+    let (work, queue) = tokio::sync::mpsc::channel::<Vec<Read>>(1);
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let (finished, mut results) = tokio::sync::mpsc::unbounded_channel::<Result<Tally>>();
+    let mut flushers = tokio::task::JoinSet::new();
+    for _ in 0..settings.buffer.flush_thread_count {
+        let mut flusher = shipper.open().await?;
+        let (shipper, queue, finished) = (shipper.clone(), queue.clone(), finished.clone());
+        flushers.spawn(async move {
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some(reads) = next else { break };
+                if finished.send(shipper.ship(&mut flusher, reads).await).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(finished);
 
     let mut shipped = Shipped {
         warnings,
@@ -214,57 +242,12 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
         let reads = std::mem::take(&mut chunk);
         chunk_bytes = 0;
         last_line = reads.last().map_or(last_line, |r| r.line.number);
-        instance.clear_accepted();
-        if let Err(trap) = ship_chunk(&mut instance, sink, &reads, &opts.tag, tally).await {
-            // A trap ends the instance. The records the service answered as stored are counted
-            // delivered; the others go again through a new instance. Without the native view of
-            // the shaping (or with aggregation, where records are packed together), they are
-            // all reported failed instead: none is sent twice.
-            let message = format!("{trap:#}");
-            let accepted = instance.take_accepted();
-            (instance, sink) = open(&runtime, &options, &config_text).await?;
-            let (stored, again) = match &native_shape {
-                Some(shape) => split_stored(shape, &opts.tag, reads, accepted, |r| (r.time, &r.line.record)),
-                None => (Vec::new(), reads),
-            };
-            for _ in &stored {
-                tally.add_delivered();
-            }
-            let failed = if native_shape.is_none() {
-                Some((again, message))
-            } else {
-                if !opts.quiet {
-                    crate::log::warn(&format!(
-                        "the component trapped after the service stored {} of this chunk's {} records; sending the other {} again in a new instance: {message}",
-                        stored.len(),
-                        stored.len() + again.len(),
-                        again.len()
-                    ));
-                }
-                if again.is_empty() {
-                    None
-                } else {
-                    match ship_chunk(&mut instance, sink, &again, &opts.tag, tally).await {
-                        Ok(()) => None,
-                        Err(trap) => {
-                            (instance, sink) = open(&runtime, &options, &config_text).await?;
-                            Some((again, format!("{trap:#}")))
-                        }
-                    }
-                }
-            };
-            if let Some((reads, message)) = failed {
-                if !opts.quiet {
-                    crate::log::error(&format!(
-                        "the component trapped; {} records are reported failed ({}): {message}",
-                        reads.len(),
-                        Code::ComponentTrap
-                    ));
-                }
-                for read in &reads {
-                    tally.add_failure(read.line.number, Code::ComponentTrap, &message);
-                }
-            }
+        // Waits while every flush thread is busy and a chunk is queued.
+        if work.send(reads).await.is_err() {
+            break;
+        }
+        while let Ok(result) = results.try_recv() {
+            tally.merge(result?);
         }
         if progress {
             eprint!(
@@ -274,6 +257,16 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
             let _ = std::io::stderr().flush();
         }
     }
+    // Every chunk handed over, shipped.
+    drop(work);
+    while let Some(result) = results.recv().await {
+        tally.merge(result?);
+    }
+    while let Some(joined) = flushers.join_next().await {
+        joined.map_err(|e| anyhow!("a flush thread failed: {e}"))?;
+    }
+    // Chunks finish in any order with several flush threads: problems by line.
+    tally.problems.sort_by_key(|p| p.line);
     if ended {
         reader.join().map_err(|_| anyhow!("the input reader panicked"))?;
     } else {
@@ -327,12 +320,92 @@ async fn watch_signals(stop: Arc<AtomicBool>, signal: Arc<OnceLock<&'static str>
     stop.store(true, Ordering::Relaxed);
 }
 
-async fn open(runtime: &Runtime, options: &InstanceOptions, config: &str) -> Result<(Instance, SinkHandle)> {
-    let mut instance = runtime.instantiate_with(options.clone()).await?;
-    match instance.open(config).await? {
-        Ok(sink) => Ok((instance, sink)),
-        Err(e) if e.field.is_empty() => Err(usage(anyhow!("configuration: {}", e.message))),
-        Err(e) => Err(usage(anyhow!("configuration: {}: {}", e.field, e.message))),
+/// What every flush thread shares: the compiled component, the instances' settings, and what
+/// trap recovery needs.
+struct Shipper {
+    runtime: Runtime,
+    options: InstanceOptions,
+    config_text: String,
+    /// The shaping, natively, to tell stored records apart after a trap (`None` with
+    /// aggregation, where records are packed together).
+    native_shape: Option<Shape>,
+    tag: String,
+    quiet: bool,
+}
+
+/// One flush thread's instance and its open sink.
+struct Flusher {
+    instance: Instance,
+    sink: SinkHandle,
+}
+
+impl Shipper {
+    async fn open(&self) -> Result<Flusher> {
+        let mut instance = self.runtime.instantiate_with(self.options.clone()).await?;
+        match instance.open(&self.config_text).await? {
+            Ok(sink) => Ok(Flusher { instance, sink }),
+            Err(e) if e.field.is_empty() => Err(usage(anyhow!("configuration: {}", e.message))),
+            Err(e) => Err(usage(anyhow!("configuration: {}: {}", e.field, e.message))),
+        }
+    }
+
+    /// Ship one chunk through `flusher`: what became of its records. A trap ends the instance:
+    /// the records the service answered as stored are counted delivered, the others go again
+    /// through a new instance. Without the native view of the shaping (or with aggregation,
+    /// where records are packed together), they are all reported failed instead: none is sent
+    /// twice.
+    async fn ship(&self, flusher: &mut Flusher, reads: Vec<Read>) -> Result<Tally> {
+        let mut tally = Tally::default();
+        flusher.instance.clear_accepted();
+        let Err(trap) = ship_chunk(flusher, &reads, &self.tag, &mut tally).await else {
+            return Ok(tally);
+        };
+        let message = format!("{trap:#}");
+        let accepted = flusher.instance.take_accepted();
+        *flusher = self.open().await?;
+        let (stored, again) = match &self.native_shape {
+            Some(shape) => split_stored(shape, &self.tag, reads, accepted, |r| (r.time, &r.line.record)),
+            None => (Vec::new(), reads),
+        };
+        for _ in &stored {
+            tally.add_delivered();
+        }
+        let failed = if self.native_shape.is_none() {
+            Some((again, message))
+        } else {
+            if !self.quiet {
+                crate::log::warn(&format!(
+                    "the component trapped after the service stored {} of this chunk's {} records; sending the other {} again in a new instance: {message}",
+                    stored.len(),
+                    stored.len() + again.len(),
+                    again.len()
+                ));
+            }
+            if again.is_empty() {
+                None
+            } else {
+                match ship_chunk(flusher, &again, &self.tag, &mut tally).await {
+                    Ok(()) => None,
+                    Err(trap) => {
+                        *flusher = self.open().await?;
+                        Some((again, format!("{trap:#}")))
+                    }
+                }
+            }
+        };
+        if let Some((reads, message)) = failed {
+            if !self.quiet {
+                crate::log::error(&format!(
+                    "the component trapped; {} records are reported failed ({}): {message}",
+                    reads.len(),
+                    Code::ComponentTrap
+                ));
+            }
+            for read in &reads {
+                tally.add_failure(read.line.number, Code::ComponentTrap, &message);
+            }
+        }
+        Ok(tally)
     }
 }
 
@@ -370,13 +443,7 @@ fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<Inpu
     let _ = tx.send(Input::End);
 }
 
-async fn ship_chunk(
-    instance: &mut Instance,
-    sink: SinkHandle,
-    reads: &[Read],
-    tag: &str,
-    tally: &mut Tally,
-) -> Result<()> {
+async fn ship_chunk(flusher: &mut Flusher, reads: &[Read], tag: &str, tally: &mut Tally) -> Result<()> {
     let events: Vec<Event> = reads
         .iter()
         .map(|r| Event {
@@ -388,7 +455,7 @@ async fn ship_chunk(
             record: r.line.record.clone(),
         })
         .collect();
-    let report = instance.put(sink, &events).await?;
+    let report = flusher.instance.put(flusher.sink, &events).await?;
     tally.add_report(reads.iter().map(|r| r.line.number), &core_report(report));
     Ok(())
 }

@@ -17,15 +17,24 @@ pub struct BufferSettings {
     /// Flush a chunk this long after its first record arrived (`flush_interval`, default 60 s).
     pub flush_interval: Duration,
     /// At most this many bytes buffered (`total_limit_size`, default 512 MiB); must be at least
-    /// `chunk_limit_size`. `kinesis-ship` holds one chunk at a time; `kinesis-ship serve` holds
-    /// at most this many bytes of request bodies at once.
+    /// `chunk_limit_size`. `kinesis-ship` holds at most `flush_thread_count` + 1 chunks;
+    /// `kinesis-ship serve` holds at most this many bytes of request bodies at once.
     pub total_limit_size: usize,
     /// What happens past `total_limit_size`. `kinesis-ship` reads its input only as fast as it
     /// ships, so it never overflows and always behaves as `block`; `kinesis-ship serve` answers
     /// 503 (`throw_exception`, and `drop_oldest_chunk`: it holds no queued chunk to drop, only
     /// requests being shipped) or makes the request wait for room (`block`).
     pub overflow_action: Overflow,
+    /// Chunks shipped at once (`flush_thread_count`, default 1, at most
+    /// [`MAX_FLUSH_THREADS`]): `kinesis-ship` runs this many instances side by side, each
+    /// putting one chunk. Above 1 chunks may be stored out of input order (as in Fluentd), so
+    /// `preserve_order` needs 1. `kinesis-ship serve` ships requests concurrently anyway (its
+    /// `--max-requests`).
+    pub flush_thread_count: usize,
 }
+
+/// The most `flush_thread_count` takes.
+pub const MAX_FLUSH_THREADS: u64 = 16;
 
 /// Fluentd's `overflow_action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +52,7 @@ impl Default for BufferSettings {
             flush_interval: Duration::from_secs(60),
             total_limit_size: 512 * 1024 * 1024,
             overflow_action: Overflow::ThrowException,
+            flush_thread_count: 1,
         }
     }
 }
@@ -70,7 +80,6 @@ const FLUENTD_ONLY_BUFFER_KEYS: &[&str] = &[
     "compress",
     // Flushing threads.
     "flush_mode",
-    "flush_thread_count",
     "flush_thread_interval",
     "flush_thread_burst_interval",
     "flush_at_shutdown",
@@ -102,6 +111,7 @@ const APPLIED: &[&str] = &[
     "total_limit_size",
     "flush_interval",
     "overflow_action",
+    "flush_thread_count",
 ];
 
 /// A number or a string, as the text Fluentd's notation is read from (lower case).
@@ -180,6 +190,19 @@ impl BufferSettings {
                         .filter(|n| *n > 0)
                         .ok_or_else(|| ConfigError::new(&field, "must be a whole number above zero"))?;
                     settings.chunk_limit_records = Some(n as usize);
+                }
+                "flush_thread_count" => {
+                    let n = value
+                        .as_u64()
+                        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                        .filter(|n| (1..=MAX_FLUSH_THREADS).contains(n))
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                &field,
+                                format!("must be a whole number from 1 to {MAX_FLUSH_THREADS}"),
+                            )
+                        })?;
+                    settings.flush_thread_count = n as usize;
                 }
                 "chunk_limit_size" => settings.chunk_limit_size = parse_size(&field, value)?,
                 "total_limit_size" => settings.total_limit_size = parse_size(&field, value)?,
@@ -312,6 +335,7 @@ mod tests {
                 "chunk_limit_records" => json!(10),
                 "flush_interval" => json!("5s"),
                 "overflow_action" => json!("block"),
+                "flush_thread_count" => json!(2),
                 _ => json!("x"),
             };
             let (_, warnings) = read(json!({ *key: value })).unwrap_or_else(|e| panic!("{key}: {e}"));
@@ -328,6 +352,19 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(b.chunk_limit_records, Some(100));
+        assert_eq!(b.flush_thread_count, 1);
+        assert_eq!(
+            read(json!({"flush_thread_count": "4"}))
+                .unwrap()
+                .0
+                .flush_thread_count,
+            4
+        );
+        for bad in [json!(0), json!(17), json!("many")] {
+            let e = read(json!({ "flush_thread_count": bad })).unwrap_err();
+            assert_eq!(e.field, "buffer.flush_thread_count");
+            assert!(e.message.contains("from 1 to 16"), "{e}");
+        }
         assert_eq!(b.chunk_limit_size, 1024 * 1024);
         assert_eq!(b.flush_interval, Duration::from_secs(5));
         assert_eq!(

@@ -184,6 +184,12 @@ impl Settings {
         let time_keys = fields.take("time_keys");
         let front = FrontSettings::read(time_keys, fields.object("proxy")?)?;
         let (buffer, warnings) = BufferSettings::read(fields.object("buffer")?)?;
+        if sink.preserve_order && buffer.flush_thread_count > 1 {
+            return Err(ConfigError::new(
+                "buffer.flush_thread_count",
+                "must be 1 with preserve_order: chunks shipped side by side can store a key's records out of order",
+            ));
+        }
         fields.finish()?;
         Ok(Settings {
             sink,
@@ -635,6 +641,29 @@ mod tests {
         assert!(e.message.contains("stream, zz"), "{e}");
         let e = err(r#""format":{"type":"json","colour":"red"}"#);
         assert_eq!(e.field, "format.colour");
+    }
+
+    #[test]
+    fn preserve_order_ships_one_chunk_at_a_time() {
+        let settings = |extra: &str| {
+            Settings::from_json(
+                &format!(
+                    r#"{{"stream_name":"s","region":"us-east-1","aws_key_id":"a","aws_sec_key":"b",{extra}}}"#
+                ),
+                &mut no_env,
+            )
+        };
+        assert_eq!(
+            settings(r#""buffer":{"flush_thread_count":3}"#)
+                .unwrap()
+                .buffer
+                .flush_thread_count,
+            3
+        );
+        let e = settings(r#""preserve_order":true,"buffer":{"flush_thread_count":2}"#).unwrap_err();
+        assert_eq!(e.field, "buffer.flush_thread_count");
+        assert!(e.message.contains("preserve_order"), "{e}");
+        assert!(settings(r#""preserve_order":true,"buffer":{"flush_thread_count":1}"#).is_ok());
     }
 
     #[test]

@@ -110,6 +110,12 @@ impl Tally {
         self.credential_source.clone_from(&report.credential_source);
     }
 
+    /// Take in another tally of the same run: its counts and its problems.
+    pub fn merge(&mut self, other: Tally) {
+        self.add_counts(&other);
+        self.problems.extend(other.problems);
+    }
+
     /// Count what `other` counted (not its problems): totals over many puts.
     pub fn add_counts(&mut self, other: &Tally) {
         self.lines += other.lines;

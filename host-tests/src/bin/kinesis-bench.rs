@@ -270,8 +270,11 @@ async fn run() -> Result<()> {
             idle.as_secs_f64() * 1e3,
             cold.as_secs_f64() * 1e3
         ));
-        say("| workload | ours records/s | ours MB/s | ours µs CPU/record | ours µs CPU/record without the fixed cost | JS SDK records/s | JS SDK µs CPU/record | records/s ours/JS | CPU/record JS/ours | sink µs CPU/record (ours, JS) | cores busy (ours, JS) |".into());
-        say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
+        say("| workload | ours records/s | ours MB/s | ours µs CPU/record | ours µs CPU/record without the fixed cost | JS SDK records/s | JS SDK µs CPU/record | records/s ours/JS | CPU/record JS/ours | sink µs CPU/record (ours, JS) | cores busy (ours, JS) | ours, 2 flush threads: records/s, µs CPU/record | records/s ours (2 threads)/JS |".into());
+        say(
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                .into(),
+        );
         for w in workloads.iter().filter(|w| !w.compressed()) {
             let data = records(w.size, w.records);
             let file = out_dir.join(format!("input-{}.ndjson", w.size));
@@ -289,10 +292,25 @@ async fn run() -> Result<()> {
             // for client and sink together).
             let mut ours_sink = Vec::new();
             let mut js_sink = Vec::new();
+            // kinesis-ship with two flush threads (`buffer.flush_thread_count`), 2 requests in
+            // flight each.
+            let mut two_wall = Vec::new();
+            let mut two_cpu = Vec::new();
             for _ in 0..settings.reps {
                 let before = received.records.load(Ordering::Relaxed);
+                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file, 2)?;
+                let got = received.records.load(Ordering::Relaxed) - before;
+                if got != w.records as u64 {
+                    bail!(
+                        "the sink received {got} of {} records from kinesis-ship with 2 flush threads",
+                        w.records
+                    );
+                }
+                two_wall.push(wall.as_secs_f64());
+                two_cpu.push(cpu.as_secs_f64());
+                let before = received.records.load(Ordering::Relaxed);
                 let sink_before = cpu_time(false);
-                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file)?;
+                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file, 1)?;
                 ours_sink.push((cpu_time(false) - sink_before).as_secs_f64());
                 let got = received.records.load(Ordering::Relaxed) - before;
                 if got != w.records as u64 {
@@ -337,8 +355,10 @@ async fn run() -> Result<()> {
                 )
             };
             let ours_sink_us = median(&mut ours_sink) / n * 1e6;
+            let two_rps = n / median(&mut two_wall);
+            let two_us = median(&mut two_cpu) / n * 1e6;
             say(format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2}× | {:.2}× | {:.2}, {:.2} | {:.2}, {:.2} |",
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2}× | {:.2}× | {:.2}, {:.2} | {:.2}, {:.2} | {:.0}, {:.2} | {:.2}× |",
                 w.name(),
                 ours_rps,
                 text.len() as f64 / wall / 1e6,
@@ -352,6 +372,9 @@ async fn run() -> Result<()> {
                 js_sink_us,
                 ours_rps * (ours_us + ours_sink_us) / 1e6,
                 js_rps * (js_us + js_sink_us) / 1e6,
+                two_rps,
+                two_us,
+                two_rps / js_rps,
             ));
             let goal = match w.size {
                 200 => Some(3.0),
@@ -371,6 +394,20 @@ async fn run() -> Result<()> {
                         component_us
                             .get(&w.name())
                             .map_or("not measured (run the cpu section)".to_string(), |c| format!("{c:.2} µs"))
+                    ),
+                );
+                targets.check_at_least(
+                    format!(
+                        "2. … kinesis-ship with buffer.flush_thread_count 2 (4 requests in flight in all), {}",
+                        w.name()
+                    ),
+                    two_rps / js_rps,
+                    goal,
+                    format!(
+                        "two instances side by side: {:.2} cores busy, {:.2} µs CPU/record (one instance: {:.2})",
+                        two_rps * two_us / 1e6,
+                        two_us,
+                        ours_us
                     ),
                 );
                 targets.check_at_least(
@@ -950,9 +987,13 @@ fn ship_path() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn write_ship_config(w: &Workload, dir: &Path, endpoint: &str) -> Result<PathBuf> {
-    let mut cfg = w.config(endpoint, CONCURRENCY);
-    cfg["buffer"] = serde_json::json!({"chunk_limit_records": 5000, "chunk_limit_size": "32m"});
+/// kinesis-ship's configuration for `w` with `threads` flush threads, sharing the requests in
+/// flight between them (as many in all as the JS SDK keeps).
+fn write_ship_config(w: &Workload, dir: &Path, endpoint: &str, threads: usize) -> Result<PathBuf> {
+    let mut cfg = w.config(endpoint, (CONCURRENCY / threads).max(1));
+    cfg["buffer"] = serde_json::json!({
+        "chunk_limit_records": 5000, "chunk_limit_size": "32m", "flush_thread_count": threads,
+    });
     let path = dir.join("ship-config.json");
     std::fs::write(&path, cfg.to_string())?;
     Ok(path)
@@ -997,7 +1038,7 @@ fn ship_idle_cpu(ship: &Path, dir: &Path, endpoint: &str, cached: bool) -> Resul
         zstd: false,
         records: 0,
     };
-    let config = write_ship_config(&w, dir, endpoint)?;
+    let config = write_ship_config(&w, dir, endpoint, 1)?;
     let empty = dir.join("empty.ndjson");
     std::fs::write(&empty, b"")?;
     let mut runs = Vec::new();
@@ -1017,8 +1058,9 @@ fn ship_run(
     dir: &Path,
     endpoint: &str,
     input: &Path,
+    threads: usize,
 ) -> Result<(Duration, Duration)> {
-    let config = write_ship_config(w, dir, endpoint)?;
+    let config = write_ship_config(w, dir, endpoint, threads)?;
     let (wall, cpu, _) = timed_child(ship_command(ship, &config, input))?;
     Ok((wall, cpu))
 }

@@ -453,7 +453,7 @@ fn json_logs_are_one_object_a_line_without_secrets() {
         &dir,
         "it-logs",
         &format!("http://{}", upstream.addr),
-        json!({"buffer": {"flush_thread_count": 4}}),
+        json!({"buffer": {"timekey": "1h"}}),
     );
     let mut cmd = Command::new(SHIP);
     cmd.arg("--config")
@@ -482,7 +482,7 @@ fn json_logs_are_one_object_a_line_without_secrets() {
             .iter()
             .any(|l| l["level"] == level && l["message"].as_str().unwrap().contains(text))
     };
-    assert!(has("warn", "flush_thread_count"), "{stderr}");
+    assert!(has("warn", "timekey"), "{stderr}");
     assert!(has("info", "5 delivered, 0 failed, 1 rejected"), "{stderr}");
     assert!(has("info", "NoPartitionKey"), "{stderr}");
 }
@@ -550,4 +550,57 @@ fn serve_answers_a_trap_by_what_was_stored_counts_it_and_keeps_serving() {
         answer["note"].as_str().unwrap().contains("do not re-send"),
         "{answer}"
     );
+}
+
+#[test]
+fn ship_with_several_flush_threads_stores_every_record_once_and_reports_problems_by_line() {
+    let fake = Arc::new(
+        FakeKinesis::new("it-threads", KEY_ID_VALUE, SECRET_VALUE).with_random_faults(
+            RandomFaults {
+                throttle_records: 0.1,
+                ..RandomFaults::default()
+            },
+            11,
+        ),
+    );
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("threads");
+    let config = fake_config(
+        &dir,
+        "it-threads",
+        &format!("http://{}", upstream.addr),
+        json!({"retries_on_batch_request": 20,
+               "buffer": {"chunk_limit_records": 250, "flush_thread_count": 3}}),
+    );
+    let report = dir.join("report.json");
+    // 3,000 records, and every 500th line a record without its key (rejected).
+    let batch = lines(0, 3000);
+    let mut input = Vec::new();
+    for (i, line) in batch.iter().enumerate() {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+        if i % 500 == 499 {
+            input.extend_from_slice(b"{\"log\":\"no key\"}\n");
+        }
+    }
+    let mut cmd = Command::new(SHIP);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE);
+    let (code, stderr) = run_bounded(cmd, &input);
+    assert_eq!(code, 1, "the rejected records: {stderr}");
+    stored_once(&fake, &batch);
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 3000, "{report}");
+    let problem_lines: Vec<u64> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    // Line numbers count the rejected lines too: the 501st line, the 1,002nd, …
+    assert_eq!(problem_lines, vec![501, 1002, 1503, 2004, 2505, 3006]);
 }
