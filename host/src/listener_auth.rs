@@ -191,18 +191,7 @@ pub fn server_tls(
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("--tls-client-ca {}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow!("--tls-client-ca {}: not PEM certificates: {e}", path.display()))?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| anyhow!("--tls-client-ca {}: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                bail!("--tls-client-ca {}: no certificate in the file", path.display());
-            }
+            crate::transport::add_pem_roots(&mut roots, path).context("--tls-client-ca")?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 std::sync::Arc::new(roots),
                 provider,

@@ -52,7 +52,7 @@ fn client_config(roots: rustls::RootCertStore) -> Result<TlsConfig> {
 
 /// Trust every certificate of the PEM file at `path`: an error names the file when it cannot
 /// be read, holds no certificate, or holds one that cannot be a trust anchor.
-fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
+pub(crate) fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("reading {}", path.display()))?
         .collect::<Result<_, _>>()
@@ -71,24 +71,19 @@ fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<()> {
 /// The public CAs (as wasmtime-wasi-http trusts them) and every certificate in `ca_file`; with
 /// `verify` off, any certificate at all.
 pub fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<TlsConfig> {
+    if verify {
+        let ca_files: Vec<std::path::PathBuf> = ca_file.map(Path::to_path_buf).into_iter().collect();
+        return tls_config_files(&ca_files);
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow!("TLS: {e}"))?;
-    if !verify {
-        return Ok(Arc::new(
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-                .with_no_client_auth(),
-        ));
-    }
-    drop(builder);
-    let mut roots = public_roots();
-    if let Some(path) = ca_file {
-        add_pem_roots(&mut roots, path)?;
-    }
-    client_config(roots)
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth(),
+    ))
 }
 
 /// The public CAs alone, for requests the host sends itself only to go through a proxy.
