@@ -306,7 +306,7 @@ impl WasiHttpHooks for Hooks {
             .headers()
             .get("x-amz-target")
             .is_some_and(|v| v.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
-        let sent = self.send_allowed(request, options);
+        let sent = self.send_allowed(request, options, is_put);
         match (&self.metrics, is_put) {
             (Some(metrics), true) => {
                 let metrics = metrics.clone();
@@ -324,11 +324,12 @@ impl WasiHttpHooks for Hooks {
 }
 
 impl Hooks {
-    /// Send a request the egress policy allowed.
+    /// Send a request the egress policy allowed (`is_put`: a PutRecords request).
     fn send_allowed(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
+        is_put: bool,
     ) -> ResponseFuture {
         match &self.upstream {
             Upstream::Custom(transport) => transport.send(request, options),
@@ -341,10 +342,6 @@ impl Hooks {
                     // Whole bodies both ways, to read the PutRecords exchange.
                     let (parts, body) = request.into_parts();
                     let sent = body.collect().await?.to_bytes();
-                    let is_put = parts
-                        .headers
-                        .get("x-amz-target")
-                        .is_some_and(|v| v.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
                     let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
                     let (response, io) = send_network(request, options, tls, proxies).await?;
                     // The connection runs on its own while the answer is read.
