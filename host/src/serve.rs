@@ -92,17 +92,21 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     let path = opts.component.clone().unwrap_or_else(proxy_component_path);
     let runtime = ProxyRuntime::load(&path).map_err(usage)?;
     let mut env = proxy_env(config.as_ref());
-    // `--secrets-dir` as the setting's own variable, which the proxy world reads over the file.
+    // Options that are settings go as the settings' own variables, which the proxy world reads
+    // over the file: `--secrets-dir` as `secrets_dir`, `--allow-stream` as `allowed_streams`.
+    let mut set = |setting: &str, value: String| {
+        let variable = envconfig::variable_name(setting);
+        env.retain(|(k, _)| *k != variable);
+        env.push((variable, value));
+    };
     if let Some(dir) = &opts.sandbox.secrets_dir {
-        let variable = envconfig::variable_name("secrets_dir");
-        env.retain(|(k, _)| *k != variable);
-        env.push((variable, dir.to_string_lossy().into_owned()));
+        set("secrets_dir", dir.to_string_lossy().into_owned());
     }
-    // `--allow-stream` likewise, as `allowed_streams`.
     if !opts.allow_streams.is_empty() {
-        let variable = envconfig::variable_name("allowed_streams");
-        env.retain(|(k, _)| *k != variable);
-        env.push((variable, serde_json::json!(opts.allow_streams).to_string()));
+        set(
+            "allowed_streams",
+            serde_json::json!(opts.allow_streams).to_string(),
+        );
     }
     // The document the component will read (the file and the variables merged), read natively
     // as it reads it: the folders it needs, the egress policy, the buffer limit and the
