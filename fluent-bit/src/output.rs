@@ -140,9 +140,7 @@ impl Output {
             options.tls = Some(tls);
         }
         // Fluent Bit's own outputs honour HTTP_PROXY / HTTPS_PROXY / NO_PROXY; so does this one.
-        options.proxies = kinesis_ship::network::Proxies::from_env(|name| std::env::var(name).ok())
-            .map_err(|e| format!("{e:#}"))?
-            .map(std::sync::Arc::new);
+        options.proxies = kinesis_ship::network::Proxies::from_process_env().map_err(|e| format!("{e:#}"))?;
         let dead_letters = match &settings_.dead_letter_file {
             Some(path) => Some(Mutex::new(
                 std::fs::OpenOptions::new()

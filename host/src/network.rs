@@ -139,6 +139,11 @@ impl Proxies {
         }))
     }
 
+    /// [`Proxies::from_env`] of this process's environment, shared by every request.
+    pub fn from_process_env() -> Result<Option<std::sync::Arc<Proxies>>> {
+        Ok(Proxies::from_env(|name| std::env::var(name).ok())?.map(std::sync::Arc::new))
+    }
+
     /// The proxy for a request to `host:port` (`https` or not); `None`: connect directly.
     pub fn for_request(&self, https: bool, host: &str, port: u16) -> Option<&Proxy> {
         let proxy = if https { &self.https } else { &self.http };

@@ -68,7 +68,7 @@ impl Sandbox {
         if !ca_files.is_empty() {
             options.tls = Some(crate::transport::tls_config_files(&ca_files)?);
         }
-        options.proxies = crate::network::Proxies::from_env(var)?.map(std::sync::Arc::new);
+        options.proxies = crate::network::Proxies::from_process_env()?;
         Ok(())
     }
 
