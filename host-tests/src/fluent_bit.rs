@@ -24,3 +24,21 @@ pub fn find() -> Option<PathBuf> {
 
 /// What a test prints when there is none.
 pub const NOT_FOUND: &str = "Fluent Bit not found (FLUENT_BIT, PATH, ../shared/tools): this test did not run";
+
+/// `fluent_bit -c config` with no input and everything it writes (stdout and stderr) in `log`;
+/// the caller adds what else it needs (`-e` plugins, environment) and starts it.
+pub fn command(
+    fluent_bit: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> std::io::Result<std::process::Command> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = std::process::Command::new(fluent_bit);
+    cmd.arg("-c")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    Ok(cmd)
+}

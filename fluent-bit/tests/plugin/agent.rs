@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use host_tests::kinesalite::Kinesalite;
@@ -26,15 +26,11 @@ impl Agent {
         let conf = dir.join("fluent-bit.conf");
         std::fs::write(&conf, config).unwrap();
         let log = dir.join("fluent-bit.log");
-        let child = Command::new(fluent_bit)
+        let child = host_tests::fluent_bit::command(fluent_bit, &conf, &log)
+            .unwrap()
             .arg("-e")
             .arg(super::plugin_library())
-            .arg("-c")
-            .arg(&conf)
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
             .spawn()
             .expect("Fluent Bit starts");
         Agent { child, log }
@@ -279,12 +275,8 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     );
     std::fs::write(dir.join("fluent-bit.yaml"), yaml).unwrap();
     let log = dir.join("fluent-bit.log");
-    let mut child = Command::new(&fluent_bit)
-        .arg("-c")
-        .arg(dir.join("fluent-bit.yaml"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+    let mut child = host_tests::fluent_bit::command(&fluent_bit, &dir.join("fluent-bit.yaml"), &log)
+        .unwrap()
         .spawn()
         .unwrap();
     let until = Instant::now() + Duration::from_secs(60);

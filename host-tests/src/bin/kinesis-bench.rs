@@ -296,29 +296,26 @@ async fn run() -> Result<()> {
             // flight each.
             let mut two_wall = Vec::new();
             let mut two_cpu = Vec::new();
-            for _ in 0..settings.reps {
+            // kinesis-ship with `threads` flush threads, every record checked at the sink.
+            let ship_counted = |threads: usize| -> Result<(Duration, Duration)> {
                 let before = received.records.load(Ordering::Relaxed);
-                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file, 2)?;
+                let run = ship_run(&ship, w, &out_dir, &endpoint, &file, threads)?;
                 let got = received.records.load(Ordering::Relaxed) - before;
                 if got != w.records as u64 {
                     bail!(
-                        "the sink received {got} of {} records from kinesis-ship with 2 flush threads",
+                        "the sink received {got} of {} records from kinesis-ship with {threads} flush thread(s)",
                         w.records
                     );
                 }
+                Ok(run)
+            };
+            for _ in 0..settings.reps {
+                let (wall, cpu) = ship_counted(2)?;
                 two_wall.push(wall.as_secs_f64());
                 two_cpu.push(cpu.as_secs_f64());
-                let before = received.records.load(Ordering::Relaxed);
                 let sink_before = cpu_time(false);
-                let (wall, cpu) = ship_run(&ship, w, &out_dir, &endpoint, &file, 1)?;
+                let (wall, cpu) = ship_counted(1)?;
                 ours_sink.push((cpu_time(false) - sink_before).as_secs_f64());
-                let got = received.records.load(Ordering::Relaxed) - before;
-                if got != w.records as u64 {
-                    bail!(
-                        "the sink received {got} of {} records from kinesis-ship",
-                        w.records
-                    );
-                }
                 ours_wall.push(wall.as_secs_f64());
                 ours_cpu.push(cpu.as_secs_f64());
                 if let Some(js) = &js {

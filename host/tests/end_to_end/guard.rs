@@ -53,12 +53,8 @@ fn fluent_bit_posts(
     let conf_path = dir.join("fluent-bit.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let log = dir.join("fluent-bit.log");
-    let mut agent = Command::new(fluent_bit)
-        .arg("-c")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+    let mut agent = host_tests::fluent_bit::command(fluent_bit, &conf_path, &log)
+        .unwrap()
         .spawn()
         .unwrap();
     let until = Instant::now() + Duration::from_secs(60);
@@ -250,23 +246,14 @@ fn basic_credentials_and_mutual_tls_and_the_open_routes() {
     )
     .unwrap();
     assert_eq!(status, 200, "{answer}");
-    assert!(
-        https_request(&server.addr, "POST", "/", &[], &body, &ca.ca_pem, None).is_err(),
-        "no client certificate, no conversation"
-    );
-    assert!(
-        https_request(
-            &server.addr,
-            "POST",
-            "/",
-            &[],
-            &body,
-            &ca.ca_pem,
-            Some((&stranger.0, &stranger.1))
-        )
-        .is_err(),
-        "a certificate another CA signed"
-    );
+    // No client certificate, or one another CA signed: no conversation.
+    for client in [None, Some((stranger.0.as_str(), stranger.1.as_str()))] {
+        assert!(
+            https_request(&server.addr, "POST", "/", &[], &body, &ca.ca_pem, client).is_err(),
+            "client certificate {:?}",
+            client.map(|_| "from another CA")
+        );
+    }
     assert_eq!(fake.stored().len(), 8);
 }
 

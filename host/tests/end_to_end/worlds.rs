@@ -223,12 +223,8 @@ fn fluent_bit_over_http_with_default_chunks_loses_nothing() {
     );
     std::fs::write(dir.join("fluent-bit.conf"), conf).unwrap();
     let log = dir.join("fluent-bit.log");
-    let mut agent = Command::new(&fluent_bit)
-        .arg("-c")
-        .arg(dir.join("fluent-bit.conf"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+    let mut agent = host_tests::fluent_bit::command(&fluent_bit, &dir.join("fluent-bit.conf"), &log)
+        .unwrap()
         .spawn()
         .unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(120);
