@@ -62,7 +62,7 @@ bench: component host plugin tools floor $(JS_SDK)
 # git-ignored fuzz/corpus; the committed seeds stay as they are. A crash stops the run and
 # leaves its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config chunk response credentials proxy_body
+FUZZ_TARGETS := config chunk response credentials proxy_body flb_chunk ledger
 CARGO_FUZZ := .tools/cargo/bin/cargo-fuzz
 $(CARGO_FUZZ):
 	$(CARGO) install --locked --root .tools/cargo cargo-fuzz@0.13.2

@@ -25,6 +25,21 @@ impl<F: FnMut(&str) -> Option<String>> Environment for F {
     }
 }
 
+/// `url` as it may be shown in a message: any user information (`user:password@`, which may
+/// hold a secret, even with `/`, `?` or `#` in it) replaced by `…@`.
+pub fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_string(),
+        },
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => url.to_string(),
+        },
+    }
+}
+
 /// A non-empty environment variable.
 pub fn env_nonempty(env: &mut dyn Environment, name: &str) -> Option<String> {
     env.var(name).filter(|v| !v.trim().is_empty())
@@ -124,6 +139,10 @@ pub trait Platform: Environment {
     fn sha256_hex(&mut self, _data: &[u8]) -> Option<String> {
         None
     }
+    /// The service stored the records of these events (indices into the running put's
+    /// events), as each answer comes: a host that remembers what was stored across restarts
+    /// writes it down before returning. The default forgets it.
+    fn stored(&mut self, _events: &[u32]) {}
 }
 
 /// A platform bounded by a deadline (monotonic): every request's timeouts and `within` are cut
@@ -198,5 +217,25 @@ impl Platform for Bounded<'_> {
     }
     fn sha256_hex(&mut self, data: &[u8]) -> Option<String> {
         self.platform.sha256_hex(data)
+    }
+    fn stored(&mut self, events: &[u32]) {
+        self.platform.stored(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn shown_urls_carry_no_user_information() {
+        for (url, shown) in [
+            ("https://user:s3cr/et?#@host:443", "https://…@host:443"),
+            ("http://a@b@host", "http://…@host"),
+            ("user:pw@host:80", "…@host:80"),
+            ("https://host/path", "https://host/path"),
+        ] {
+            assert_eq!(shown_url(url), shown);
+        }
     }
 }

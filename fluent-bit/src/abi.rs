@@ -188,7 +188,7 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut OutputPlugin) -> c_int {
                 // SAFETY: the context Fluent Bit gave this instance; it hands the pointer back to
                 // every flush and to exit.
                 unsafe {
-                    (*context).remote_context = Box::into_raw(Box::new(output)) as *mut c_void;
+                    (*context).remote_context = Box::into_raw(Box::new(Arc::new(output))) as *mut c_void;
                 }
                 FLB_OK
             }
@@ -209,7 +209,7 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
     size: usize,
     tag: *const c_char,
 ) -> c_int {
-    let Some(output) = (ctx as *const Output).as_ref() else {
+    let Some(output) = (ctx as *const Arc<Output>).as_ref() else {
         log(Level::Error, "flush without a context");
         return Flushed::Retry.code();
     };
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
 #[no_mangle]
 pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
     if !ctx.is_null() {
-        let output = Box::from_raw(ctx as *mut Output);
+        let output = Box::from_raw(ctx as *mut Arc<Output>);
         log(Level::Info, &format!("stopping: {}", output.summary()));
         drop(output);
     }

@@ -3,7 +3,7 @@
 //! Fluent Bit runs the kinesis-output component in process: this shared library implements
 //! Fluent Bit's Go-proxy plugin interface (no Go needed: any library exporting its C symbols
 //! works) on the product host's wasmtime embedding (`kinesis_ship`), running the `sink` world.
-//! Records arrive as Fluent Bit's msgpack chunks ([`chunk`]); settings come from the plugin's
+//! Records arrive as Fluent Bit's msgpack chunks (read by the core's `front::chunk`); settings come from the plugin's
 //! properties ([`settings`]); each flush ships its chunk and answers Fluent Bit so that its retry
 //! can never duplicate a stored record ([`output`]); [`abi`] is the C boundary.
 //!
@@ -18,7 +18,6 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
-pub mod chunk;
 pub mod metrics;
 pub mod output;
 pub mod settings;

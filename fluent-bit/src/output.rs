@@ -1,34 +1,39 @@
 //! One `[OUTPUT]` section of `kinesis_wasm`: the compiled component, a pool of instances (one
-//! per flush in progress: Fluent Bit's `workers N` flush concurrently), and what a flush tells
-//! Fluent Bit.
+//! per flush in progress: Fluent Bit's `workers N` flush concurrently), what the output remembers
+//! of chunks not finished, and what a flush tells Fluent Bit.
 //!
-//! ## What Fluent Bit is told
-//! - `FLB_OK` when every record has an outcome and something was stored: records that were not
-//!   delivered are logged (and written to `dead_letter_file`), never sent again by Fluent Bit,
-//!   which would duplicate the stored ones.
-//! - `FLB_RETRY` only when nothing of the chunk was stored and something failed (throttling,
-//!   network, 5xx, a refusal the operator may fix): Fluent Bit's retry then cannot duplicate a
-//!   stored record, and its `retry_limit` bounds it.
-//! - `FLB_ERROR` when every record was rejected (re-sending cannot help), or the chunk cannot be
-//!   read.
-//!
-//! This is the proxy world's rule too (`front::report::Verdict`).
+//! ## What Fluent Bit is told (the delivery rule, `front::ledger`)
+//! - `FLB_RETRY` while records of the chunk may still be stored (throttling, network, 5xx,
+//!   credentials, a refusal the operator may fix): the output remembers which records were
+//!   settled (stored, or final), keyed by the chunk's tag and bytes, in memory and with
+//!   `state_dir` on disk; Fluent Bit hands the same chunk to a later flush, and only the records
+//!   not settled go out again. The retry is bounded by the plugin itself (`buffer.retry_timeout`,
+//!   72 h by default, `retry_max_times`, `retry_forever`): Fluent Bit never tells a plugin that it
+//!   dropped a chunk at its `Retry_Limit`, so that should be `no_limits`.
+//! - `FLB_OK` when every record is settled and something was stored; `FLB_ERROR` when every
+//!   record was final and nothing stored (re-sending cannot help). A final record is logged and
+//!   written to `dead_letter_file`, once.
+//! - Decoding and the put run on the output's own threads, not on Fluent Bit's flush coroutine,
+//!   whose small stack a trap's unwinding overflowed.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 
-use kinesis_output::front::{Problem, Tally, Verdict};
-use kinesis_output::kinesis::{Code, Outcome};
+use kinesis_output::front::chunk::{self, ChunkEvent};
+use kinesis_output::front::ledger::{Attempt, Key, Rule, Settlement, Verdict, DEFAULT_CAPACITY};
+use kinesis_output::front::{Problem, Tally};
+use kinesis_output::kinesis::{Outcome, Rejected, RejectionKind};
 use kinesis_output::shaping::Shape;
+use kinesis_ship::memory::{key_of, now, Memory};
 use kinesis_ship::recovery::split_stored;
 use kinesis_ship::setup::{component_env, egress_policy, settings};
 use kinesis_ship::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
 
-use crate::chunk::{self, ChunkEvent};
 use crate::settings::PluginSettings;
 
 /// What a flush tells Fluent Bit.
@@ -106,6 +111,20 @@ pub struct Output {
     metrics: Option<crate::metrics::Metrics>,
     init_thread: std::thread::ThreadId,
     warned_engine_thread: std::sync::atomic::AtomicBool,
+    /// The chunks not finished: what of each was settled.
+    memory: Arc<Memory>,
+    rule: Rule,
+    /// A record whose JSON would be larger is rejected while the chunk is read.
+    max_record_json: usize,
+    /// Flushes answered `FLB_RETRY`.
+    retries: std::sync::atomic::AtomicU64,
+}
+
+/// The largest record JSON taken from a chunk: generous beside `max_record_size` (formatting,
+/// `data_key` and compression can make the stored bytes much smaller than the record), and
+/// bounded so that no record is ever built past it.
+fn max_record_json(max_record_size: usize) -> usize {
+    max_record_size.saturating_mul(2).max(16 << 20)
 }
 
 impl Output {
@@ -151,6 +170,29 @@ impl Output {
             )),
             None => None,
         };
+        let memory_log = log.clone();
+        let memory = Memory::open(
+            settings_.state_dir.as_deref(),
+            DEFAULT_CAPACITY,
+            Box::new(move |m| memory_log(Level::Warn, m)),
+        )
+        .map_err(|e| format!("state_dir: {e:#}"))?;
+        let rule = Rule {
+            bound: native.buffer.retry,
+            drop_failed: native.sink.drop_failed_records,
+        };
+        log(
+            Level::Info,
+            &format!(
+                "a chunk with records not yet stored is answered FLB_RETRY, and its retry sends only those; the plugin gives them up by itself ({}), so set Retry_Limit no_limits: Fluent Bit does not tell a plugin when it drops a chunk{}",
+                describe_bound(&rule),
+                if settings_.state_dir.is_some() {
+                    ""
+                } else {
+                    "; without state_dir what was stored of a chunk is forgotten at exit"
+                }
+            ),
+        );
         let output = Output {
             runtime: Arc::new(runtime),
             options,
@@ -163,6 +205,10 @@ impl Output {
             metrics,
             init_thread: std::thread::current().id(),
             warned_engine_thread: std::sync::atomic::AtomicBool::new(false),
+            memory: Arc::new(memory),
+            rule,
+            max_record_json: max_record_json(native.sink.shape.max_record_size),
+            retries: std::sync::atomic::AtomicU64::new(0),
         };
         let first = output.open()?;
         output.pool.lock().expect("not poisoned").push(first);
@@ -188,8 +234,9 @@ impl Output {
         })
     }
 
-    /// Ship one chunk of `tag`.
-    pub fn flush(&self, data: &[u8], tag: &str) -> Flushed {
+    /// Ship one chunk of `tag`: on the output's own threads (decoding included), never on
+    /// Fluent Bit's flush coroutine.
+    pub fn flush(self: &Arc<Self>, data: &[u8], tag: &str) -> Flushed {
         if std::thread::current().id() == self.init_thread
             && !self
                 .warned_engine_thread
@@ -200,145 +247,312 @@ impl Output {
                 "flushing on Fluent Bit's engine thread (workers 0): a slow put stalls the agent; set workers 1 or more",
             );
         }
-        let events = match chunk::decode(data) {
-            Ok(events) => events,
-            Err(e) => {
-                (self.log)(
-                    Level::Error,
-                    &format!("tag {tag}: the chunk cannot be read ({e}); it is dropped"),
-                );
-                return Flushed::Error;
-            }
-        };
-        if events.is_empty() {
-            return Flushed::Ok;
-        }
-        let taken = self.pool.lock().expect("not poisoned").pop();
-        let (mut instance, sink) = match taken.map(Ok).unwrap_or_else(|| self.open()) {
-            Ok(pair) => pair,
-            Err(e) => {
-                (self.log)(
-                    Level::Error,
-                    &format!("tag {tag}: no instance: {e}; retrying the chunk"),
-                );
-                return Flushed::Retry;
-            }
-        };
-        let put: Vec<Event> = events
-            .iter()
-            .map(|e| Event {
-                tag: tag.to_string(),
-                time: Timestamp {
-                    seconds: e.seconds,
-                    nanoseconds: e.nanoseconds,
-                },
-                record: e.record.clone(),
-            })
-            .collect();
-        instance.clear_accepted();
-        let ran = on_runtime(async move {
-            let result = instance.put(sink, &put).await;
-            (instance, result)
-        });
-        let (mut instance, result) = match ran {
-            Ok(ran) => ran,
+        let (this, data, tag_) = (self.clone(), data.to_vec(), tag.to_string());
+        match on_runtime(async move { this.ship(data, tag_).await }) {
+            Ok(flushed) => flushed,
             Err(e) => {
                 (self.log)(Level::Error, &format!("tag {tag}: {e}; retrying the chunk"));
-                return Flushed::Retry;
-            }
-        };
-        match result {
-            Ok(report) => {
-                self.pool.lock().expect("not poisoned").push((instance, sink));
-                self.decide(tag, &events, &core_report(report))
-            }
-            Err(trap) => {
-                let accepted = instance.take_accepted();
-                drop(instance);
-                self.after_trap(tag, events, accepted, &format!("{trap:#}"))
+                Flushed::Retry
             }
         }
     }
 
-    /// What the outcomes of a chunk's put tell Fluent Bit (see the module documentation).
-    fn decide(&self, tag: &str, events: &[ChunkEvent], report: &kinesis_output::PutReport) -> Flushed {
-        let mut tally = Tally::default();
-        tally.add_report(1..=events.len(), report);
-        // The rule every door answers by: retry only when nothing was stored.
-        let verdict = match tally.verdict() {
-            Verdict::Done | Verdict::Partial => Flushed::Ok,
-            Verdict::RetryWhole => Flushed::Retry,
-            Verdict::GiveUp => Flushed::Error,
-        };
-        if verdict == Flushed::Retry {
+    async fn ship(&self, data: Vec<u8>, tag: String) -> Flushed {
+        let decoded = chunk::decode(&data, self.max_record_json);
+        if decoded.markers > 0 {
             (self.log)(
-                Level::Warn,
-                &format!(
-                    "tag {tag}: none of the chunk's {} records was stored ({}); Fluent Bit retries it, which duplicates nothing",
-                    events.len(),
-                    tally.problems.first().map(|p| format!("{} {}", p.code, p.message)).unwrap_or_default()
-                ),
+                Level::Debug,
+                &format!("tag {tag}: {} group markers skipped", decoded.markers),
             );
-        } else {
-            self.report_problems(tag, events, &report.outcomes, &tally.problems);
+        }
+        let items = Items::new(decoded, &data);
+        if items.len() == 0 {
+            return Flushed::Ok;
+        }
+        let key = key_of(&[tag.as_bytes(), &data]);
+        drop(data);
+        // Another chunk with the same tag and bytes being shipped right now is a different
+        // chunk: it must not take this one's memory, nor this one its.
+        let remember = self.memory.claim(&key);
+        let previous = if remember { self.memory.recall(&key) } else { None };
+        let attempt = Arc::new(Mutex::new(Attempt::begin(previous, items.len() as u32, now())));
+        let flushed = self.attempt(&tag, &items, &key, remember, &attempt).await;
+        if remember {
+            self.memory.release(&key);
+        }
+        flushed
+    }
+
+    /// One attempt at a chunk: send what is not settled, settle, report, answer.
+    async fn attempt(
+        &self,
+        tag: &str,
+        items: &Items,
+        key: &Key,
+        remember: bool,
+        attempt: &Arc<Mutex<Attempt>>,
+    ) -> Flushed {
+        let to_send = attempt.lock().expect("not poisoned").to_send();
+        // Records the reading already refused, and the unreadable rest: settled here.
+        let mut sent = Vec::with_capacity(to_send.len());
+        let mut outcomes = Vec::with_capacity(to_send.len());
+        let mut put_places = Vec::new();
+        for place in to_send {
+            match items.outcome_before_put(place) {
+                Some(outcome) => {
+                    sent.push(place);
+                    outcomes.push(outcome);
+                }
+                None => put_places.push(place),
+            }
+        }
+        let mut counters = kinesis_output::Counters::default();
+        let mut trap = None;
+        if !put_places.is_empty() {
+            match self.put(tag, items, &put_places, key, remember, attempt).await {
+                Ok(report) => {
+                    counters = report.counters;
+                    sent.extend(&put_places);
+                    outcomes.extend(report.outcomes);
+                }
+                Err(PutError::Trap(message)) => trap = Some(message),
+                Err(PutError::NoInstance(message)) => {
+                    // Not the chunk's fault: its records wait for the retry.
+                    (self.log)(Level::Error, &format!("tag {tag}: {message}"));
+                    for &place in &put_places {
+                        sent.push(place);
+                        outcomes.push(Outcome::Failed {
+                            code: kinesis_output::Code::ComponentTrap,
+                            message: message.clone(),
+                            attempts: 0,
+                        });
+                    }
+                }
+            }
+        }
+        let rule = self.rule;
+        let mut attempt = attempt.lock().expect("not poisoned");
+        let mut settlement = attempt.settle(&sent, outcomes, &rule, now());
+        if let Some(message) = &trap {
+            let after = attempt.trapped(first_line(message), &rule, now());
+            settlement.finals.extend(after.finals);
+            settlement.held = after.held;
+            settlement.verdict = after.verdict;
+            settlement.stored_now = after.stored_now;
+        }
+        let entry = attempt.entry.clone();
+        drop(attempt);
+        // Final records are written to the dead-letter file before the memory forgets the
+        // chunk: a crash between the two repeats a dead letter, it never loses one.
+        let tally = self.report(tag, items, &settlement, counters, trap.as_deref());
+        if remember {
+            if settlement.verdict == Verdict::Retry {
+                self.memory.keep(key, &entry);
+            } else {
+                self.memory.forget(key);
+            }
         }
         self.account(&tally);
-        verdict
+        match settlement.verdict {
+            Verdict::Retry => {
+                self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Flushed::Retry
+            }
+            Verdict::Done | Verdict::Partial => Flushed::Ok,
+            Verdict::GiveUp => Flushed::Error,
+        }
     }
 
-    /// Log the records not delivered and write them to the dead-letter file.
-    fn report_problems(&self, tag: &str, events: &[ChunkEvent], outcomes: &[Outcome], problems: &[Problem]) {
-        for p in problems.iter().take(PROBLEMS_LOGGED) {
+    /// Put the records at `places` through an instance of the pool, telling the memory of each
+    /// stored record as its answer comes. On a trap, what the service stored before it is
+    /// settled already.
+    async fn put(
+        &self,
+        tag: &str,
+        items: &Items,
+        places: &[u32],
+        key: &Key,
+        remember: bool,
+        attempt: &Arc<Mutex<Attempt>>,
+    ) -> Result<kinesis_output::PutReport, PutError> {
+        let taken = self.pool.lock().expect("not poisoned").pop();
+        let (mut instance, sink) = match taken {
+            Some(pair) => pair,
+            None => {
+                let (runtime, options, config) = (
+                    self.runtime.clone(),
+                    self.options.clone(),
+                    self.config_text.clone(),
+                );
+                open_instance(&runtime, options, &config)
+                    .await
+                    .map_err(|e| PutError::NoInstance(format!("no instance of the component: {e}")))?
+            }
+        };
+        let events: Vec<Event> = places
+            .iter()
+            .map(|&p| {
+                let e = items.event(p);
+                Event {
+                    tag: tag.to_string(),
+                    time: Timestamp {
+                        seconds: e.seconds,
+                        nanoseconds: e.nanoseconds,
+                    },
+                    record: e.record.as_ref().expect("put only records read").clone(),
+                }
+            })
+            .collect();
+        // Each answer that stores something is written down before the put goes on.
+        let hook_places: Vec<u32> = places.to_vec();
+        let (hook_attempt, hook_memory, hook_key) = (attempt.clone(), self.memory.clone(), *key);
+        instance.on_stored(Some(Box::new(move |stored: &[u32]| {
+            let mut a = hook_attempt.lock().expect("not poisoned");
+            for &i in stored {
+                if let Some(&place) = hook_places.get(i as usize) {
+                    a.stored(place);
+                }
+            }
+            if remember {
+                hook_memory.keep(&hook_key, &a.entry);
+            }
+        })));
+        instance.clear_accepted();
+        match instance.put(sink, &events).await {
+            Ok(report) => {
+                instance.on_stored(None);
+                self.pool.lock().expect("not poisoned").push((instance, sink));
+                Ok(core_report(report))
+            }
+            Err(trap) => {
+                // Answers that came after the component last told what was stored: tell them
+                // apart natively (without aggregation), so the retry does not send them again.
+                let accepted = instance.settle_in_flight().await;
+                drop(instance);
+                if let Some(shape) = &self.shape {
+                    let mut a = attempt.lock().expect("not poisoned");
+                    let open: Vec<(u32, &Event)> = places
+                        .iter()
+                        .copied()
+                        .zip(&events)
+                        .filter(|(p, _)| !a.entry.settled.contains(*p))
+                        .collect();
+                    let (stored, _) = split_stored(shape, tag, open, accepted, |(_, e)| {
+                        ((e.time.seconds, e.time.nanoseconds), &e.record)
+                    });
+                    for (place, _) in stored {
+                        a.stored(place);
+                    }
+                }
+                Err(PutError::Trap(format!("{trap:#}")))
+            }
+        }
+    }
+
+    /// Log and dead-letter what became final, and count the attempt (each record once: when
+    /// it is stored or becomes final).
+    fn report(
+        &self,
+        tag: &str,
+        items: &Items,
+        settlement: &Settlement,
+        counters: kinesis_output::Counters,
+        trap: Option<&str>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for _ in 0..settlement.stored_now {
+            tally.add_delivered();
+        }
+        for (place, outcome) in &settlement.finals {
+            tally.add(*place as usize + 1, outcome);
+        }
+        tally.add_counters(&counters);
+        let n = items.len();
+        if let Some(trap) = trap {
             (self.log)(
                 Level::Error,
                 &format!(
-                    "tag {tag}: record {} of {}: {} {}: {}",
+                    "tag {tag}: the component trapped ({} of the chunk's {n} records stored in this attempt): {}",
+                    settlement.stored_now,
+                    first_line(trap)
+                ),
+            );
+        }
+        if settlement.verdict == Verdict::Retry {
+            let why = match &settlement.why_held {
+                Some(Outcome::Failed { code, message, .. }) => format!(" ({code}: {message})"),
+                _ => String::new(),
+            };
+            (self.log)(
+                Level::Warn,
+                &format!(
+                    "tag {tag}: {} of the chunk's {n} records not stored yet{why}; Fluent Bit retries the chunk, and only those are sent again",
+                    settlement.held.len(),
+                ),
+            );
+        }
+        for p in tally.problems.iter().take(PROBLEMS_LOGGED) {
+            (self.log)(
+                Level::Error,
+                &format!(
+                    "tag {tag}: record {} of {n}: {} {}: {}",
                     p.line,
-                    events.len(),
                     p.outcome(),
                     p.code,
                     p.message
                 ),
             );
         }
-        if problems.len() > PROBLEMS_LOGGED {
+        if tally.problems.len() > PROBLEMS_LOGGED {
             (self.log)(
                 Level::Error,
                 &format!(
                     "tag {tag}: … and {} more records not delivered",
-                    problems.len() - PROBLEMS_LOGGED
+                    tally.problems.len() - PROBLEMS_LOGGED
                 ),
             );
         }
-        let attempts = |i: usize| match outcomes.get(i) {
-            Some(Outcome::Failed { attempts, .. }) => *attempts,
-            _ => 0,
-        };
-        self.dead_letter(
-            tag,
-            problems
-                .iter()
-                .map(|p| (p, &events[p.line - 1], attempts(p.line - 1))),
-        );
+        self.dead_letter(tag, items, &settlement.finals);
+        tally
     }
 
-    fn dead_letter<'a>(&self, tag: &str, items: impl Iterator<Item = (&'a Problem, &'a ChunkEvent, u32)>) {
+    fn dead_letter(&self, tag: &str, items: &Items, finals: &[(u32, Outcome)]) {
         let Some(file) = &self.dead_letters else {
             return;
         };
+        if finals.is_empty() {
+            return;
+        }
         let mut text = String::new();
-        for (p, e, attempts) in items {
-            let record: Value = serde_json::from_slice(&e.record)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&e.record).into_owned()));
-            let line = json!({
+        for (place, outcome) in finals {
+            let Some(p) = Problem::of(*place as usize + 1, outcome) else {
+                continue;
+            };
+            let attempts = match outcome {
+                Outcome::Failed { attempts, .. } => *attempts,
+                _ => 0,
+            };
+            let mut line = json!({
                 "tag": tag,
-                "time": format!("{}.{:09}", e.seconds, e.nanoseconds),
                 "outcome": p.outcome(),
                 "code": p.code.as_str(),
                 "message": p.message,
                 "attempts": attempts,
-                "record": record,
             });
+            match items.get(*place) {
+                Some(e) => {
+                    line["time"] = json!(format!("{}.{:09}", e.seconds, e.nanoseconds));
+                    line["record"] = match &e.record {
+                        Ok(record) => serde_json::from_slice(record)
+                            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(record).into_owned())),
+                        Err(_) => Value::Null,
+                    };
+                }
+                None => {
+                    // The unreadable rest of the chunk, as it came.
+                    line["chunk_bytes_base64"] = json!(items.unreadable_base64());
+                }
+            }
             text.push_str(&line.to_string());
             text.push('\n');
         }
@@ -346,50 +560,6 @@ impl Output {
         if let Err(e) = file.write_all(text.as_bytes()).and_then(|_| file.flush()) {
             (self.log)(Level::Error, &format!("dead_letter_file: {e}"));
         }
-    }
-
-    /// The instance trapped: what the service stored is known from the answers the host saw.
-    fn after_trap(&self, tag: &str, events: Vec<ChunkEvent>, accepted: Vec<String>, trap: &str) -> Flushed {
-        if accepted.is_empty() {
-            (self.log)(
-                Level::Warn,
-                &format!("tag {tag}: the component trapped before the service stored anything; Fluent Bit retries the chunk: {trap}"),
-            );
-            return Flushed::Retry;
-        }
-        let n = events.len();
-        let (stored, lost) = match &self.shape {
-            Some(shape) => split_stored(shape, tag, events, accepted, |e| {
-                ((e.seconds, e.nanoseconds), &e.record)
-            }),
-            None => (Vec::new(), events),
-        };
-        (self.log)(
-            Level::Error,
-            &format!(
-                "tag {tag}: the component trapped after the service stored {} of the chunk's {n} records; the other {} are reported failed ({}): {trap}",
-                stored.len(),
-                lost.len(),
-                Code::ComponentTrap
-            ),
-        );
-        let problems: Vec<Problem> = (1..=lost.len())
-            .map(|i| Problem {
-                line: i,
-                code: Code::ComponentTrap,
-                message: trap.to_string(),
-            })
-            .collect();
-        self.dead_letter(tag, problems.iter().zip(&lost).map(|(p, e)| (p, e, 0)));
-        let mut tally = Tally::default();
-        for _ in &stored {
-            tally.add_delivered();
-        }
-        for p in &problems {
-            tally.add_failure(p.line, p.code.clone(), &p.message);
-        }
-        self.account(&tally);
-        Flushed::Ok
     }
 
     /// Count one flush: in Fluent Bit's metrics, and in the totals of the summary at exit
@@ -403,7 +573,116 @@ impl Output {
 
     /// A summary of everything this output did, for the log at exit.
     pub fn summary(&self) -> String {
-        self.totals.lock().expect("not poisoned").summary()
+        let (held, evicted) = self.memory.counts();
+        let mut text = self.totals.lock().expect("not poisoned").summary();
+        text.push_str(&format!(
+            "; {} flushes answered FLB_RETRY; {held} chunks with records not stored yet{}",
+            self.retries.load(std::sync::atomic::Ordering::Relaxed),
+            if evicted > 0 {
+                format!("; {evicted} chunks forgotten past the memory's bound")
+            } else {
+                String::new()
+            }
+        ));
+        text
+    }
+}
+
+/// Why a put did not come to a report.
+enum PutError {
+    /// The instance trapped.
+    Trap(String),
+    /// No instance could be had.
+    NoInstance(String),
+}
+
+/// A chunk's records by place: the events read (each a record or why not), then, if the chunk
+/// broke off, one more place for its unreadable rest.
+struct Items {
+    events: Vec<ChunkEvent>,
+    broken: Option<(Vec<u8>, String)>,
+}
+
+impl Items {
+    fn new(decoded: chunk::Decoded, data: &[u8]) -> Items {
+        Items {
+            events: decoded.events,
+            broken: decoded
+                .broken
+                .map(|(from, e)| (data[from.min(data.len())..].to_vec(), e.to_string())),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.len() + usize::from(self.broken.is_some())
+    }
+
+    fn get(&self, place: u32) -> Option<&ChunkEvent> {
+        self.events.get(place as usize)
+    }
+
+    fn event(&self, place: u32) -> &ChunkEvent {
+        &self.events[place as usize]
+    }
+
+    /// The outcome of a place settled without a put: a record the reading refused, or the
+    /// unreadable rest.
+    fn outcome_before_put(&self, place: u32) -> Option<Outcome> {
+        match self.events.get(place as usize) {
+            Some(ChunkEvent { record: Ok(_), .. }) => None,
+            Some(ChunkEvent { record: Err(r), .. }) => Some(Outcome::Rejected(r.clone())),
+            None => Some(Outcome::Rejected(Rejected {
+                kind: RejectionKind::NotJson,
+                message: format!(
+                    "the rest of the chunk cannot be read ({}); the records before it were shipped",
+                    self.broken.as_ref().map(|(_, m)| m.as_str()).unwrap_or_default()
+                ),
+            })),
+        }
+    }
+
+    fn unreadable_base64(&self) -> String {
+        let bytes = self.broken.as_ref().map_or(&[][..], |(b, _)| b.as_slice());
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// The plugin's retry bound, in words.
+fn describe_bound(rule: &Rule) -> String {
+    if rule.drop_failed {
+        return "at once after retries_on_batch_request (drop_failed_records_after_batch_request_retries)"
+            .to_string();
+    }
+    if rule.bound.forever {
+        return "never: buffer.retry_forever".to_string();
+    }
+    match rule.bound.max_times {
+        Some(n) => format!(
+            "after buffer.retry_max_times {n} or buffer.retry_timeout {:?}",
+            rule.bound.timeout
+        ),
+        None => format!("after buffer.retry_timeout {:?}", rule.bound.timeout),
+    }
+}
+
+/// A fresh instance with its sink open.
+async fn open_instance(
+    runtime: &Runtime,
+    options: InstanceOptions,
+    config: &str,
+) -> Result<(Instance, SinkHandle), String> {
+    let mut instance = runtime
+        .instantiate_with(options)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    match instance.open(config).await.map_err(|e| format!("{e:#}"))? {
+        Ok(sink) => Ok((instance, sink)),
+        Err(e) if e.field.is_empty() => Err(format!("configuration: {}", e.message)),
+        Err(e) => Err(format!("configuration: {}: {}", e.field, e.message)),
     }
 }
 

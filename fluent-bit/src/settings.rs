@@ -1,8 +1,8 @@
 //! The plugin's settings, from Fluent Bit's properties: `config FILE` (the file `kinesis-ship
 //! --config` takes) and every top-level setting under its own name (objects as JSON text), the
 //! properties over the file; and the plugin's own: `component`, `max_memory`, `allow_dir`,
-//! `allow_authority`, `dead_letter_file`, `tls_ca_file` and `tls_verify` for the component's
-//! connections (Fluent Bit keeps its dotted `tls.*` properties to itself).
+//! `allow_authority`, `dead_letter_file`, `state_dir`, `tls_ca_file` and `tls_verify` for the
+//! component's connections (Fluent Bit keeps its dotted `tls.*` properties to itself).
 
 use std::path::PathBuf;
 
@@ -31,6 +31,7 @@ pub const PLUGIN_PROPERTIES: &[&str] = &[
     "dead_letter_file",
     "tls_ca_file",
     "tls_verify",
+    "state_dir",
 ];
 
 /// What one `[OUTPUT]` section of `kinesis_wasm` says.
@@ -47,6 +48,9 @@ pub struct PluginSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// `tls_verify` (default on).
     pub tls_verify: bool,
+    /// `state_dir`: what was stored of chunks not finished is kept here, so that a restart of
+    /// Fluent Bit (with filesystem buffering) re-sends nothing already stored.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A property that cannot be used: which, and why (never its value).
@@ -146,6 +150,10 @@ pub fn read(property: &mut dyn FnMut(&str) -> Option<String>) -> Result<PluginSe
         dead_letter_file: property("dead_letter_file").map(|p| PathBuf::from(p.trim())),
         tls_ca_file: tls_ca_file.map(|p| PathBuf::from(p.trim())),
         tls_verify,
+        state_dir: property("state_dir")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     })
 }
 

@@ -180,7 +180,7 @@ pub struct FakeKinesis {
     pub region: String,
     pub streams: Vec<String>,
     credentials: HashMap<String, String>,
-    random: RandomFaults,
+    random: Mutex<RandomFaults>,
     state: Mutex<State>,
 }
 
@@ -191,7 +191,7 @@ impl FakeKinesis {
             region: "us-east-1".to_string(),
             streams: vec![stream.to_string()],
             credentials: HashMap::from([(access_key.to_string(), secret.to_string())]),
-            random: RandomFaults::default(),
+            random: Mutex::new(RandomFaults::default()),
             state: Mutex::new(State {
                 rng: 0x9E37_79B9_7F4A_7C15,
                 ..State::default()
@@ -199,10 +199,15 @@ impl FakeKinesis {
         }
     }
 
-    pub fn with_random_faults(mut self, faults: RandomFaults, seed: u64) -> Self {
-        self.random = faults;
+    pub fn with_random_faults(self, faults: RandomFaults, seed: u64) -> Self {
+        *self.random.lock().unwrap() = faults;
         self.state.lock().unwrap().rng = seed | 1;
         self
+    }
+
+    /// From the next request on, these faults (a storm that starts, or ends).
+    pub fn set_random_faults(&self, faults: RandomFaults) {
+        *self.random.lock().unwrap() = faults;
     }
 
     /// The next requests get these faults, one each, before random faults apply.
@@ -228,16 +233,17 @@ impl FakeKinesis {
         body: &[u8],
         first_byte_timeout: Option<Duration>,
     ) -> Reply {
+        let random = self.random.lock().unwrap().clone();
         let mut state = self.state.lock().unwrap();
         let request = state.seen.len();
         let fault = match state.scripted.pop_front() {
             Some(f) => Some(f),
-            None if self.random.request_fault_rate > 0.0
-                && !self.random.request_faults.is_empty()
-                && next_unit(&mut state.rng) < self.random.request_fault_rate =>
+            None if random.request_fault_rate > 0.0
+                && !random.request_faults.is_empty()
+                && next_unit(&mut state.rng) < random.request_fault_rate =>
             {
-                let i = (next_u64(&mut state.rng) % self.random.request_faults.len() as u64) as usize;
-                Some(self.random.request_faults[i].clone())
+                let i = (next_u64(&mut state.rng) % random.request_faults.len() as u64) as usize;
+                Some(random.request_faults[i].clone())
             }
             None => None,
         };
@@ -263,6 +269,7 @@ impl FakeKinesis {
         }
         let outcome = self.process(
             &mut state,
+            &random,
             request,
             method,
             path,
@@ -322,6 +329,7 @@ impl FakeKinesis {
     fn process(
         &self,
         state: &mut State,
+        random: &RandomFaults,
         request: usize,
         method: &str,
         path: &str,
@@ -474,17 +482,17 @@ impl FakeKinesis {
         let mut entries = Vec::with_capacity(decoded.len());
         let mut failed = 0;
         for (data, key) in decoded {
-            let roll = if self.random.throttle_records + self.random.fail_records > 0.0 {
+            let roll = if random.throttle_records + random.fail_records > 0.0 {
                 next_unit(&mut state.rng)
             } else {
                 1.0
             };
-            if roll < self.random.throttle_records {
+            if roll < random.throttle_records {
                 failed += 1;
                 entries.push(json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": format!("Rate exceeded for shard in stream {stream} under account 111111111111.")}));
                 continue;
             }
-            if roll < self.random.throttle_records + self.random.fail_records {
+            if roll < random.throttle_records + random.fail_records {
                 failed += 1;
                 entries.push(
                     json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."}),

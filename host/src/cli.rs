@@ -117,6 +117,18 @@ pub struct ServeArgs {
     /// block`) or gets 503 with Retry-After.
     #[arg(long = "max-requests", value_name = "N", default_value_t = crate::room::DEFAULT_MAX_REQUESTS, value_parser = max_requests)]
     pub max_requests: usize,
+    /// Connections open at once; past it new ones wait in the listen queue.
+    #[arg(long = "max-connections", value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS, value_parser = max_requests)]
+    pub max_connections: usize,
+    /// A folder where what was stored of bodies not finished is kept (a body with records not
+    /// yet stored is answered 503; its re-post ships only the rest), so that a restart of serve
+    /// re-sends nothing already stored.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds a client may take to send a request head; a keep-alive connection idle that
+    /// long is closed.
+    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = crate::serve::HEADER_TIMEOUT.as_secs(), value_parser = header_timeout)]
+    pub header_timeout: u64,
     /// A file holding the bearer token senders must present (`Authorization: Bearer …`; at
     /// least 16 characters).
     #[arg(long = "auth-token-file", value_name = "FILE")]
@@ -164,6 +176,13 @@ fn max_requests(text: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (1..=10_000).contains(n))
         .ok_or_else(|| format!("{text:?} must be a number from 1 to 10000"))
+}
+
+fn header_timeout(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=3600).contains(n))
+        .ok_or_else(|| format!("{text:?} must be a number of seconds from 1 to 3600"))
 }
 
 fn socket_addr(text: &str) -> Result<SocketAddr, String> {
@@ -256,6 +275,9 @@ async fn serve_main(args: ServeArgs) -> i32 {
         client_certificates: args.tls_client_ca.is_some(),
         insecure_no_auth: args.insecure_no_auth,
         allow_streams: args.allow_streams,
+        state_dir: args.state_dir,
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
     };
     let served = serve::serve(&opts, |addr| {
         // Tests and scripts read the port from this line.

@@ -12,6 +12,8 @@
 //! - [`proxy`]: the `proxy` world, one instance per request.
 //! - [`process`]: `credential_process` commands, run for the component.
 //! - [`recovery`]: after a trap, which records the service already stored.
+//! - [`memory`]: what a door remembers of the chunks and bodies it has not finished (the core's
+//!   ledger), on disk with a state folder.
 //! - [`transport`]: the host's own HTTP client, for extra trusted CAs and proxies;
 //!   [`network`]: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`.
 //! - [`listener_auth`]: who may send to `serve`, its TLS, and the refusal to listen beyond
@@ -40,6 +42,7 @@ pub mod envfile;
 mod faults;
 pub mod listener_auth;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod process;

@@ -116,6 +116,8 @@ impl Metrics {
             let code = problem.get("code").and_then(Value::as_str).unwrap_or("unknown");
             match problem.get("outcome").and_then(Value::as_str) {
                 Some("rejected") => self.rejected_by_kind.add(code, 1),
+                // Not stored yet: counted when they are stored or become final.
+                Some("retrying") => {}
                 _ => self.failed_by_code.add(code, 1),
             }
         }

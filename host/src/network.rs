@@ -40,11 +40,13 @@ impl Proxy {
             ),
             None => text,
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
+        // The user information runs to the last `@`: a password may hold `/`, `?` or `#`,
+        // and nothing of it is ever shown in an error.
+        let (userinfo, after) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+            None => (None, rest),
         };
+        let hostport = after.split(['/', '?', '#']).next().unwrap_or_default();
         let (host, port) = split_host_port(hostport)
             .ok_or_else(|| anyhow!("{name}: no proxy host in the URL (expected http://host:port)"))?;
         let port = match port {
@@ -236,6 +238,18 @@ mod tests {
             e.to_string().contains("HTTP_PROXY") && !e.to_string().contains("secret"),
             "{e}"
         );
+        // A password with `/`, `?` or `#` in it: read whole, and never in an error.
+        for password in ["s3c/ret", "s3c?ret", "s3c#ret"] {
+            let p = Proxy::parse("X", &format!("http://u:{password}@proxy.corp:3128")).unwrap();
+            assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 3128));
+            let expected = base64::engine::general_purpose::STANDARD.encode(format!("u:{password}"));
+            assert_eq!(p.authorization, Some(format!("Basic {expected}")));
+            let e = Proxy::parse("X", &format!("http://u:{password}@proxy.corp:bad")).unwrap_err();
+            assert!(
+                !e.to_string().contains("s3c") && !e.to_string().contains("ret"),
+                "{e}"
+            );
+        }
         assert_eq!(
             Proxy::parse("X", "http://[fd00::1]:3128").unwrap().host,
             "fd00::1"

@@ -47,9 +47,24 @@ impl ProxyRuntime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        Ok(self.handle_traps(options, request).await?.response)
+    }
+
+    /// [`ProxyRuntime::handle`], telling a trap apart: its message and the `Data` of every
+    /// record the service answered as stored before it (with `track_accepted`), for a host that
+    /// answers a trap itself.
+    pub async fn handle_traps<B>(
+        &self,
+        options: &InstanceOptions,
+        request: hyper::Request<B>,
+    ) -> Result<Handled>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
         let (ctx, stderr) = new_ctx(options.clone(), Some(self.pre.engine()))?;
-        let stored = crate::sink::stored_count(&ctx);
+        let stored = crate::sink::ExchangeWatch::of(&ctx);
         let mut store = Store::new(self.pre.engine(), ctx);
         // --max-memory holds here too: past it the request traps.
         crate::sink::limit_memory(&mut store);
@@ -81,12 +96,11 @@ impl ProxyRuntime {
                         crate::log::component(&String::from_utf8_lossy(&stderr.contents()));
                     });
                 }
-                match answer {
-                    Ok(response) => Ok(response),
-                    Err(code) => Ok(error_response(&format!(
-                        "the component answered an error: {code:?}"
-                    ))),
-                }
+                let response = match answer {
+                    Ok(response) => response,
+                    Err(code) => error_response(&format!("the component answered an error: {code:?}")),
+                };
+                Ok(Handled { response, trap: None })
             }
             Err(_) => {
                 let why = match task.await {
@@ -102,7 +116,15 @@ impl ProxyRuntime {
                 crate::log::error(&why);
                 // (Empty when the component's stderr is this process's.)
                 crate::log::component(&String::from_utf8_lossy(&stderr.contents()));
-                Ok(match stored.map(|count| count()) {
+                let accepted = match &stored {
+                    Some(watch) => Some(watch.stored_data().await),
+                    None => None,
+                };
+                let trap = Trapped {
+                    message: why.clone(),
+                    accepted: accepted.clone().unwrap_or_default(),
+                };
+                let response = match accepted.map(|a| a.len()) {
                     None => error_response(&why),
                     Some(0) => crate::room::answer_json(
                         503,
@@ -121,10 +143,27 @@ impl ProxyRuntime {
                         }),
                         None,
                     ),
+                };
+                Ok(Handled {
+                    response,
+                    trap: Some(trap),
                 })
             }
         }
     }
+}
+
+/// What [`ProxyRuntime::handle_traps`] came to.
+pub struct Handled {
+    pub response: hyper::Response<ProxyBody>,
+    pub trap: Option<Trapped>,
+}
+
+/// An instance that trapped while answering.
+pub struct Trapped {
+    pub message: String,
+    /// The base64 `Data` of every record the service answered as stored.
+    pub accepted: Vec<String>,
 }
 
 /// Seconds a body whose instance trapped with nothing stored waits before it is sent again.

@@ -9,18 +9,20 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
 
 use kinesis_output::delivery::egress::plain_http_warning;
+use kinesis_output::front::ledger::{door_backoff, Attempt, Rule, Verdict};
 use kinesis_output::front::lines::{Line, Lines};
 use kinesis_output::front::time::{arrival, event_time, EventTime};
 use kinesis_output::front::Tally;
 use kinesis_output::shaping::Shape;
-use kinesis_output::Code;
+use kinesis_output::{Code, Outcome};
 
+use crate::memory::now;
 use crate::recovery::split_stored;
 use crate::setup::{component_env, egress_policy, read_config, settings, Sandbox};
 use crate::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
@@ -133,6 +135,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     // After a trap, what the service already stored is known from the PutRecords answers the
     // host saw; the native core formats each record as the component did, to tell them apart.
     options.track_accepted = true;
+    let stop = Arc::new(AtomicBool::new(false));
     let shipper = Arc::new(Shipper {
         native_shape: Some(settings.sink.shape.clone()).filter(|s| !s.aggregate),
         runtime,
@@ -140,6 +143,11 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
         config_text,
         tag: opts.tag.clone(),
         quiet: opts.quiet,
+        rule: Rule {
+            bound: settings.buffer.retry,
+            drop_failed: settings.sink.drop_failed_records,
+        },
+        stop: stop.clone(),
     });
     // `buffer.flush_thread_count` instances, each putting one chunk at a time; the chunks wait
     // in a queue of one, so at most that many + 1 are held. With one, chunks go out in input
@@ -176,7 +184,6 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     let (tx, rx) = mpsc::sync_channel::<Input>(4096);
     let input = opts.input.clone();
     let keys = settings.front.time_keys.clone();
-    let stop = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(OnceLock::new());
     tokio::spawn(watch_signals(stop.clone(), signal.clone()));
     let reader_stop = stop.clone();
@@ -320,8 +327,8 @@ async fn watch_signals(stop: Arc<AtomicBool>, signal: Arc<OnceLock<&'static str>
     stop.store(true, Ordering::Relaxed);
 }
 
-/// What every flush thread shares: the compiled component, the instances' settings, and what
-/// trap recovery needs.
+/// What every flush thread shares: the compiled component, the instances' settings, the
+/// delivery rule, and what trap recovery needs.
 struct Shipper {
     runtime: Runtime,
     options: InstanceOptions,
@@ -331,6 +338,9 @@ struct Shipper {
     native_shape: Option<Shape>,
     tag: String,
     quiet: bool,
+    rule: Rule,
+    /// Raised by SIGTERM or SIGINT: no more retries.
+    stop: Arc<AtomicBool>,
 }
 
 /// One flush thread's instance and its open sink.
@@ -349,63 +359,157 @@ impl Shipper {
         }
     }
 
-    /// Ship one chunk through `flusher`: what became of its records. A trap ends the instance:
-    /// the records the service answered as stored are counted delivered, the others go again
-    /// through a new instance. Without the native view of the shaping (or with aggregation,
-    /// where records are packed together), they are all reported failed instead: none is sent
-    /// twice.
+    /// Ship one chunk through `flusher` until every record of it is settled (the delivery rule,
+    /// `front::ledger`): records that may still be stored are put again, only they, after a
+    /// wait that doubles from 1 s, until `buffer.retry_timeout` / `retry_max_times`, or a
+    /// signal, ends the retries. A trap ends the instance: what the service stored is known
+    /// from what the component told as each answer came, and (without aggregation) from the
+    /// answers the host saw after; the rest goes again through a new instance, and a chunk that
+    /// traps twice is reported failed (`ComponentTrap`).
     async fn ship(&self, flusher: &mut Flusher, reads: Vec<Read>) -> Result<Tally> {
         let mut tally = Tally::default();
-        flusher.instance.clear_accepted();
-        let Err(trap) = ship_chunk(flusher, &reads, &self.tag, &mut tally).await else {
-            return Ok(tally);
-        };
-        let message = format!("{trap:#}");
-        let accepted = flusher.instance.take_accepted();
-        *flusher = self.open().await?;
-        let (stored, again) = match &self.native_shape {
-            Some(shape) => split_stored(shape, &self.tag, reads, accepted, |r| (r.time, &r.line.record)),
-            None => (Vec::new(), reads),
-        };
-        for _ in &stored {
-            tally.add_delivered();
-        }
-        let failed = if self.native_shape.is_none() {
-            Some((again, message))
-        } else {
-            if !self.quiet {
-                crate::log::warn(&format!(
-                    "the component trapped after the service stored {} of this chunk's {} records; sending the other {} again in a new instance: {message}",
-                    stored.len(),
-                    stored.len() + again.len(),
-                    again.len()
-                ));
+        let attempt = Arc::new(Mutex::new(Attempt::begin(None, reads.len() as u32, now())));
+        let mut first = true;
+        loop {
+            if !std::mem::take(&mut first) {
+                attempt.lock().expect("not poisoned").next();
             }
-            if again.is_empty() {
-                None
-            } else {
-                match ship_chunk(flusher, &again, &self.tag, &mut tally).await {
-                    Ok(()) => None,
-                    Err(trap) => {
-                        *flusher = self.open().await?;
-                        Some((again, format!("{trap:#}")))
+            let places = attempt.lock().expect("not poisoned").to_send();
+            let events: Vec<Event> = places
+                .iter()
+                .map(|&p| {
+                    let r = &reads[p as usize];
+                    Event {
+                        tag: self.tag.clone(),
+                        time: Timestamp {
+                            seconds: r.time.0,
+                            nanoseconds: r.time.1,
+                        },
+                        record: r.line.record.clone(),
+                    }
+                })
+                .collect();
+            let (hook_attempt, hook_places) = (attempt.clone(), places.clone());
+            flusher.instance.on_stored(Some(Box::new(move |stored: &[u32]| {
+                let mut a = hook_attempt.lock().expect("not poisoned");
+                for &i in stored {
+                    if let Some(&place) = hook_places.get(i as usize) {
+                        a.stored(place);
                     }
                 }
+            })));
+            flusher.instance.clear_accepted();
+            let put = flusher.instance.put(flusher.sink, &events).await;
+            flusher.instance.on_stored(None);
+            let trapped = put.is_err();
+            let settlement = match put {
+                Ok(report) => {
+                    let report = core_report(report);
+                    tally.add_counters(&report.counters);
+                    tally.credential_source.clone_from(&report.credential_source);
+                    let mut a = attempt.lock().expect("not poisoned");
+                    a.settle(&places, report.outcomes, &self.rule, now())
+                }
+                Err(trap) => {
+                    let message = format!("{trap:#}");
+                    let accepted = flusher.instance.settle_in_flight().await;
+                    *flusher = self.open().await?;
+                    let mut a = attempt.lock().expect("not poisoned");
+                    if let Some(shape) = &self.native_shape {
+                        let open: Vec<(u32, &Event)> = places
+                            .iter()
+                            .copied()
+                            .zip(&events)
+                            .filter(|(p, _)| !a.entry.settled.contains(*p))
+                            .collect();
+                        let (stored, _) = split_stored(shape, &self.tag, open, accepted, |(_, e)| {
+                            ((e.time.seconds, e.time.nanoseconds), &e.record)
+                        });
+                        for (place, _) in stored {
+                            a.stored(place);
+                        }
+                    }
+                    // The first line names the trap; the rest (a backtrace) is for the log.
+                    let settlement = a.trapped(message.lines().next().unwrap_or_default(), &self.rule, now());
+                    if !self.quiet {
+                        crate::log::warn(&format!(
+                            "the component trapped ({} records of this chunk stored in this attempt); {}: {}",
+                            settlement.stored_now,
+                            if settlement.verdict == Verdict::Retry {
+                                format!(
+                                    "sending the other {} again in a new instance",
+                                    settlement.held.len()
+                                )
+                            } else {
+                                format!(
+                                    "the chunk trapped it before: the other records are reported failed ({})",
+                                    Code::ComponentTrap
+                                )
+                            },
+                            message.lines().next().unwrap_or_default()
+                        ));
+                    }
+                    settlement
+                }
+            };
+            for _ in 0..settlement.stored_now {
+                tally.add_delivered();
             }
-        };
-        if let Some((reads, message)) = failed {
+            for (place, outcome) in &settlement.finals {
+                tally.add(reads[*place as usize].line.number, outcome);
+            }
+            if settlement.verdict != Verdict::Retry {
+                break;
+            }
+            if trapped && !self.stop.load(Ordering::Relaxed) {
+                // A new instance, at once: the service was not the trouble.
+                continue;
+            }
+            let wait = door_backoff(attempt.lock().expect("not poisoned").entry.attempts);
             if !self.quiet {
-                crate::log::error(&format!(
-                    "the component trapped; {} records are reported failed ({}): {message}",
-                    reads.len(),
-                    Code::ComponentTrap
+                let why = match &settlement.why_held {
+                    Some(Outcome::Failed { code, message, .. }) => format!(" ({code}: {message})"),
+                    _ => String::new(),
+                };
+                crate::log::warn(&format!(
+                    "{} records not stored yet{why}; sending them again in {wait:?}",
+                    settlement.held.len()
                 ));
             }
-            for read in &reads {
-                tally.add_failure(read.line.number, Code::ComponentTrap, &message);
+            if !self.wait_unless_stopped(wait).await {
+                // Stopped: what is held is reported, with why.
+                for place in &settlement.held {
+                    let read = &reads[*place as usize];
+                    tally.add_failure(
+                        read.line.number,
+                        held_code(&settlement),
+                        "not stored yet when a signal stopped kinesis-ship: ship this line again",
+                    );
+                }
+                break;
             }
         }
         Ok(tally)
+    }
+
+    /// Wait `wait`, looking for a stop every [`SIGNAL_CHECK`]; false when stopped.
+    async fn wait_unless_stopped(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            tokio::time::sleep(SIGNAL_CHECK.min(until - Instant::now())).await;
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The code a record held at a stop is reported with: its last failure's.
+fn held_code(settlement: &kinesis_output::front::ledger::Settlement) -> Code {
+    match &settlement.why_held {
+        Some(Outcome::Failed { code, .. }) => code.clone(),
+        _ => Code::Network,
     }
 }
 
@@ -441,21 +545,4 @@ fn read_lines(input: Option<PathBuf>, keys: &[String], tx: mpsc::SyncSender<Inpu
         }
     }
     let _ = tx.send(Input::End);
-}
-
-async fn ship_chunk(flusher: &mut Flusher, reads: &[Read], tag: &str, tally: &mut Tally) -> Result<()> {
-    let events: Vec<Event> = reads
-        .iter()
-        .map(|r| Event {
-            tag: tag.to_string(),
-            time: Timestamp {
-                seconds: r.time.0,
-                nanoseconds: r.time.1,
-            },
-            record: r.line.record.clone(),
-        })
-        .collect();
-    let report = flusher.instance.put(flusher.sink, &events).await?;
-    tally.add_report(reads.iter().map(|r| r.line.number), &core_report(report));
-    Ok(())
 }

@@ -82,6 +82,9 @@ pub fn core_report(report: PutReport) -> kinesis_output::PutReport {
     }
 }
 
+/// The longest a host waits, after a trap, for the requests the instance left in flight.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(120);
+
 /// Guest stderr kept per instance (panic messages, if any).
 const STDERR_CAPACITY: usize = 1 << 20;
 
@@ -183,7 +186,13 @@ pub struct Ctx {
     hooks: Hooks,
     process_timeout: Duration,
     memory: MemoryPeak,
+    /// Told of each record the service stored during a put (the WIT's `host.stored`).
+    on_stored: Option<StoredHook>,
 }
+
+/// What a host does as it hears the service stored records of the running put (their places
+/// in its events).
+pub type StoredHook = Box<dyn FnMut(&[u32]) + Send>;
 
 /// Watches linear memory growth: the largest size any memory of the instance asked for, and
 /// refuses growth past `limit` (the guest's allocation then fails: a trap).
@@ -234,6 +243,8 @@ struct Hooks {
     accepted: Option<Exchanges>,
     /// Fault injection (test builds, see [`crate::faults`]): the engine whose epoch to bump.
     trap_engine: Option<Engine>,
+    /// With `track_accepted`: the exchanges started, which outlive a trap.
+    in_flight: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl bindings::kinesis::output::host::Host for Ctx {
@@ -243,6 +254,12 @@ impl bindings::kinesis::output::host::Host for Ctx {
 
     fn payload_sha256(&mut self, data: Vec<u8>) -> String {
         payload_sha256(&data)
+    }
+
+    fn stored(&mut self, events: Vec<u32>) {
+        if let Some(hook) = &mut self.on_stored {
+            hook(&events);
+        }
     }
 }
 
@@ -338,32 +355,50 @@ impl Hooks {
                 let trap_engine = self.trap_engine.clone();
                 let tls = self.tls.clone();
                 let proxies = self.proxies.clone();
-                Box::new(async move {
-                    // Whole bodies both ways, to read the PutRecords exchange.
-                    let (parts, body) = request.into_parts();
-                    let sent = body.collect().await?.to_bytes();
-                    let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
-                    let (response, io) = send_network(request, options, tls, proxies).await?;
-                    // The connection runs on its own while the answer is read.
-                    let io = tokio::spawn(Box::into_pin(io));
-                    let (parts, body) = response.into_parts();
-                    let answer = body.collect().await?.to_bytes();
-                    if is_put && parts.status == 200 {
-                        if let Some(accepted) = &accepted {
-                            accepted
-                                .lock()
-                                .expect("not poisoned")
-                                .push((sent.clone(), answer.clone()));
+                // The exchange runs as a task of its own, which a trap (dropping the store) does
+                // not cancel: after a trap the host waits for it, so that what the service
+                // stored meanwhile is known before anything is sent again.
+                let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+                let task = tokio::spawn(async move {
+                    let answered: Answered = async {
+                        // Whole bodies both ways, to read the PutRecords exchange.
+                        let (parts, body) = request.into_parts();
+                        let sent = body.collect().await?.to_bytes();
+                        let request = http::Request::from_parts(parts, bytes_body(sent.clone()));
+                        let (response, io) = send_network(request, options, tls, proxies).await?;
+                        // The connection runs on its own while the answer is read.
+                        let io = tokio::spawn(Box::into_pin(io));
+                        let (parts, body) = response.into_parts();
+                        let answer = body.collect().await?.to_bytes();
+                        if is_put && parts.status == 200 {
+                            if let Some(accepted) = &accepted {
+                                accepted
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .push((sent.clone(), answer.clone()));
+                            }
+                            if let Some(engine) = &trap_engine {
+                                crate::faults::after_put(engine);
+                            }
                         }
-                        if let Some(engine) = &trap_engine {
-                            crate::faults::after_put(engine);
-                        }
+                        Ok((
+                            http::Response::from_parts(parts, bytes_body(answer.clone())),
+                            Box::new(async move { io.await.unwrap_or(Ok(())) })
+                                as Box<dyn std::future::Future<Output = _> + Send>,
+                        ))
                     }
-                    Ok((
-                        http::Response::from_parts(parts, bytes_body(answer.clone())),
-                        Box::new(async move { io.await.unwrap_or(Ok(())) })
-                            as Box<dyn std::future::Future<Output = _> + Send>,
-                    ))
+                    .await;
+                    let _ = answer_tx.send(answered);
+                });
+                let mut in_flight = self.in_flight.lock().expect("not poisoned");
+                in_flight.retain(|t| !t.is_finished());
+                in_flight.push(task);
+                Box::new(async move {
+                    answer_rx.await.unwrap_or_else(|_| {
+                        Err(wasmtime_wasi_http::Error::InternalError(Some(
+                            "the exchange's task ended without an answer".to_string(),
+                        )))
+                    })
                 })
             }
             Upstream::Network => Box::new(send_network(
@@ -489,18 +524,38 @@ pub(crate) fn limit_memory(store: &mut Store<Ctx>) {
     }
 }
 
-/// With `track_accepted`: the records the service said it stored, counted over every
-/// PutRecords exchange so far (shared with the instance's HTTP hook, readable after a trap).
-pub(crate) fn stored_count(ctx: &Ctx) -> Option<impl Fn() -> usize + Send + 'static> {
-    let accepted = ctx.hooks.accepted.clone()?;
-    Some(move || {
-        accepted
+/// With `track_accepted`: a view of an instance's PutRecords exchanges that outlives its
+/// store (readable after a trap).
+pub(crate) struct ExchangeWatch {
+    accepted: Exchanges,
+    in_flight: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl ExchangeWatch {
+    pub(crate) fn of(ctx: &Ctx) -> Option<ExchangeWatch> {
+        Some(ExchangeWatch {
+            accepted: ctx.hooks.accepted.clone()?,
+            in_flight: ctx.hooks.in_flight.clone(),
+        })
+    }
+
+    /// The base64 `Data` of every record the service said it stored, over every exchange,
+    /// once those still in flight have ended (at most [`IN_FLIGHT_WAIT`]).
+    pub(crate) async fn stored_data(&self) -> Vec<String> {
+        let tasks = std::mem::take(&mut *self.in_flight.lock().expect("not poisoned"));
+        let _ = tokio::time::timeout(IN_FLIGHT_WAIT, async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        self.accepted
             .lock()
             .expect("not poisoned")
             .iter()
-            .map(|(sent, answer)| stored_data(sent, answer).len())
-            .sum()
-    })
+            .flat_map(|(sent, answer)| stored_data(sent, answer))
+            .collect()
+    }
 }
 
 /// A store's data set up by `options`, and the pipe that keeps the guest's stderr.
@@ -533,12 +588,14 @@ pub(crate) fn new_ctx(options: InstanceOptions, engine: Option<&Engine>) -> Resu
             trap_engine: engine
                 .filter(|_| crate::faults::trap_after_puts().is_some())
                 .cloned(),
+            in_flight: Arc::new(Mutex::new(Vec::new())),
         },
         process_timeout: options.process_timeout,
         memory: MemoryPeak {
             peak: 0,
             limit: options.max_memory,
         },
+        on_stored: None,
     };
     Ok((ctx, stderr))
 }
@@ -587,6 +644,11 @@ impl Instance {
             .map_err(|e| anyhow!("dropping the sink: {e}"))
     }
 
+    /// Hear of each record the service stores during the next puts (`None`: stop hearing).
+    pub fn on_stored(&mut self, hook: Option<StoredHook>) {
+        self.store.data_mut().on_stored = hook;
+    }
+
     /// The largest linear memory the instance has grown to, in bytes.
     pub fn peak_memory(&self) -> usize {
         self.store.data().memory.peak
@@ -605,6 +667,20 @@ impl Instance {
             .iter()
             .flat_map(|(sent, answer)| stored_data(sent, answer))
             .collect()
+    }
+
+    /// After a trap: wait for the PutRecords exchanges still in flight to end (each is bounded
+    /// by the request's own timeouts; this waits at most [`IN_FLIGHT_WAIT`] in all), then take
+    /// what the service answered as stored ([`Instance::take_accepted`]).
+    pub async fn settle_in_flight(&mut self) -> Vec<String> {
+        let tasks = std::mem::take(&mut *self.store.data().hooks.in_flight.lock().expect("not poisoned"));
+        let _ = tokio::time::timeout(IN_FLIGHT_WAIT, async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        self.take_accepted()
     }
 
     /// Forget the PutRecords exchanges kept so far (before a new `put`).

@@ -117,7 +117,9 @@ impl Source {
         match self {
             Source::Static { origin, .. } => origin.clone(),
             Source::WebIdentity { role_arn, .. } => format!("web identity ({role_arn})"),
-            Source::Container { url, .. } => format!("container credentials ({url})"),
+            Source::Container { url, .. } => {
+                format!("container credentials ({})", crate::platform::shown_url(url))
+            }
             Source::Imds { .. } => "EC2 instance profile (IMDSv2)".to_string(),
             Source::Process { .. } => "credential process".to_string(),
             Source::AssumeRole { base, role } => {
@@ -388,7 +390,7 @@ fn send_one(platform: &mut dyn Platform, request: HttpRequest) -> Result<HttpRes
         .pop()
         .expect("one response per request")
         .map_err(|e| CredentialError {
-            message: format!("{url}: {}: {}", e.code, e.message),
+            message: format!("{}: {}: {}", crate::platform::shown_url(&url), e.code, e.message),
         })
 }
 

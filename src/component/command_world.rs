@@ -3,9 +3,12 @@
 //! `kinesis-output [--tag TAG] [--chunk-records N] [CONFIG.json]`: the configuration comes from the
 //! file (its folder must be granted, `wasmtime run --dir`) or, without one, from the environment
 //! (`KINESIS_OUTPUT_CONFIG`, …). Lines follow the rules of every door ([`crate::front::lines`]),
-//! and each event's time comes from its `time_keys` fields, else its time of arrival. The exit status is 0 when every line was delivered and 1 otherwise: WASI
-//! 0.2's stable `exit` carries only success or failure, so a configuration error is also 1 (its
-//! message says so).
+//! and each event's time comes from its `time_keys` fields, else its time of arrival. Records of a
+//! chunk that may still be stored (throttling, the network, …) are put again, only they, after a
+//! wait that doubles from 1 s (at most 5 min), within `buffer.retry_timeout` /
+//! `retry_max_times` (the delivery rule, [`crate::front::ledger`]). The exit status is 0 when
+//! every line was delivered and 1 otherwise: WASI 0.2's stable `exit` carries only success or
+//! failure, so a configuration error is also 1 (its message says so).
 
 use std::io::Write;
 
@@ -13,6 +16,7 @@ use super::bindings;
 use super::Wasi;
 use crate::config::{env as envconfig, Settings};
 use crate::delivery::Sink;
+use crate::front::ledger::{door_backoff, Attempt, Rule, Verdict};
 use crate::front::lines::{Line, Lines};
 use crate::front::time::{arrival, event_time};
 use crate::front::Tally;
@@ -28,7 +32,7 @@ impl Guest for Component {
             Ok(true) => Ok(()),
             Ok(false) => Err(()),
             Err(message) => {
-                eprintln!("kinesis-output: {message}");
+                let _ = writeln!(std::io::stderr(), "kinesis-output: {message}");
                 Err(())
             }
         }
@@ -95,6 +99,10 @@ fn main() -> Result<bool, String> {
     };
     let settings = Settings::from_json(&config, &mut Wasi).map_err(|e| format!("configuration: {e}"))?;
     let keys = settings.front.time_keys;
+    let rule = Rule {
+        bound: settings.buffer.retry,
+        drop_failed: settings.sink.drop_failed_records,
+    };
     let mut sink = Sink::new_resolved(settings.sink, &mut Wasi).map_err(|e| format!("configuration: {e}"))?;
 
     let mut tally = Tally::default();
@@ -105,13 +113,13 @@ fn main() -> Result<bool, String> {
         chunk_bytes += line.record.len();
         chunk.push(line);
         if chunk.len() >= args.chunk_records || chunk_bytes >= CHUNK_BYTES {
-            ship(&mut sink, &args.tag, &keys, &chunk, &mut tally);
+            ship(&mut sink, &args.tag, &keys, &rule, &chunk, &mut tally);
             chunk.clear();
             chunk_bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        ship(&mut sink, &args.tag, &keys, &chunk, &mut tally);
+        ship(&mut sink, &args.tag, &keys, &rule, &chunk, &mut tally);
     }
 
     let mut err = std::io::stderr().lock();
@@ -131,22 +139,60 @@ fn main() -> Result<bool, String> {
     Ok(tally.all_delivered())
 }
 
-fn ship(sink: &mut Sink, tag: &str, keys: &[String], chunk: &[Line], tally: &mut Tally) {
-    let now = arrival(Wasi.wall_clock());
-    let events: Vec<Event<'_>> = chunk
+/// Ship one chunk until every record is settled (or the retry bound is spent).
+fn ship(sink: &mut Sink, tag: &str, keys: &[String], rule: &Rule, chunk: &[Line], tally: &mut Tally) {
+    let arrived = arrival(Wasi.wall_clock());
+    let times: Vec<(i64, u32)> = chunk
         .iter()
-        .map(|line| {
-            let (seconds, nanoseconds) = event_time(&line.record, keys, now);
-            Event {
-                tag,
-                seconds,
-                nanoseconds,
-                record: &line.record,
-            }
-        })
+        .map(|line| event_time(&line.record, keys, arrived))
         .collect();
-    let report = sink.put(&events, &mut Wasi);
-    tally.add_report(chunk.iter().map(|l| l.number), &report);
+    let mut attempt = Attempt::begin(None, chunk.len() as u32, unix_now());
+    loop {
+        let places = attempt.to_send();
+        let events: Vec<Event<'_>> = places
+            .iter()
+            .map(|&p| {
+                let (seconds, nanoseconds) = times[p as usize];
+                Event {
+                    tag,
+                    seconds,
+                    nanoseconds,
+                    record: &chunk[p as usize].record,
+                }
+            })
+            .collect();
+        let report = sink.put(&events, &mut Wasi);
+        let settlement = attempt.settle(&places, report.outcomes, rule, unix_now());
+        tally.add_counters(&report.counters);
+        for _ in 0..settlement.stored_now {
+            tally.add_delivered();
+        }
+        for (place, outcome) in &settlement.finals {
+            tally.add(chunk[*place as usize].number, outcome);
+        }
+        if settlement.verdict != Verdict::Retry {
+            break;
+        }
+        let wait = door_backoff(attempt.entry.attempts);
+        let why = match &settlement.why_held {
+            Some(crate::kinesis::Outcome::Failed { code, message, .. }) => format!(" ({code}: {message})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "kinesis-output: {} records not stored yet{why}; sending them again in {wait:?}",
+            settlement.held.len()
+        );
+        Wasi.sleep(wait);
+        attempt.next();
+    }
+    tally.credential_source = sink.credential_source();
+}
+
+fn unix_now() -> u64 {
+    Wasi.wall_clock()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 bindings::export!(Component with_types_in bindings);

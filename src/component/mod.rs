@@ -104,6 +104,12 @@ impl Platform for Wasi {
         (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
     }
 
+    /// The sink world's host hears of each stored record (it may keep that across restarts).
+    #[cfg(not(any(feature = "proxy", feature = "command")))]
+    fn stored(&mut self, events: &[u32]) {
+        bindings::kinesis::output::host::stored(events);
+    }
+
     #[cfg(any(feature = "proxy", feature = "command"))]
     fn run_process(&mut self, _command: &str) -> Result<String, String> {
         Err("process_credentials needs the sink world, whose host runs processes; this world has no process runner".to_string())

@@ -1,5 +1,11 @@
 //! The `proxy` world: a `wasi:http` incoming handler. `POST /` with records, answered once every
-//! record has an outcome (see [`crate::front::reply`] for the statuses); `GET /health`.
+//! record sent has an outcome (see [`crate::front::reply`] for the statuses); `GET /health`.
+//!
+//! A body with records not yet stored is answered 503, and what was stored of it is remembered
+//! so that the re-sent body ships only the rest: by the instance itself (keyed by the body, its
+//! tag, type and sender) where the host keeps instances between requests (jco), or by a host
+//! that remembers bodies itself and hands over their entry (`kinesis-ship serve`, through the
+//! [`LEDGER_HEADER`]).
 
 use std::cell::RefCell;
 
@@ -8,7 +14,8 @@ use super::{write_all, Wasi};
 use crate::config::{env as envconfig, ConfigError, FrontSettings, Settings};
 use crate::delivery::Sink;
 use crate::front::body::{self, BodyError, Item};
-use crate::front::reply::{self, Reply};
+use crate::front::ledger::{key_of, Attempt, Entry, Key, Ledger, Rule, Verdict, LEDGER_HEADER};
+use crate::front::reply::{self, Detail, Reply};
 use crate::front::time::arrival;
 use crate::kinesis::Event;
 use crate::platform::{Environment, Platform};
@@ -24,7 +31,11 @@ struct Component;
 struct Opened {
     sink: Sink,
     front: FrontSettings,
+    rule: Rule,
 }
+
+/// Bodies this instance remembers at most (each a few dozen bytes).
+const MEMORY_CAPACITY: usize = 10_000;
 
 thread_local! {
     /// Opened at the first request and kept while the host keeps this instance (hosts that
@@ -32,6 +43,8 @@ thread_local! {
     /// A configuration error is not kept: the next request reads the configuration again (a
     /// secret file may have appeared meanwhile).
     static OPENED: RefCell<Option<Opened>> = const { RefCell::new(None) };
+    /// What this instance remembers of bodies with records not yet stored.
+    static MEMORY: RefCell<Option<Ledger>> = const { RefCell::new(None) };
 }
 
 impl Guest for Component {
@@ -66,7 +79,7 @@ fn serve(request: &IncomingRequest) -> Reply {
             _ => method_not_allowed("GET, HEAD"),
         },
         "/" => match method {
-            Method::Post => ingest(request),
+            Method::Post => ingest(request, query_asks_all_problems(&path_and_query)),
             _ => method_not_allowed("POST"),
         },
         _ => Reply::json(
@@ -94,10 +107,15 @@ fn open() -> Result<Opened, ConfigError> {
         )
     })?;
     let settings = Settings::for_proxy(&text, &mut env)?;
+    let rule = Rule {
+        bound: settings.buffer.retry,
+        drop_failed: settings.sink.drop_failed_records,
+    };
     let sink = Sink::new_resolved(settings.sink, &mut env)?;
     Ok(Opened {
         sink,
         front: settings.front,
+        rule,
     })
 }
 
@@ -131,14 +149,53 @@ fn header(request: &IncomingRequest, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-fn ingest(request: &IncomingRequest) -> Reply {
+/// `?problems=all`: every problem in the answer.
+fn query_asks_all_problems(path_and_query: &str) -> bool {
+    path_and_query
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p == "problems=all"))
+}
+
+/// The identity of a body for this instance's memory: its sender, tag, type and records.
+fn body_key(request: &IncomingRequest, tag: &str, body: &[u8]) -> Key {
+    let sender = header(request, "authorization").unwrap_or_default();
+    let content_type = header(request, "content-type").unwrap_or_default();
+    key_of(&[sender.as_bytes(), tag.as_bytes(), content_type.as_bytes(), body])
+}
+
+fn ingest(request: &IncomingRequest, all_problems: bool) -> Reply {
+    // A host that remembers bodies itself hands over the body's entry (empty: not seen before).
+    let hosted = header(request, LEDGER_HEADER);
     let answered = with_opened(|opened| match take_records(request, &opened.front) {
         Ok((body, items, tag)) => {
-            let now = arrival(Wasi.wall_clock());
-            let events: Vec<Event<'_>> = items
+            let wall = Wasi.wall_clock();
+            let now = wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut key = None;
+            let previous = match &hosted {
+                Some(text) if text.trim().is_empty() => None,
+                Some(text) => Entry::parse(text)
+                    .map_err(|e| {
+                        eprintln_bounded(&format!("{LEDGER_HEADER}: {e}; the body is shipped as new"))
+                    })
+                    .ok(),
+                // The instance's own memory, looked into only when it holds something.
+                None => MEMORY.with(|m| {
+                    let m = m.borrow();
+                    let ledger = m.as_ref().filter(|l| !l.is_empty())?;
+                    let k = *key.insert(body_key(request, &tag, &body));
+                    ledger.get(&k).cloned()
+                }),
+            };
+            let mut attempt = Attempt::begin(previous, items.len() as u32, now);
+            let places = attempt.to_send();
+            let arrived = arrival(wall);
+            let events: Vec<Event<'_>> = places
                 .iter()
-                .map(|item| {
-                    let (seconds, nanoseconds) = item.time.unwrap_or(now);
+                .map(|&p| {
+                    let item = &items[p as usize];
+                    let (seconds, nanoseconds) = item.time.unwrap_or(arrived);
                     Event {
                         tag: &tag,
                         seconds,
@@ -148,25 +205,57 @@ fn ingest(request: &IncomingRequest) -> Reply {
                 })
                 .collect();
             let report = opened.sink.put(&events, &mut Wasi);
-            reply::outcome_reply(&items, &report.outcomes, &report.counters)
+            let settlement = attempt.settle(&places, report.outcomes, &opened.rule, now);
+            if hosted.is_none() {
+                MEMORY.with(|m| {
+                    let mut m = m.borrow_mut();
+                    let ledger = m.get_or_insert_with(|| Ledger::new(MEMORY_CAPACITY));
+                    if settlement.verdict == Verdict::Retry {
+                        let k = *key.get_or_insert_with(|| body_key(request, &tag, &body));
+                        ledger.put(k, attempt.entry.clone());
+                    } else if let Some(k) = &key {
+                        ledger.remove(k);
+                    }
+                });
+            }
+            let detail = Detail {
+                all_problems: all_problems || hosted.is_some(),
+                ledger: hosted.is_some(),
+            };
+            reply::settled_reply(&items, &settlement, &attempt.entry, &report.counters, detail)
         }
         Err(e) => reply::body_error_reply(&e),
     });
     let reply = match answered {
         Ok(reply) => reply,
         Err(e) => {
-            eprintln!("kinesis-output: configuration: {e}");
+            eprintln_bounded(&format!("configuration: {e}"));
             return reply::config_error_reply(&e);
         }
     };
-    if reply.status != 200 {
-        eprintln!(
-            "kinesis-output: POST / answered {}: {}",
+    // A host that remembers bodies logs the answer's problems itself.
+    if reply.status != 200 && hosted.is_none() {
+        eprintln_bounded(&format!(
+            "POST / answered {}: {}",
             reply.status,
             String::from_utf8_lossy(&reply.body).trim_end()
-        );
+        ));
     }
     reply
+}
+
+/// The longest line the component writes to stderr, in characters: a host's pipe may be small
+/// (and a full one must never trap the component).
+const LOG_LINE_CHARS: usize = 2000;
+
+/// One line on stderr, cut to [`LOG_LINE_CHARS`]; a write that fails is let go.
+fn eprintln_bounded(message: &str) {
+    use std::io::Write as _;
+    let line: String = match message.char_indices().nth(LOG_LINE_CHARS) {
+        Some((at, _)) => format!("{}… ({} bytes in all)", &message[..at], message.len()),
+        None => message.to_string(),
+    };
+    let _ = writeln!(std::io::stderr(), "kinesis-output: {line}");
 }
 
 /// Read, decode and split the body; the tag from its header.
@@ -231,7 +320,7 @@ fn respond(response_out: ResponseOutparam, reply: Reply) {
     ResponseOutparam::set(response_out, Ok(response));
     if let Ok(stream) = body.write() {
         if let Err(e) = write_all(&stream, &reply.body, None) {
-            eprintln!("kinesis-output: writing the answer: {}", e.message);
+            eprintln_bounded(&format!("writing the answer: {}", e.message));
         }
         drop(stream);
     }

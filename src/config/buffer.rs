@@ -31,6 +31,56 @@ pub struct BufferSettings {
     /// `preserve_order` needs 1. `kinesis-ship serve` ships requests concurrently anyway (its
     /// `--max-requests`).
     pub flush_thread_count: usize,
+    /// How long a door keeps asking for records that may still be stored (`retry_forever`,
+    /// `retry_max_times`, `retry_timeout`): see [`RetryBound`].
+    pub retry: RetryBound,
+}
+
+/// How long a door keeps a record that failed in a way a later attempt can fix (Fluentd's
+/// `retry_forever`, `retry_max_times` and `retry_timeout`, applied to the records a put could
+/// not store, not to whole chunks): while it allows, the door asks its sender to retry (or
+/// retries itself) and sends only what is not stored; after, what is left is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBound {
+    /// `retry_forever` (default false): never give up.
+    pub forever: bool,
+    /// `retry_max_times` (default: no limit): at most this many retries after the first attempt.
+    pub max_times: Option<u32>,
+    /// `retry_timeout` (default 72h, Fluentd's): no retry starts this long after the first
+    /// attempt.
+    pub timeout: Duration,
+}
+
+/// Fluentd's default `retry_timeout`.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+
+impl Default for RetryBound {
+    fn default() -> Self {
+        RetryBound {
+            forever: false,
+            max_times: None,
+            timeout: DEFAULT_RETRY_TIMEOUT,
+        }
+    }
+}
+
+impl RetryBound {
+    /// Whether another attempt may follow `attempts` attempts (the first one included) made
+    /// over `since_first`.
+    pub fn allows(&self, attempts: u32, since_first: Duration) -> bool {
+        self.forever || (self.max_times.is_none_or(|max| attempts <= max) && since_first < self.timeout)
+    }
+
+    /// Why no more attempts follow, for the records given up.
+    pub fn exhausted_reason(&self, attempts: u32) -> String {
+        match self.max_times {
+            Some(max) if attempts > max => format!("gave up after {max} retries (buffer.retry_max_times)"),
+            _ => format!(
+                "gave up: buffer.retry_timeout of {:?} has passed since the first attempt",
+                self.timeout
+            ),
+        }
+    }
 }
 
 /// The most `flush_thread_count` takes.
@@ -53,6 +103,7 @@ impl Default for BufferSettings {
             total_limit_size: 512 * 1024 * 1024,
             overflow_action: Overflow::ThrowException,
             flush_thread_count: 1,
+            retry: RetryBound::default(),
         }
     }
 }
@@ -84,10 +135,8 @@ const FLUENTD_ONLY_BUFFER_KEYS: &[&str] = &[
     "flush_thread_burst_interval",
     "flush_at_shutdown",
     "delayed_commit_timeout",
-    // Retries (the sink's own retry settings apply instead).
-    "retry_forever",
-    "retry_max_times",
-    "retry_timeout",
+    // Retries (the sink's own retry settings apply to each put; retry_forever, retry_max_times
+    // and retry_timeout bound the door's, see RetryBound).
     "retry_secondary_threshold",
     "retry_type",
     "retry_wait",
@@ -112,6 +161,9 @@ const APPLIED: &[&str] = &[
     "flush_interval",
     "overflow_action",
     "flush_thread_count",
+    "retry_forever",
+    "retry_max_times",
+    "retry_timeout",
 ];
 
 /// A number or a string, as the text Fluentd's notation is read from (lower case).
@@ -204,6 +256,23 @@ impl BufferSettings {
                         })?;
                     settings.flush_thread_count = n as usize;
                 }
+                "retry_forever" => {
+                    settings.retry.forever = match value {
+                        Value::Bool(b) => *b,
+                        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => true,
+                        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => false,
+                        _ => return Err(ConfigError::new(&field, "must be true or false")),
+                    }
+                }
+                "retry_max_times" => {
+                    let n = value
+                        .as_u64()
+                        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                        .filter(|n| *n <= u64::from(u32::MAX))
+                        .ok_or_else(|| ConfigError::new(&field, "must be a whole number, 0 or more"))?;
+                    settings.retry.max_times = Some(n as u32);
+                }
+                "retry_timeout" => settings.retry.timeout = parse_duration(&field, value)?,
                 "chunk_limit_size" => settings.chunk_limit_size = parse_size(&field, value)?,
                 "total_limit_size" => settings.total_limit_size = parse_size(&field, value)?,
                 "flush_interval" => settings.flush_interval = parse_duration(&field, value)?,
@@ -336,6 +405,9 @@ mod tests {
                 "flush_interval" => json!("5s"),
                 "overflow_action" => json!("block"),
                 "flush_thread_count" => json!(2),
+                "retry_forever" => json!(true),
+                "retry_max_times" => json!(5),
+                "retry_timeout" => json!("1h"),
                 _ => json!("x"),
             };
             let (_, warnings) = read(json!({ *key: value })).unwrap_or_else(|e| panic!("{key}: {e}"));
@@ -381,5 +453,35 @@ mod tests {
         let e = read(json!({"chunk_limit_size": "8m", "total_limit_size": "1m"})).unwrap_err();
         assert_eq!(e.field, "buffer.total_limit_size");
         assert_eq!(BufferSettings::read(None).unwrap().0, BufferSettings::default());
+    }
+
+    #[test]
+    fn the_retry_bound_reads_fluentd_names_and_counts_attempts() {
+        let b = read(json!({"retry_max_times": "2", "retry_timeout": "1h"}))
+            .unwrap()
+            .0
+            .retry;
+        let hour = Duration::from_secs(3600);
+        assert!(b.allows(1, Duration::ZERO) && b.allows(2, Duration::ZERO));
+        assert!(
+            !b.allows(3, Duration::ZERO),
+            "two retries after the first attempt"
+        );
+        assert!(!b.allows(1, hour), "retry_timeout passed");
+        assert!(b.exhausted_reason(3).contains("after 2 retries"));
+        assert!(b.exhausted_reason(1).contains("retry_timeout"));
+        let forever = read(json!({"retry_forever": "true", "retry_max_times": 0}))
+            .unwrap()
+            .0
+            .retry;
+        assert!(forever.allows(1_000_000, hour * 1000));
+        let default = RetryBound::default();
+        assert!(default.allows(10_000, hour * 71) && !default.allows(1, hour * 72));
+        for (key, bad) in [("retry_forever", json!("maybe")), ("retry_max_times", json!(-1))] {
+            assert_eq!(
+                read(json!({ key: bad })).unwrap_err().field,
+                format!("buffer.{key}")
+            );
+        }
     }
 }

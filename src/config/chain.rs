@@ -131,9 +131,12 @@ fn default_chain(config: &Config, env: &mut dyn Environment) -> Result<Source, C
 /// A full container-credentials URI must be https, or http to a loopback or the ECS/EKS hosts.
 fn check_container_uri(url: &str) -> Result<(), ConfigError> {
     let field = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| ConfigError::new(field, format!("{url:?} is not a URL")))?;
+    let uri: http::Uri = url.parse().map_err(|_| {
+        ConfigError::new(
+            field,
+            format!("{:?} is not a URL", crate::platform::shown_url(url)),
+        )
+    })?;
     let host = uri
         .host()
         .unwrap_or_default()

@@ -1,6 +1,7 @@
 //! Regions and endpoint URLs, checked.
 
 use super::error::ConfigError;
+use crate::platform::shown_url;
 
 /// A region name like `us-east-1`.
 pub fn check_region(region: &str) -> Result<(), ConfigError> {
@@ -23,7 +24,8 @@ pub fn check_region(region: &str) -> Result<(), ConfigError> {
 
 /// An endpoint as `scheme://authority`: http or https, a host, no path, query or user.
 pub fn parse_endpoint(url: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("endpoint", format!("{url:?} {why}"));
+    // Never the user information: it may be a secret.
+    let bad = |why: &str| ConfigError::new("endpoint", format!("{:?} {why}", shown_url(url)));
     let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
@@ -44,4 +46,24 @@ pub fn parse_endpoint(url: &str) -> Result<String, ConfigError> {
         uri.scheme_str().unwrap_or("https"),
         authority.as_str()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_endpoint;
+
+    #[test]
+    fn an_endpoint_error_never_shows_its_user_information() {
+        for url in [
+            "https://alice:s3c/r3t?x@host:443",
+            "https://alice:s3cr3t@host",
+            "ftp://alice:s3cr3t@host",
+        ] {
+            let e = parse_endpoint(url).unwrap_err().to_string();
+            assert!(
+                !e.contains("alice") && !e.contains("s3c") && !e.contains("r3t"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -68,6 +68,7 @@ pub const SETTINGS: &[&str] = &[
     "batch_request_max_count",
     "batch_request_max_size",
     "retries_on_batch_request",
+    "drop_failed_records_after_batch_request_retries",
     "reset_backoff_if_success",
     "retry_base_delay",
     "retry_max_delay",
@@ -138,6 +139,10 @@ pub struct Config {
     pub batch_request_max_count: usize,
     pub batch_request_max_size: usize,
     pub retries_on_batch_request: u32,
+    /// `drop_failed_records_after_batch_request_retries` (the Ruby plugin's name; default
+    /// false here, true there): a record still failing after `retries_on_batch_request` is
+    /// given up by the door at once, as the seed did, instead of kept for the sender's retry.
+    pub drop_failed_records: bool,
     pub reset_backoff_if_success: bool,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -367,6 +372,9 @@ impl Config {
         let retries_on_batch_request = fields
             .integer("retries_on_batch_request", 0, MAX_RETRIES)?
             .map_or(DEFAULT_RETRIES, |v| v as u32);
+        let drop_failed_records = fields
+            .boolean("drop_failed_records_after_batch_request_retries")?
+            .unwrap_or(false);
         let reset_backoff_if_success = fields.boolean("reset_backoff_if_success")?.unwrap_or(true);
         let retry_base_delay = fields.seconds_or("retry_base_delay", 0.0, 60.0, DEFAULT_BASE_DELAY)?;
         let retry_max_delay = fields.seconds_or("retry_max_delay", 0.0, 3600.0, DEFAULT_MAX_DELAY)?;
@@ -402,6 +410,7 @@ impl Config {
             batch_request_max_count,
             batch_request_max_size,
             retries_on_batch_request,
+            drop_failed_records,
             reset_backoff_if_success,
             retry_base_delay,
             retry_max_delay,

@@ -4,8 +4,8 @@
 //! order), sends them, and reads back which records the service stored. Only the records that
 //! failed with a retryable error stay pending for the next round; a stored record is never sent
 //! again. Between rounds the loop waits `2^n × retry_base_delay` (±5% jitter, at most
-//! `retry_max_delay`), where `n` goes back to 0 after a round in which anything was stored when
-//! `reset_backoff_if_success` is on. Rounds stop when nothing is pending, or when the next wait
+//! `retry_max_delay`), where `n` goes back to 0 after a round in which the service stored at
+//! least half of what was sent when `reset_backoff_if_success` is on. Rounds stop when nothing is pending, or when the next wait
 //! would pass `put_deadline`; a record fails once it has had `retries_on_batch_request` retries.
 //!
 //! Under `preserve_order` a round sends only the first pending record of each stream and key,
@@ -112,8 +112,9 @@ impl LastError {
 /// What one round of requests came to.
 #[derive(Debug, Clone, Copy, Default)]
 struct RoundResult {
-    /// The service stored at least one record.
-    stored: bool,
+    /// Records (Kinesis records: aggregates count once) the service stored, and sent.
+    stored_records: usize,
+    sent_records: usize,
     /// An answer said the credentials had expired: refresh them before the next round.
     credentials_expired: bool,
 }
@@ -203,20 +204,20 @@ impl Sink {
             for p in sending.iter_mut() {
                 p.rounds += 1;
             }
-            let any_stored = match self.credentials.get(platform, refresh) {
+            let round = match self.credentials.get(platform, refresh) {
                 Ok(credentials) => {
                     let signer = Signer::new(&credentials, &self.config.region);
                     let result =
                         self.send_round(&signer, &mut sending, &mut outcomes, &mut counters, platform);
                     // An expired token forces one refresh before the next round.
                     refresh = result.credentials_expired;
-                    result.stored
+                    result
                 }
                 Err(e) => {
                     for p in sending.iter_mut() {
                         p.last_error = LastError::new(Code::CredentialsUnavailable, e.message.clone());
                     }
-                    false
+                    RoundResult::default()
                 }
             };
             sending.retain(|p| outcomes[p.events[0]].is_none());
@@ -258,7 +259,7 @@ impl Sink {
                 let (mut spent, rest): (Vec<Pending>, Vec<Pending>) =
                     pending.into_iter().partition(|p| p.rounds >= tries);
                 let why = format!(
-                    "gave up after {} retries (retries_on_batch_request)",
+                    "not stored after {} retries in this put (retries_on_batch_request)",
                     self.config.retries_on_batch_request
                 );
                 fail_all(&mut spent, &mut outcomes, &why);
@@ -267,7 +268,13 @@ impl Sink {
                     break;
                 }
             }
-            if any_stored && self.config.reset_backoff_if_success {
+            // A round in which the service stored most of what was sent is progress: the next
+            // wait starts again from the base delay. A storm that lets a few records through is
+            // not; resetting then would send into it at the base rate.
+            if self.config.reset_backoff_if_success
+                && round.stored_records > 0
+                && round.stored_records * 2 >= round.sent_records
+            {
                 backoff_exponent = 0;
             }
             let mut unit = [0u8; 8];
@@ -283,7 +290,7 @@ impl Sink {
             let elapsed = platform.monotonic().saturating_sub(started);
             if elapsed + wait >= self.config.put_deadline {
                 let why = format!(
-                    "gave up: the next retry would pass the put_deadline of {:?}",
+                    "not stored: the next retry would pass the put_deadline of {:?}",
                     self.config.put_deadline
                 );
                 fail_all(&mut pending, &mut outcomes, &why);
@@ -449,10 +456,15 @@ impl Sink {
             }
             let responses = platform.send_all(requests);
             debug_assert_eq!(responses.len(), sendable.len());
+            let mut stored = Vec::new();
             for (range, response) in sendable.into_iter().zip(responses) {
-                let answer = apply_response(&mut pending[range], response, outcomes, counters);
-                result.stored |= answer.stored;
+                let answer = apply_response(&mut pending[range], response, outcomes, counters, &mut stored);
+                result.stored_records += answer.stored_records;
+                result.sent_records += answer.sent_records;
                 result.credentials_expired |= answer.credentials_expired;
+            }
+            if !stored.is_empty() {
+                platform.stored(&stored);
             }
         }
         result
@@ -526,13 +538,18 @@ impl RandomPool {
     }
 }
 
-/// Record what one response says about its batch.
+/// Record what one response says about its batch; the events it stored are added to `stored`.
 fn apply_response(
     batch: &mut [Pending],
     response: Result<HttpResponse, TransportError>,
     outcomes: &mut [Option<Outcome>],
     counters: &mut Counters,
+    stored: &mut Vec<u32>,
 ) -> RoundResult {
+    let sent = RoundResult {
+        sent_records: batch.len(),
+        ..RoundResult::default()
+    };
     let response = match response {
         Ok(r) => r,
         // The host's egress policy refused the address: no retry can change that.
@@ -552,14 +569,14 @@ fn apply_response(
                     },
                 );
             }
-            return RoundResult::default();
+            return sent;
         }
         Err(e) => {
             let message = format!("{}: {}", e.code, e.message);
             for p in batch.iter_mut() {
                 p.last_error = LastError::new(Code::Network, message.clone());
             }
-            return RoundResult::default();
+            return sent;
         }
     };
     if response.status != 200 {
@@ -584,8 +601,8 @@ fn apply_response(
             }
         }
         return RoundResult {
-            stored: false,
             credentials_expired: error.verdict == Verdict::RefreshCredentials,
+            ..sent
         };
     }
     let entries = match parse_put_records_response(&response.body, batch.len()) {
@@ -594,17 +611,18 @@ fn apply_response(
             for p in batch.iter_mut() {
                 p.last_error = LastError::new(Code::MalformedResponse, message.clone());
             }
-            return RoundResult::default();
+            return sent;
         }
     };
-    let mut result = RoundResult::default();
+    let mut result = sent;
     for (p, entry) in batch.iter_mut().zip(entries) {
         match entry {
             EntryResult::Stored {
                 shard_id,
                 sequence_number,
             } => {
-                result.stored = true;
+                result.stored_records += 1;
+                stored.extend(p.events.iter().map(|&i| i as u32));
                 set(
                     outcomes,
                     p,

@@ -200,14 +200,19 @@ fn split_array(body: &[u8], settings: &FrontSettings) -> Result<Vec<Item>, BodyE
             line: Some(e.line()),
         })?;
     let base = body.as_ptr() as usize;
+    // Lines counted once over the body, element after element (not from the start for each:
+    // that made a large array quadratic).
+    let (mut line, mut counted) = (1usize, 0usize);
     elements
         .iter()
         .map(|raw| {
             let text = raw.get();
             let start = text.as_ptr() as usize - base;
+            line += body[counted..start].iter().filter(|b| **b == b'\n').count();
+            counted = start;
             let time = scan_time(text.as_bytes(), &settings.time_keys).unwrap_or(None);
             Ok(Item {
-                line: line_of(body, start),
+                line,
                 start,
                 end: start + text.len(),
                 time,

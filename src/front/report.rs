@@ -59,21 +59,6 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// What a sender should do with a body or chunk once every record of it has an outcome: the
-/// one rule every door answers by (the proxy's statuses, the Fluent Bit plugin's return codes).
-/// Re-sending is asked for only when nothing was stored, so it can never duplicate a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every record stored.
-    Done,
-    /// Some stored, the others not: done too; re-sending would duplicate the stored ones.
-    Partial,
-    /// Nothing stored, something failed (throttled, network, refused, …): send it all again.
-    RetryWhole,
-    /// Nothing stored, every record rejected: re-sending cannot help.
-    GiveUp,
-}
-
 /// What became of the records of a run, a request or a chunk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -151,19 +136,6 @@ impl Tally {
             code,
             message: message.to_string(),
         });
-    }
-
-    /// What the sender should do (see [`Verdict`]).
-    pub fn verdict(&self) -> Verdict {
-        if self.failed == 0 && self.rejected == 0 {
-            Verdict::Done
-        } else if self.delivered > 0 {
-            Verdict::Partial
-        } else if self.failed > 0 {
-            Verdict::RetryWhole
-        } else {
-            Verdict::GiveUp
-        }
     }
 
     /// Every record was delivered.

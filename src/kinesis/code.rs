@@ -121,6 +121,39 @@ impl Code {
     }
 }
 
+impl Code {
+    /// Whether a record that failed with this code can never be stored by sending it again,
+    /// whatever the operator or the service does: the record itself is at fault (rejected,
+    /// refused by the service's validation, unsignable). Every other failure (throttling, 5xx,
+    /// the network, credentials, a refusal the operator can fix such as `AccessDeniedException`
+    /// or a missing stream) may still be stored, so a door keeps it and asks its sender to retry
+    /// (see [`crate::front::ledger`]).
+    pub fn is_final(&self) -> bool {
+        match self {
+            Code::Rejected(_) | Code::SigningError => true,
+            Code::Service(code) => is_about_the_record(code),
+            Code::Network
+            | Code::EgressDenied
+            | Code::MalformedResponse
+            | Code::CredentialsUnavailable
+            | Code::ComponentTrap => false,
+        }
+    }
+}
+
+/// Service codes that say the records themselves are not acceptable: the same bytes will be
+/// refused again.
+fn is_about_the_record(code: &str) -> bool {
+    matches!(
+        code,
+        "ValidationException"
+            | "InvalidArgumentException"
+            | "SerializationException"
+            | "HTTP413"
+            | "RequestEntityTooLargeException"
+    )
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -286,6 +319,34 @@ mod tests {
         let e = classify_error_response(500, b"");
         assert_eq!(e.message, "HTTP status 500");
         assert_eq!(classify_error_response(429, b"").verdict, Verdict::Throttled);
+    }
+
+    #[test]
+    fn final_codes_are_the_ones_about_the_record() {
+        let service = |s: &str| Code::Service(s.to_string());
+        for code in [
+            Code::Rejected(RejectionKind::TooLarge),
+            Code::SigningError,
+            service("ValidationException"),
+            service("InvalidArgumentException"),
+            service("HTTP413"),
+        ] {
+            assert!(code.is_final(), "{code}");
+        }
+        for code in [
+            service("ProvisionedThroughputExceededException"),
+            service("AccessDeniedException"),
+            service("ResourceNotFoundException"),
+            service("KMSDisabledException"),
+            service("HTTP503"),
+            Code::Network,
+            Code::EgressDenied,
+            Code::CredentialsUnavailable,
+            Code::MalformedResponse,
+            Code::ComponentTrap,
+        ] {
+            assert!(!code.is_final(), "{code}");
+        }
     }
 
     #[test]

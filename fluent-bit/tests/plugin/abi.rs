@@ -422,3 +422,261 @@ fn a_refusal_with_nothing_stored_is_retried_as_the_proxy_world_answers_it() {
     assert_eq!(fake.stored().len(), 1);
     assert_eq!(plugin.exit(ctx), FLB_OK);
 }
+
+fn dead_letters(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Through a throttling storm, a chunk is answered FLB_RETRY while records of it are not
+/// stored, and each retry sends only those; with `state_dir` a new output (Fluent Bit started
+/// again) remembers what the old one stored. Once the storm ends every record is stored once,
+/// and nothing is dead-lettered.
+#[test]
+fn a_retry_sends_only_what_was_not_stored_and_state_dir_remembers_it_across_a_restart() {
+    use host_tests::fake_kinesis::{FakeKinesis, RandomFaults};
+    let storm = RandomFaults {
+        throttle_records: 0.8,
+        ..RandomFaults::default()
+    };
+    let fake = Arc::new(
+        FakeKinesis::new("plugin-storm", "AKIDPLUGIN", "plugin-secret-value").with_random_faults(storm, 11),
+    );
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-storm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (state, dead) = (dir.join("state"), dir.join("dead.ndjson"));
+    let props = properties_for(
+        "plugin-storm",
+        &format!("http://{}", listener.addr),
+        &[
+            ("state_dir", state.to_str().unwrap()),
+            ("dead_letter_file", dead.to_str().unwrap()),
+            ("retries_on_batch_request", "1"),
+            ("retry_base_delay", "0.01"),
+        ],
+    );
+    const RECORDS: usize = 300;
+    let mut chunk = Vec::new();
+    for i in 0..RECORDS {
+        msgpack::event(
+            &mut chunk,
+            1_700_000_000,
+            i % 2 == 0,
+            &[("pod", "p"), ("log", &format!("record {i}"))],
+        );
+    }
+    let plugin = Plugin::load();
+    let first = plugin.init(&props).expect("init");
+    assert_eq!(plugin.flush(first, &chunk, "kube.storm"), FLB_RETRY);
+    let after_first = fake.stored().len();
+    assert!(after_first > 0 && after_first < RECORDS, "{after_first} stored");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        1,
+        "the chunk is on disk"
+    );
+    assert_eq!(plugin.exit(first), FLB_OK);
+
+    // Fluent Bit started again: a new output over the same state_dir, the same chunk.
+    let second = plugin.init(&props).expect("init again");
+    let sent_before = fake.seen().iter().map(|s| s.records).sum::<usize>();
+    assert_eq!(plugin.flush(second, &chunk, "kube.storm"), FLB_RETRY);
+    let resent: usize = fake.seen().iter().map(|s| s.records).sum::<usize>() - sent_before;
+    assert!(
+        resent <= 2 * (RECORDS - after_first),
+        "only the records not stored went again (two rounds of at most {}): {resent}",
+        RECORDS - after_first
+    );
+    // The storm ends.
+    fake.set_random_faults(RandomFaults::default());
+    let mut code = FLB_RETRY;
+    for _ in 0..5 {
+        code = plugin.flush(second, &chunk, "kube.storm");
+        if code != FLB_RETRY {
+            break;
+        }
+    }
+    assert_eq!(code, FLB_OK);
+    let stored = fake.stored();
+    assert_eq!(stored.len(), RECORDS, "every record once");
+    let mut data: Vec<Vec<u8>> = stored.into_iter().map(|s| s.data).collect();
+    data.sort();
+    data.dedup();
+    assert_eq!(data.len(), RECORDS);
+    assert!(dead_letters(&dead).is_empty(), "nothing given up");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "the finished chunk is forgotten"
+    );
+    assert_eq!(plugin.exit(second), FLB_OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plugin bounds retries itself (Fluent Bit never says it dropped a chunk): past
+/// `buffer.retry_max_times` what is left is final, dead-lettered once; with the seed's
+/// `drop_failed_records_after_batch_request_retries` at once.
+#[test]
+fn past_the_retry_bound_records_are_dead_lettered_once() {
+    use host_tests::fake_kinesis::{FakeKinesis, RandomFaults};
+    let fake = Arc::new(
+        FakeKinesis::new("plugin-bound", "AKIDPLUGIN", "plugin-secret-value").with_random_faults(
+            RandomFaults {
+                throttle_records: 1.0,
+                ..RandomFaults::default()
+            },
+            5,
+        ),
+    );
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-bound-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead.ndjson");
+    let mut chunk = Vec::new();
+    for i in 0..4 {
+        msgpack::event(
+            &mut chunk,
+            1_700_000_000,
+            false,
+            &[("pod", "p"), ("log", &format!("r{i}"))],
+        );
+    }
+    let plugin = Plugin::load();
+    let endpoint = format!("http://{}", listener.addr);
+    let ctx = plugin
+        .init(&properties_for(
+            "plugin-bound",
+            &endpoint,
+            &[
+                ("dead_letter_file", dead.to_str().unwrap()),
+                ("retries_on_batch_request", "0"),
+                ("buffer", r#"{"retry_max_times": 1}"#),
+            ],
+        ))
+        .expect("init");
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_RETRY);
+    assert!(dead_letters(&dead).is_empty());
+    assert_eq!(
+        plugin.flush(ctx, &chunk, "t"),
+        FLB_ERROR,
+        "nothing stored, nothing more to try"
+    );
+    let letters = dead_letters(&dead);
+    assert_eq!(letters.len(), 4);
+    assert!(letters
+        .iter()
+        .all(|l| l["code"] == "ProvisionedThroughputExceededException"
+            && l["message"].as_str().unwrap().contains("retry_max_times")));
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+
+    let seed = plugin
+        .init(&properties_for(
+            "plugin-bound",
+            &endpoint,
+            &[
+                ("dead_letter_file", dead.to_str().unwrap()),
+                ("retries_on_batch_request", "0"),
+                ("drop_failed_records_after_batch_request_retries", "true"),
+            ],
+        ))
+        .expect("init");
+    assert_eq!(plugin.flush(seed, &chunk, "t"), FLB_ERROR);
+    assert_eq!(dead_letters(&dead).len(), 8);
+    assert_eq!(plugin.exit(seed), FLB_OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hostile chunks through the ABI: map keys that are maps nested 28 deep (51 bytes that used to
+/// render a key doubling per level, 4 GB in Fluent Bit), a record nested 10,000 deep, a record
+/// over the size limit, group markers and a chunk that breaks off: each record gets its own
+/// outcome, the good ones are stored, nothing falls over.
+#[test]
+fn hostile_chunks_get_an_outcome_per_record_and_the_rest_ships() {
+    use host_tests::fake_kinesis::FakeKinesis;
+    let fake = Arc::new(FakeKinesis::new(
+        "plugin-hostile",
+        "AKIDPLUGIN",
+        "plugin-secret-value",
+    ));
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("kinesis-wasm-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead.ndjson");
+    let plugin = Plugin::load();
+    let ctx = plugin
+        .init(&properties_for(
+            "plugin-hostile",
+            &format!("http://{}", listener.addr),
+            &[
+                ("dead_letter_file", dead.to_str().unwrap()),
+                ("max_record_size", "1048576"),
+            ],
+        ))
+        .expect("init");
+    let mut chunk = Vec::new();
+    msgpack::event(
+        &mut chunk,
+        1_700_000_000,
+        false,
+        &[("pod", "p"), ("log", "first")],
+    );
+    // {"pod": "p", K: 1} with K = {K': 1} …, 28 deep.
+    chunk.extend([0x92, 0x01, 0x82, 0xa3, b'p', b'o', b'd', 0xa1, b'p']);
+    chunk.extend(std::iter::repeat_n(0x81, 28));
+    chunk.extend([0xa1, b'a']);
+    chunk.extend(std::iter::repeat_n(0x01, 29));
+    // A group start marker (OpenTelemetry): not a record.
+    chunk.extend([
+        0x92, 0x92, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0x80,
+    ]);
+    // 10,000 arrays deep.
+    chunk.extend([0x92, 0x01, 0x82, 0xa3, b'p', b'o', b'd', 0xa1, b'p', 0xa1, b'k']);
+    chunk.extend(std::iter::repeat_n(0x91, 10_000));
+    chunk.push(0x01);
+    // 17 MiB of log: over the 16 MiB a record's JSON may take.
+    msgpack::event(
+        &mut chunk,
+        1_700_000_001,
+        false,
+        &[("pod", "p"), ("log", &"x".repeat(17 << 20))],
+    );
+    msgpack::event(&mut chunk, 1_700_000_002, false, &[("pod", "p"), ("log", "last")]);
+    // And the chunk breaks off inside an event.
+    chunk.extend([0x92, 0xd7, 0x00, 1, 2]);
+    let started = std::time::Instant::now();
+    assert_eq!(plugin.flush(ctx, &chunk, "t"), FLB_OK);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let stored: Vec<Value> = fake
+        .stored()
+        .iter()
+        .map(|s| serde_json::from_slice(&s.data).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert_eq!(stored[0]["log"], "first");
+    let key = stored[1]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| *k != "pod")
+        .unwrap()
+        .clone();
+    assert!(
+        key.len() < 200,
+        "the key is linear in its size: {} bytes",
+        key.len()
+    );
+    assert_eq!(stored[2]["log"], "last");
+    let letters = dead_letters(&dead);
+    let codes: Vec<&str> = letters.iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, vec!["NotJson", "TooLarge", "NotJson"]);
+    assert!(letters[2]["chunk_bytes_base64"].is_string());
+    assert_eq!(plugin.exit(ctx), FLB_OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -531,3 +531,268 @@ fn inside_fluent_bit_tls_ca_file_trusts_a_private_ca() {
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lines of a tailed log file, `{"log": line, "pod": "web-0"}` in Kinesis.
+fn write_lines(path: &Path, n: usize) {
+    let mut input = std::fs::File::create(path).unwrap();
+    for i in 0..n {
+        writeln!(
+            input,
+            "2026-12-04T12:00:00Z GET /api/v1/items/{i} 200 {}ms",
+            i % 997
+        )
+        .unwrap();
+    }
+}
+
+fn dead_letters(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// 97% of records throttled for 45 seconds (`storm`), then a healthy service.
+fn storm_fake(stream: &str) -> std::sync::Arc<host_tests::fake_kinesis::FakeKinesis> {
+    use host_tests::fake_kinesis::{FakeKinesis, RandomFaults};
+    std::sync::Arc::new(FakeKinesis::new(stream, "AKIDAGENT", SECRET).with_random_faults(
+        RandomFaults {
+            throttle_records: 0.97,
+            ..RandomFaults::default()
+        },
+        97,
+    ))
+}
+
+const STORM: Duration = Duration::from_secs(45);
+
+/// The storm, as a user meets it: the real Fluent Bit tails 20,000 lines into the plugin
+/// (workers 2, `Retry_Limit no_limits`, the component's default retry settings) while 97% of
+/// records are throttled for 45 seconds, then the service is healthy: every line is stored
+/// exactly once and nothing is dead-lettered (the landed build stored 4,897 and dead-lettered
+/// 15,103 after 330 requests in 45 s: any success reset the backoff, so it hammered).
+#[test]
+fn a_throttling_storm_loses_nothing_and_duplicates_nothing() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let fake = storm_fake("agent-storm");
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("storm");
+    const LINES: usize = 20_000;
+    write_lines(&dir.join("app.log"), LINES);
+    let dead = dir.join("dead.ndjson");
+    let config = format!(
+        "[SERVICE]\n    flush 1\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n[FILTER]\n    name record_modifier\n    match *\n    record pod web-0\n[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 2\n    retry_limit no_limits\n    stream_name agent-storm\n    region us-east-1\n    endpoint http://{}\n    partition_key pod\n    aws_key_id AKIDAGENT\n    aws_sec_key {SECRET}\n    component {}\n    dead_letter_file {}\n",
+        dir.join("app.log").display(),
+        listener.addr,
+        host_tests::runtime::component_path().display(),
+        dead.display()
+    );
+    let started = Instant::now();
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    std::thread::sleep(STORM);
+    let during: usize = fake.seen().len();
+    let stored_during = fake.stored().len();
+    fake.set_random_faults(Default::default());
+    let until = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < until && distinct(&fake) < LINES {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    agent.stop();
+    let log = agent.log();
+    let stored = fake.stored();
+    println!(
+        "storm: {during} requests in the first {STORM:?} ({stored_during} records stored meanwhile); {} requests in all for {LINES} lines ({:.4} a line); every line stored after {took:.1?}",
+        fake.seen().len(),
+        fake.seen().len() as f64 / LINES as f64
+    );
+    assert_eq!(distinct(&fake), LINES, "every line stored; log:\n{}", tail(&log));
+    assert_eq!(stored.len(), LINES, "none twice");
+    assert_eq!(dead_letters(&dead), 0, "nothing given up");
+    assert!(
+        log.contains(&format!(
+            "stopping: {LINES} lines: {LINES} delivered, 0 failed, 0 rejected"
+        )),
+        "each record counted once:\n{}",
+        tail(&log)
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The storm with filesystem buffering and `state_dir`: Fluent Bit is killed (SIGKILL) 20 s in,
+/// with chunks half stored and waiting for their retry; the storm ends; Fluent Bit starts again
+/// on its buffer. Every line is stored, none is dead-lettered, and the only second copies are of
+/// records stored by requests in flight at the kill (at most two workers × one request of 100).
+#[test]
+fn killed_in_a_storm_and_started_again_it_resends_nothing_stored() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    let fake = storm_fake("agent-crash");
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("crash");
+    const LINES: usize = 20_000;
+    write_lines(&dir.join("app.log"), LINES);
+    let dead = dir.join("dead.ndjson");
+    // Short puts (one retry inside), so that chunks go back to Fluent Bit half stored.
+    let config = format!(
+        "[SERVICE]\n    flush 1\n    log_level info\n    storage.path {storage}\n    scheduler.base 1\n    scheduler.cap 4\n[INPUT]\n    name tail\n    path {log}\n    read_from_head true\n    db {db}\n    db.sync full\n    storage.type filesystem\n[FILTER]\n    name record_modifier\n    match *\n    record pod web-0\n[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 2\n    retry_limit no_limits\n    stream_name agent-crash\n    region us-east-1\n    endpoint http://{addr}\n    partition_key pod\n    aws_key_id AKIDAGENT\n    aws_sec_key {SECRET}\n    component {component}\n    batch_request_max_count 100\n    retries_on_batch_request 1\n    state_dir {state}\n    dead_letter_file {dead}\n",
+        storage = dir.join("storage").display(),
+        log = dir.join("app.log").display(),
+        db = dir.join("tail.db").display(),
+        addr = listener.addr,
+        component = host_tests::runtime::component_path().display(),
+        state = dir.join("state").display(),
+        dead = dead.display()
+    );
+    let started = Instant::now();
+    let mut first = Agent::start(&fluent_bit, &dir, &config);
+    std::thread::sleep(Duration::from_secs(20));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let first_log = first.log();
+    host_tests::transcript::record("fluent-bit log", &first_log);
+    let before_kill: std::collections::HashSet<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    let remembered = std::fs::read_dir(dir.join("state")).map_or(0, |d| d.count());
+    assert!(before_kill.len() < LINES, "killed in the storm");
+    assert!(
+        first_log.contains("records not stored yet"),
+        "chunks went back to Fluent Bit half stored:\n{}",
+        tail(&first_log)
+    );
+    // The storm ends while Fluent Bit is down.
+    std::thread::sleep(STORM.saturating_sub(started.elapsed()));
+    fake.set_random_faults(Default::default());
+
+    let mut second = Agent::start(&fluent_bit, &dir, &config);
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until && distinct(&fake) < LINES {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    second.stop();
+    let log = second.log();
+    assert_eq!(distinct(&fake), LINES, "every line stored; log:\n{}", tail(&log));
+    let stored = fake.stored();
+    let mut copies: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for s in &stored {
+        *copies.entry(&s.data).or_default() += 1;
+    }
+    let twice: Vec<&[u8]> = copies.iter().filter(|(_, n)| **n > 1).map(|(d, _)| *d).collect();
+    println!(
+        "killed with {} of {LINES} lines stored and {remembered} chunks remembered in state_dir; {} stored in all, {} lines with a second copy",
+        before_kill.len(),
+        stored.len(),
+        twice.len()
+    );
+    assert!(
+        remembered > 0,
+        "state_dir held the half-stored chunks at the kill"
+    );
+    assert_eq!(dead_letters(&dead), 0, "nothing given up");
+    assert!(copies.values().all(|n| *n <= 2), "no line three times");
+    assert!(
+        twice.iter().all(|d| before_kill.contains(*d)),
+        "a second copy of a record the killed process had not stored"
+    );
+    assert!(
+        twice.len() <= 200,
+        "{} second copies: more than the requests in flight at the kill held",
+        twice.len()
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hostile records through the real door they come in by: Fluent Bit's `forward` input takes a
+/// record whose map key is a map nested 28 deep (about 60 bytes; the landed plugin rendered a
+/// key doubling per level and Fluent Bit grew past 4 GB). The plugin stores it with its key as
+/// one linear string, ships the records around it, and Fluent Bit stays small.
+#[test]
+fn a_key_nested_28_deep_through_forward_ships_and_fluent_bit_stays_small() {
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    host_tests::transcript::secret(SECRET);
+    use host_tests::fake_kinesis::FakeKinesis;
+    let fake = std::sync::Arc::new(FakeKinesis::new("agent-forward", "AKIDAGENT", SECRET));
+    let listener = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("forward");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[SERVICE]\n    flush 0.5\n    log_level info\n[INPUT]\n    name forward\n    listen 127.0.0.1\n    port {port}\n[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 1\n    stream_name agent-forward\n    region us-east-1\n    endpoint http://{}\n    aws_key_id AKIDAGENT\n    aws_sec_key {SECRET}\n    component {}\n",
+        listener.addr,
+        host_tests::runtime::component_path().display()
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    // Forward mode: [tag, [[time, record], …]].
+    let mut message = vec![0x92, 0xa4];
+    message.extend(b"evil");
+    message.push(0x93);
+    for (i, nested) in [false, true, false].into_iter().enumerate() {
+        message.extend([0x92, 0xce]);
+        message.extend((1_764_849_600u32 + i as u32).to_be_bytes());
+        if nested {
+            // {K: 1}, K = {K': 1} …, 28 maps deep, the innermost key "a".
+            message.extend(std::iter::repeat_n(0x81, 28));
+            message.extend([0xa1, b'a']);
+            message.extend(std::iter::repeat_n(0x01, 28));
+        } else {
+            message.extend([0x81, 0xa3]);
+            message.extend(b"log");
+            message.extend([0xa2, b'o', b'k']);
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut sent = false;
+    while !sent && Instant::now() < until {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            sent = s.write_all(&message).is_ok();
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(sent, "Fluent Bit's forward input took the message");
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until && fake.stored().len() < 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let running = agent.wait_exit(Duration::from_millis(100)).is_none();
+    agent.stop();
+    let log = agent.log();
+    assert!(running, "Fluent Bit ended:\n{}", tail(&log));
+    let stored: Vec<serde_json::Value> = fake
+        .stored()
+        .iter()
+        .map(|s| serde_json::from_slice(&s.data).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 3, "{}", tail(&log));
+    let key = stored[1].as_object().unwrap().keys().next().unwrap().clone();
+    assert!(key.len() < 200, "the key grows linearly: {} bytes", key.len());
+    println!("Fluent Bit's peak RSS: {} MiB; the key: {key}", peak_kib / 1024);
+    assert!(
+        peak_kib < 512 * 1024,
+        "Fluent Bit grew to {} MiB",
+        peak_kib / 1024
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -119,7 +119,11 @@ async fn retries_run_out_with_the_last_code() {
         let Outcome::Failed(f) = o else { panic!("{o:?}") };
         assert_eq!(f.code, "ProvisionedThroughputExceededException");
         assert_eq!(f.attempts, 3);
-        assert!(f.message.contains("gave up after 2 retries"), "{}", f.message);
+        assert!(
+            f.message.contains("not stored after 2 retries in this put"),
+            "{}",
+            f.message
+        );
     }
     assert_eq!(fake.seen().len(), 3);
     assert_eq!(report.counters.throttled_records, 15);

@@ -2,6 +2,7 @@
 //! records read back through GetRecords and compared with what was sent. One test binary, a
 //! module per area; the helpers every area uses are here.
 
+mod delivery;
 mod doors;
 mod guard;
 mod operating;

@@ -343,7 +343,8 @@ fn requests_go_through_the_proxy_and_trust_the_private_ca() {
             &dir,
             "it-proxy",
             &endpoint,
-            json!({"retries_on_batch_request": 1}),
+            // A refused certificate or proxy fails the run at once, not after Fluentd's 72 h.
+            json!({"retries_on_batch_request": 1, "buffer": {"retry_max_times": 0}}),
         );
         let mut cmd = Command::new(SHIP);
         cmd.arg("--config").arg(&config).args(args);
@@ -508,14 +509,18 @@ fn serve_answers_a_trap_by_what_was_stored_counts_it_and_keeps_serving() {
     assert_eq!(status, 503, "{answer}");
     assert!(head.contains("retry-after: 5"), "{head}");
     assert!(
-        answer.contains("trapped") && answer.contains("no record of this body was stored"),
+        answer.contains("ComponentTrap") && answer.contains("not stored yet"),
         "{answer}"
     );
     let small = lines(0, 3);
     let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&small)).unwrap();
     assert_eq!(status, 200, "the next request gets a fresh instance: {answer}");
+    // The same body traps again with nothing stored: poison, given up (422), not re-sent forever.
+    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&big)).unwrap();
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("trapped the component 2 times"), "{answer}");
     let (_, text) = http(&server.addr, "GET", "/metrics", &[], b"").unwrap();
-    assert_eq!(sample(&text, "kinesis_output_traps_total"), 1);
+    assert_eq!(sample(&text, "kinesis_output_traps_total"), 2);
     assert_eq!(
         sample(&text, "kinesis_output_serve_responses_total{status=\"503\"}"),
         1
@@ -524,12 +529,19 @@ fn serve_answers_a_trap_by_what_was_stored_counts_it_and_keeps_serving() {
         sample(&text, "kinesis_output_records_total{outcome=\"delivered\"}"),
         3
     );
+    assert_eq!(
+        sample(
+            &text,
+            "kinesis_output_failed_records_total{code=\"ComponentTrap\"}"
+        ),
+        3000
+    );
     stored_once(&fake, &small);
     drop(server);
 
-    // A trap after the service stored part of the body (the test-only switch traps the
-    // instance after the first PutRecords answer): 202 with what was stored, so the agent
-    // does not send it again and nothing is stored twice.
+    // A trap after the service stored part of the body (the test-only switch traps every
+    // instance after its first PutRecords answer): serve tells the stored records apart, answers
+    // 503, and each re-post ships only what is left, until every record is stored once.
     let fake = Arc::new(FakeKinesis::new("it-trap-metrics", KEY_ID_VALUE, SECRET_VALUE));
     let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let config = fake_config(
@@ -539,17 +551,28 @@ fn serve_answers_a_trap_by_what_was_stored_counts_it_and_keeps_serving() {
         json!({}),
     );
     let server = kinesis_ship_serve_env(&config, &[], &[("KINESIS_FAULT_TRAP_AFTER_PUTS", "1")]);
-    let batch = lines(0, 1200);
-    let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&batch)).unwrap();
-    assert_eq!(status, 202, "{answer}");
-    let answer: Value = serde_json::from_str(&answer).unwrap();
-    let stored = fake.stored().len();
-    assert!(stored > 0 && stored < batch.len(), "part of the body: {stored}");
-    assert_eq!(answer["delivered"], stored, "{answer}");
+    let batch: Vec<String> = (0..1200)
+        .map(|i| json!({"pod": "web", "i": i, "time": 1_764_849_600 + i}).to_string())
+        .collect();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&batch)).unwrap();
+        statuses.push(status);
+        if status != 503 {
+            assert_eq!(status, 200, "{answer}");
+            break;
+        }
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            answer["delivered"].as_u64().unwrap() > 0,
+            "each attempt stores a batch: {answer}"
+        );
+    }
     assert!(
-        answer["note"].as_str().unwrap().contains("do not re-send"),
-        "{answer}"
+        statuses.len() >= 2 && statuses[0] == 503 && statuses.ends_with(&[200]),
+        "{statuses:?}"
     );
+    stored_once(&fake, &batch);
 }
 
 #[test]

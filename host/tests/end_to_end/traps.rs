@@ -95,7 +95,7 @@ fn after_a_trap_only_what_the_service_did_not_store_is_sent_again() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("the component trapped after the service stored 100 of this chunk's 300 records; sending the other 200 again"),
+        stderr.contains("the component trapped (100 records of this chunk stored in this attempt); sending the other 200 again in a new instance"),
         "{stderr}"
     );
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -104,4 +104,63 @@ fn after_a_trap_only_what_the_service_did_not_store_is_sent_again() {
     let stored = k.read();
     assert_eq!(stored.len(), 300, "no record twice");
     assert_eq!(multiset(stored), multiset(lines.iter().map(|l| expected(l))));
+}
+
+/// A trap while requests are in flight (four at once, three of them slow to answer): the host
+/// waits for their answers before telling what the service stored, so none of their records is
+/// sent again (the landed build dropped them with the instance, and sent 300 records twice).
+#[test]
+fn after_a_trap_the_requests_in_flight_are_waited_for_and_not_sent_again() {
+    use host_tests::fake_kinesis::{FakeKinesis, Fault};
+    use std::sync::Arc;
+    let fake = Arc::new(FakeKinesis::new("it-trap-flight", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    // Whichever request comes first is answered at once (and the instance traps after it); the
+    // other three are stored at once and answered 1.5 s later.
+    fake.script([
+        Fault::Slow(Duration::from_millis(1)),
+        Fault::Slow(Duration::from_millis(1500)),
+        Fault::Slow(Duration::from_millis(1500)),
+        Fault::Slow(Duration::from_millis(1500)),
+    ]);
+    let dir = temp_dir("trap-flight");
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "stream_name": "it-trap-flight", "region": "us-east-1",
+            "endpoint": format!("http://{}", upstream.addr), "partition_key": "pod",
+            "batch_request_max_count": 100, "max_concurrent_requests": 4,
+            "buffer": {"chunk_limit_records": 400, "flush_interval": "60s"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let lines: Vec<String> = (0..400)
+        .map(|i| json!({"pod": format!("pod-{}", i % 7), "n": i}).to_string())
+        .collect();
+    let input = dir.join("input.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (code, stderr) = ship_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+            ("KINESIS_FAULT_TRAP_AFTER_PUTS", "1"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("the component trapped"), "{stderr}");
+    let mut stored: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    stored.sort();
+    let mut want: Vec<Vec<u8>> = lines.iter().map(|l| expected(l).0).collect();
+    want.sort();
+    assert_eq!(stored.len(), 400, "every record once\n{stderr}");
+    assert!(stored == want);
 }

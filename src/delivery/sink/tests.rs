@@ -29,6 +29,8 @@ struct Fake {
     /// Every record the fake stored: (data, partition key).
     stored: Vec<(Vec<u8>, String)>,
     batch_sizes: Vec<usize>,
+    /// What the sink told the platform it had stored, call by call.
+    told_stored: Vec<Vec<u32>>,
 }
 
 impl Fake {
@@ -44,6 +46,7 @@ impl Fake {
             host_hashes: None,
             stored: Vec::new(),
             batch_sizes: Vec::new(),
+            told_stored: Vec::new(),
         }
     }
 }
@@ -76,6 +79,9 @@ impl Platform for Fake {
     }
     fn run_process(&mut self, command: &str) -> Result<String, String> {
         Err(format!("no process runner for {command}"))
+    }
+    fn stored(&mut self, events: &[u32]) {
+        self.told_stored.push(events.to_vec());
     }
     fn sha256_hex(&mut self, data: &[u8]) -> Option<String> {
         use sha2::Digest as _;
@@ -356,24 +362,28 @@ fn backoff_doubles_from_the_base_with_five_percent_jitter() {
         let (code, message, attempts) = failed(o);
         assert_eq!(code, "ProvisionedThroughputExceededException");
         assert_eq!(attempts, 5);
-        assert!(message.contains("gave up after 4 retries"), "{message}");
+        assert!(
+            message.contains("not stored after 4 retries in this put"),
+            "{message}"
+        );
     }
     assert_eq!(report.counters.throttled_records, 10);
 }
 
 #[test]
-fn any_success_resets_the_backoff() {
-    // Each round stores the first record and throttles the rest: with reset on, every wait is
-    // the base delay; with reset off it doubles.
-    let script = |_: usize, body: &Value| {
-        Ok(respond(body, |i, _| {
-            (i > 0).then_some("ProvisionedThroughputExceededException")
+fn a_round_that_stores_most_records_resets_the_backoff_and_a_storm_does_not() {
+    // Each round stores the first half of what it sends: with reset on, every wait is the
+    // base delay.
+    let halves = |_: usize, body: &Value| {
+        let n = body["Records"].as_array().map_or(0, Vec::len);
+        Ok(respond(body, move |i, _| {
+            (i >= n.div_ceil(2)).then_some("ProvisionedThroughputExceededException")
         }))
     };
-    let recs = records(4);
-    let mut fake = Fake::new(script);
+    let recs = records(8);
+    let mut fake = Fake::new(halves);
     sink("").put(&events(&recs), &mut fake);
-    assert_eq!(fake.batch_sizes, vec![4, 3, 2, 1]);
+    assert_eq!(fake.batch_sizes, vec![8, 4, 2, 1]);
     assert!(
         fake.sleeps
             .iter()
@@ -381,7 +391,27 @@ fn any_success_resets_the_backoff() {
         "{:?}",
         fake.sleeps
     );
+    // A storm that lets one record of each request through (a quarter, then a third) is not
+    // progress: the waits keep doubling until a round stores half.
+    let storm = |_: usize, body: &Value| {
+        Ok(respond(body, |i, _| {
+            (i > 0).then_some("ProvisionedThroughputExceededException")
+        }))
+    };
+    let recs = records(4);
+    let mut fake = Fake::new(storm);
+    sink("").put(&events(&recs), &mut fake);
+    assert_eq!(fake.batch_sizes, vec![4, 3, 2, 1]);
+    let secs: Vec<f64> = fake.sleeps.iter().map(Duration::as_secs_f64).collect();
+    for (got, want) in secs.iter().zip([0.3, 0.6, 0.3]) {
+        assert!((got - want).abs() <= want * 0.05 + 1e-9, "{secs:?}");
+    }
+    assert_eq!(secs.len(), 3);
+    assert_delivered_once(&fake, 4);
+    // The platform heard of each stored record as its answer came, by its place in the put.
+    assert_eq!(fake.told_stored, vec![vec![0], vec![1], vec![2], vec![3]]);
 
+    let script = storm;
     let mut fake = Fake::new(script);
     sink(r#","reset_backoff_if_success":false"#).put(&events(&recs), &mut fake);
     let secs: Vec<f64> = fake.sleeps.iter().map(Duration::as_secs_f64).collect();
