@@ -30,7 +30,7 @@ use kinesis_output::front::{Problem, Tally};
 use kinesis_output::kinesis::{Outcome, Rejected, RejectionKind};
 use kinesis_output::shaping::Shape;
 use kinesis_ship::memory::{key_of, now, Memory};
-use kinesis_ship::recovery::split_stored;
+use kinesis_ship::recovery::settle_accepted;
 use kinesis_ship::setup::{component_env, egress_policy, settings};
 use kinesis_ship::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
 
@@ -429,21 +429,14 @@ impl Output {
                 // apart natively (without aggregation), so the retry does not send them again.
                 let accepted = instance.settle_in_flight().await;
                 drop(instance);
-                if let Some(shape) = &self.shape {
-                    let mut a = attempt.lock().expect("not poisoned");
-                    let open: Vec<(u32, &Event)> = places
-                        .iter()
-                        .copied()
-                        .zip(&events)
-                        .filter(|(p, _)| !a.entry.settled.contains(*p))
-                        .collect();
-                    let (stored, _) = split_stored(shape, tag, open, accepted, |(_, e)| {
-                        ((e.time.seconds, e.time.nanoseconds), &e.record)
-                    });
-                    for (place, _) in stored {
-                        a.stored(place);
-                    }
-                }
+                settle_accepted(
+                    self.shape.as_ref(),
+                    tag,
+                    places,
+                    &events,
+                    accepted,
+                    &mut attempt.lock().expect("not poisoned"),
+                );
                 Err(PutError::Trap(format!("{trap:#}")))
             }
         }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use kinesis_output::front::ledger::Attempt;
 use kinesis_output::shaping::{prepare, Shape};
 use kinesis_output::Event;
 
@@ -45,4 +46,30 @@ pub fn split_stored<T>(
         }
     }
     (stored, again)
+}
+
+/// After a trap: of the records put at `places` (as `events`, with `tag`), the ones the service
+/// answered as stored (`accepted`) that `attempt` has not heard of yet are settled as stored.
+/// Without `shape` (aggregation: records packed together cannot be told apart) nothing is.
+pub fn settle_accepted(
+    shape: Option<&Shape>,
+    tag: &str,
+    places: &[u32],
+    events: &[crate::sink::Event],
+    accepted: Vec<String>,
+    attempt: &mut Attempt,
+) {
+    let Some(shape) = shape else { return };
+    let open: Vec<(u32, &crate::sink::Event)> = places
+        .iter()
+        .copied()
+        .zip(events)
+        .filter(|(p, _)| !attempt.entry.settled.contains(*p))
+        .collect();
+    let (stored, _) = split_stored(shape, tag, open, accepted, |(_, e)| {
+        ((e.time.seconds, e.time.nanoseconds), &e.record)
+    });
+    for (place, _) in stored {
+        attempt.stored(place);
+    }
 }

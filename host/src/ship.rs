@@ -23,7 +23,7 @@ use kinesis_output::shaping::Shape;
 use kinesis_output::{Code, Outcome};
 
 use crate::memory::now;
-use crate::recovery::split_stored;
+use crate::recovery::settle_accepted;
 use crate::setup::{component_env, egress_policy, read_config, settings, Sandbox};
 use crate::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
 
@@ -415,20 +415,14 @@ impl Shipper {
                     let accepted = flusher.instance.settle_in_flight().await;
                     *flusher = self.open().await?;
                     let mut a = attempt.lock().expect("not poisoned");
-                    if let Some(shape) = &self.native_shape {
-                        let open: Vec<(u32, &Event)> = places
-                            .iter()
-                            .copied()
-                            .zip(&events)
-                            .filter(|(p, _)| !a.entry.settled.contains(*p))
-                            .collect();
-                        let (stored, _) = split_stored(shape, &self.tag, open, accepted, |(_, e)| {
-                            ((e.time.seconds, e.time.nanoseconds), &e.record)
-                        });
-                        for (place, _) in stored {
-                            a.stored(place);
-                        }
-                    }
+                    settle_accepted(
+                        self.native_shape.as_ref(),
+                        &self.tag,
+                        &places,
+                        &events,
+                        accepted,
+                        &mut a,
+                    );
                     // The first line names the trap; the rest (a backtrace) is for the log.
                     let settlement = a.trapped(message.lines().next().unwrap_or_default(), &self.rule, now());
                     if !self.quiet {

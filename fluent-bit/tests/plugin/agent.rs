@@ -193,6 +193,32 @@ fn distinct(fake: &host_tests::fake_kinesis::FakeKinesis) -> usize {
     data.len()
 }
 
+/// Start Fluent Bit again on the same configuration and buffer and wait (bounded) until every
+/// line is stored; how many times the fake stored each record.
+fn run_again_until_stored(
+    fluent_bit: &Path,
+    dir: &Path,
+    config: &str,
+    fake: &host_tests::fake_kinesis::FakeKinesis,
+    lines: usize,
+) -> std::collections::HashMap<Vec<u8>, usize> {
+    let mut second = Agent::start(fluent_bit, dir, config);
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until && distinct(fake) < lines {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A little longer: a second copy would show now.
+    std::thread::sleep(Duration::from_secs(2));
+    second.stop();
+    let log = second.log();
+    assert_eq!(distinct(fake), lines, "every line stored; log:\n{}", tail(&log));
+    let mut copies = std::collections::HashMap::new();
+    for s in fake.stored() {
+        *copies.entry(s.data).or_default() += 1;
+    }
+    copies
+}
+
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -467,24 +493,11 @@ fn after_a_sigkill_filesystem_buffering_resends_only_chunks_in_flight() {
     assert!(stored_first < LINES, "killed before the end");
 
     // Run 2: the same configuration, the same buffer.
-    let mut second = Agent::start(&fluent_bit, &dir, &config);
-    let until = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < until && distinct(&fake) < LINES {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    second.stop();
-    let log = second.log();
-    assert_eq!(distinct(&fake), LINES, "every line stored; log:\n{}", tail(&log));
-    let stored = fake.stored();
-    let mut copies: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-    for s in &stored {
-        *copies.entry(&s.data).or_default() += 1;
-    }
-    let twice: Vec<&[u8]> = copies.iter().filter(|(_, n)| **n > 1).map(|(d, _)| *d).collect();
+    let copies = run_again_until_stored(&fluent_bit, &dir, &config, &fake, LINES);
+    let stored: usize = copies.values().sum();
+    let twice: Vec<&Vec<u8>> = copies.iter().filter(|(_, n)| **n > 1).map(|(d, _)| d).collect();
     println!(
-        "killed after {stored_first} records stored; {} stored in all, {} lines with a second copy",
-        stored.len(),
+        "killed after {stored_first} records stored; {stored} stored in all, {} lines with a second copy",
         twice.len()
     );
     assert!(copies.values().all(|n| *n <= 2), "no line three times");
@@ -669,25 +682,12 @@ fn killed_in_a_storm_and_started_again_it_resends_nothing_stored() {
     std::thread::sleep(STORM.saturating_sub(started.elapsed()));
     fake.set_random_faults(Default::default());
 
-    let mut second = Agent::start(&fluent_bit, &dir, &config);
-    let until = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < until && distinct(&fake) < LINES {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    second.stop();
-    let log = second.log();
-    assert_eq!(distinct(&fake), LINES, "every line stored; log:\n{}", tail(&log));
-    let stored = fake.stored();
-    let mut copies: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-    for s in &stored {
-        *copies.entry(&s.data).or_default() += 1;
-    }
-    let twice: Vec<&[u8]> = copies.iter().filter(|(_, n)| **n > 1).map(|(d, _)| *d).collect();
+    let copies = run_again_until_stored(&fluent_bit, &dir, &config, &fake, LINES);
+    let stored: usize = copies.values().sum();
+    let twice: Vec<&Vec<u8>> = copies.iter().filter(|(_, n)| **n > 1).map(|(d, _)| d).collect();
     println!(
-        "killed with {} of {LINES} lines stored and {remembered} chunks remembered in state_dir; {} stored in all, {} lines with a second copy",
+        "killed with {} of {LINES} lines stored and {remembered} chunks remembered in state_dir; {stored} stored in all, {} lines with a second copy",
         before_kill.len(),
-        stored.len(),
         twice.len()
     );
     assert!(

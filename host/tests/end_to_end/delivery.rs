@@ -30,36 +30,7 @@ fn fake_serve(
     }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let mut child = Command::new(SHIP)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.join("config.json"))
-        .args(args)
-        .env(
-            "KINESIS_OUTPUT_PROXY_WASM",
-            host_tests::runtime::proxy_component_path(),
-        )
-        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("no address: {first:?}"))
-        .to_string();
-    let server = Server {
-        child,
-        addr,
-        group: false,
-        also_stop: None,
-    };
+    let server = kinesis_ship_serve_to(&dir.join("config.json"), args, &[], Stdio::from(log));
     (fake, upstream, dir, server)
 }
 

@@ -362,6 +362,11 @@ fn kinesis_ship_serve_with(config: &Path, args: &[&str]) -> Server {
 
 /// [`kinesis_ship_serve_with`] with more environment variables.
 fn kinesis_ship_serve_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    kinesis_ship_serve_to(config, args, env, Stdio::piped())
+}
+
+/// [`kinesis_ship_serve_env`] with serve's stderr going to `stderr`.
+fn kinesis_ship_serve_to(config: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut child = Command::new(SHIP)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -375,7 +380,7 @@ fn kinesis_ship_serve_env(config: &Path, args: &[&str], env: &[(&str, &str)]) ->
         .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut first = String::new();
