@@ -59,8 +59,9 @@ pub struct Decoded {
     pub broken: Option<(usize, ChunkError)>,
 }
 
-/// Records nesting deeper than this are rejected (the sink's JSON reader refuses them anyway).
-pub const MAX_DEPTH: usize = 128;
+/// Records nesting deeper than this are rejected: the sink's JSON reader (serde_json) takes at
+/// most 127 levels.
+pub const MAX_DEPTH: usize = 127;
 
 /// The events of `chunk`; a record whose JSON would pass `max_record` bytes is rejected.
 pub fn decode(chunk: &[u8], max_record: usize) -> Decoded {

@@ -226,7 +226,26 @@ fn a_record_over_the_limit_or_too_deep_is_rejected_alone() {
     let Err(r) = &d.events[2].record else {
         unreachable!()
     };
-    assert!(r.message.contains("deeper than 128"), "{}", r.message);
+    assert!(r.message.contains("deeper than 127"), "{}", r.message);
+}
+
+/// The sink reads records with serde_json, which takes at most 127 levels: a record of 127 is
+/// written, one of 128 is refused here (found by the `flb_chunk` fuzz target).
+#[test]
+fn records_nest_at_most_as_deep_as_the_sink_reads() {
+    for (levels, ok) in [(127, true), (128, false)] {
+        let mut chunk = vec![0x92, 0x01];
+        chunk.extend(std::iter::repeat_n(0x91, levels - 1));
+        chunk.push(0x90);
+        let d = decode(&chunk, MIB);
+        match &d.events[0].record {
+            Ok(json) => {
+                assert!(ok, "{levels} levels written");
+                assert!(serde_json::from_slice::<serde_json::Value>(json).is_ok());
+            }
+            Err(r) => assert!(!ok && r.kind == RejectionKind::NotJson, "{levels}: {r:?}"),
+        }
+    }
 }
 
 #[test]
