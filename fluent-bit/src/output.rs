@@ -274,13 +274,11 @@ impl Output {
         // Another chunk with the same tag and bytes being shipped right now is a different
         // chunk: it must not take this one's memory, nor this one its.
         let remember = self.memory.claim(&key);
+        // Let go of the key however the flush ends (a panic included).
+        let _claimed = remember.then(|| Claimed(&self.memory, key));
         let previous = if remember { self.memory.recall(&key) } else { None };
         let attempt = Arc::new(Mutex::new(Attempt::begin(previous, items.len() as u32, now())));
-        let flushed = self.attempt(&tag, &items, &key, remember, &attempt).await;
-        if remember {
-            self.memory.release(&key);
-        }
-        flushed
+        self.attempt(&tag, &items, &key, remember, &attempt).await
     }
 
     /// One attempt at a chunk: send what is not settled, settle, report, answer.
@@ -578,6 +576,15 @@ impl Output {
             }
         ));
         text
+    }
+}
+
+/// A chunk's key claimed in the memory, let go when dropped.
+struct Claimed<'a>(&'a Memory, Key);
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.0.release(&self.1);
     }
 }
 

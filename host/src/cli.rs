@@ -52,9 +52,9 @@ pub struct SandboxArgs {
     #[arg(long = "allow-authority", value_name = "HOST:PORT", value_parser = lowercase)]
     pub allow_authorities: Vec<String>,
     /// The most linear memory the component may use, in MiB (1 to 4096); past it the component
-    /// traps: ship sends again in a new instance what the service had not stored and reports
-    /// what traps again as failed (ComponentTrap); serve answers that request 503 when the
-    /// service stored none of it, else 202 with the count stored.
+    /// traps: ship sends again in a new instance what the service had not stored, and reports
+    /// a chunk that traps twice in a row with nothing stored as failed (ComponentTrap); serve
+    /// answers that request 503 and remembers what was stored, so the re-post ships the rest.
     #[arg(long = "max-memory", value_name = "MIB", value_parser = parse_max_memory)]
     pub max_memory_mib: Option<usize>,
     /// Where Kubernetes secrets are mounted, one folder a secret and one file a key: the

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _, Result};
-use kinesis_output::front::ledger::{key_hex, Entry, Key, Ledger};
+use kinesis_output::front::ledger::{key_hex, Entry, Key, Ledger, DEFAULT_MAX_BYTES};
 
 /// The file name ending of an entry on disk.
 const SUFFIX: &str = ".ledger";
@@ -56,7 +56,7 @@ impl Memory {
     /// (created if missing). `log` hears of evictions and of files that cannot be used.
     pub fn open(dir: Option<&Path>, capacity: usize, log: Box<dyn Fn(&str) + Send + Sync>) -> Result<Memory> {
         let memory = Memory {
-            ledger: Mutex::new(Ledger::new(capacity)),
+            ledger: Mutex::new(Ledger::new(capacity, DEFAULT_MAX_BYTES)),
             capacity,
             dir: dir.map(Path::to_path_buf),
             busy: Mutex::new(HashSet::new()),
@@ -145,13 +145,17 @@ impl Memory {
     /// Remember `entry` for `key`, on disk too (synced before returning).
     pub fn keep(&self, key: &Key, entry: &Entry) {
         let evicted = self.ledger.lock().expect("not poisoned").put(*key, entry.clone());
-        if let Some(old) = evicted {
-            if let Some(path) = self.path(&old) {
+        for old in &evicted {
+            if let Some(path) = self.path(old) {
                 let _ = fs::remove_file(path);
             }
+        }
+        if !evicted.is_empty() {
             (self.log)(&format!(
-                "more than {} chunks remembered: the one touched longest ago was forgotten (its records, if sent again, may be stored twice)",
-                self.capacity
+                "more than {} chunks (or {} MiB) remembered: the {} touched longest ago were forgotten (their records, if sent again, may be stored twice)",
+                self.capacity,
+                DEFAULT_MAX_BYTES >> 20,
+                evicted.len()
             ));
         }
         if let Some(path) = self.path(key) {

@@ -34,9 +34,9 @@ impl ProxyRuntime {
         Ok(ProxyRuntime { pre })
     }
 
-    /// Answer one request with a fresh instance set up by `options`. A trap is answered by
-    /// the proxy's own rule: 503 (send it again) when the service stored nothing of the body,
-    /// 202 with the count stored when it stored some (re-sending would duplicate them); with
+    /// Answer one request with a fresh instance set up by `options`. A trap is answered 503
+    /// (send it again: nothing is lost) with the count the service stored before it (those may
+    /// be stored twice; `kinesis-ship serve` tells them apart and answers itself); with
     /// `track_accepted` off, where the host cannot know, 500.
     pub async fn handle<B>(
         &self,
@@ -124,24 +124,25 @@ impl ProxyRuntime {
                     message: why.clone(),
                     accepted: accepted.clone().unwrap_or_default(),
                 };
+                // The answer names the trap by its first line; the rest is in the log.
+                let named = why.lines().next().unwrap_or_default();
                 let response = match accepted.map(|a| a.len()) {
-                    None => error_response(&why),
-                    Some(0) => crate::room::answer_json(
+                    None => error_response(named),
+                    // A trap is no fault of the records: send the body again. Records stored
+                    // before it may then be stored twice (a host that remembers the body tells
+                    // them apart first, as kinesis-ship serve does); none is lost.
+                    Some(n) => crate::room::answer_json(
                         503,
                         serde_json::json!({
-                            "error": why,
-                            "note": "no record of this body was stored; re-sending it creates no duplicates",
+                            "error": named,
+                            "stored_before_the_trap": n,
+                            "note": if n == 0 {
+                                "no record of this body was stored; re-sending it creates no duplicates".to_string()
+                            } else {
+                                format!("the service stored {n} records of this body before the component trapped; re-sending it may store them twice")
+                            },
                         }),
                         Some(crate::proxy::RETRY_AFTER_TRAP),
-                    ),
-                    Some(n) => crate::room::answer_json(
-                        202,
-                        serde_json::json!({
-                            "delivered": n,
-                            "error": why,
-                            "note": format!("the service stored {n} records of this body before the component trapped; do not re-send it: the others were not stored"),
-                        }),
-                        None,
                     ),
                 };
                 Ok(Handled {

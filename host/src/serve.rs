@@ -282,8 +282,14 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
             shared.metrics.requests_in_flight()
         ),
     );
-    let drained =
-        tokio::time::timeout(wait, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(wait, async {
+        while connections.join_next().await.is_some() {}
+        // Requests whose client went away are still shipped by their own tasks.
+        while shared.metrics.requests_in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let abandoned = if drained.is_ok() { 0 } else { connections.len() };
     connections.abort_all();
     log::line(
@@ -313,7 +319,7 @@ async fn connection<Io>(
     let header_timeout = shared.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let (shared, certificate) = (shared.clone(), certificate.clone());
-        async move { handle(&shared, req, peer, &certificate).await }
+        async move { handle(shared, req, peer, &certificate).await }
     });
     // Without a timer hyper enforces no header timeout: a client that sends half a head would
     // hold its connection forever.
@@ -346,7 +352,7 @@ async fn connection<Io>(
 /// Answer one request: credentials checked, `/metrics` here, everything else through the room
 /// and the component, counting what its answer reports.
 async fn handle(
-    shared: &Shared,
+    shared: Arc<Shared>,
     req: hyper::Request<hyper::body::Incoming>,
     peer: SocketAddr,
     certificate: &[u8],
@@ -381,8 +387,16 @@ async fn handle(
     let response = match shared.room.admit(req).await {
         // The room is held until the component has answered.
         Ok(admitted) => {
-            let _shipping = shared.metrics.in_flight();
-            return ship(shared, admitted, certificate).await;
+            // Shipped by a task of its own: a client that goes away does not stop it half-way
+            // (the component's instance would go on, without the room, the turn or the memory
+            // of what it stored).
+            let (shared, certificate) = (shared.clone(), certificate.to_vec());
+            return tokio::spawn(async move {
+                let _shipping = shared.metrics.in_flight();
+                ship(&shared, admitted, &certificate).await
+            })
+            .await
+            .map_err(|e| anyhow!("shipping the request failed: {e}"))?;
         }
         Err(answer) => answer,
     };
@@ -484,7 +498,11 @@ async fn ship(shared: &Shared, admitted: Admitted, certificate: &[u8]) -> Result
     shared.metrics.answered(status, &answer);
     let answer = match serde_json::from_slice::<Value>(&answer) {
         Ok(Value::Object(mut fields)) if records => {
-            if let Some(text) = trim_for_agent_logging(&mut fields, status) {
+            let all_problems = parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "problems=all"));
+            if let Some(text) = trim_for_agent_logging(&mut fields, status, all_problems) {
                 match Entry::parse(&text) {
                     Ok(entry) if status == 503 => shared.memory.keep(&key, &entry),
                     Ok(_) => shared.memory.forget(&key),
@@ -536,8 +554,13 @@ impl Drop for Release<'_> {
 }
 
 /// Take the `ledger` out of the component's answer, log its problems (all of them, bounded)
-/// and cut them for the agent; the ledger's text, if there was one.
-fn trim_for_agent_logging(fields: &mut serde_json::Map<String, Value>, status: u16) -> Option<String> {
+/// and cut them for the agent unless it asked for all (`?problems=all`); the ledger's text, if
+/// there was one.
+fn trim_for_agent_logging(
+    fields: &mut serde_json::Map<String, Value>,
+    status: u16,
+    all_problems: bool,
+) -> Option<String> {
     if let Some(Value::Array(problems)) = fields.get("problems") {
         for p in problems.iter().take(PROBLEMS_LOGGED) {
             log::line(
@@ -569,6 +592,12 @@ fn trim_for_agent_logging(fields: &mut serde_json::Map<String, Value>, status: u
             );
         }
     }
+    if all_problems {
+        return match fields.remove("ledger") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        };
+    }
     reply::trim_for_agent(fields)
 }
 
@@ -582,8 +611,9 @@ fn cut(text: &str, chars: usize) -> String {
 
 /// The component trapped: which records of the body the service stored is told apart natively
 /// (the body split and each record formatted as the component does), so that the agent's
-/// re-post ships only the others. `None` when serve cannot tell (no settings, aggregation, a
-/// body it cannot read): the component's own trap answer stands.
+/// re-post ships only the others (with aggregation records packed together cannot be told apart:
+/// they count as not stored, at worst a second copy). `None` when serve cannot read the body or
+/// its settings: the component's own trap answer (503) stands.
 fn after_trap(
     shared: &Shared,
     parts: &hyper::http::request::Parts,
@@ -592,15 +622,12 @@ fn after_trap(
     trap: &crate::proxy::Trapped,
 ) -> Option<reply::Reply> {
     let settings = shared.settings.as_ref()?;
-    if settings.sink.shape.aggregate {
-        return None;
-    }
+    // Read as the component reads them (lossy UTF-8).
     let header = |name: &str| {
         parts
             .headers
             .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let framing = front_body::framing(header("content-type").as_deref()).ok()?;
     let decoded = front_body::decode(
@@ -621,6 +648,7 @@ fn after_trap(
     // and count as not stored (at worst a second copy, never a loss).
     let candidates: Vec<(u32, (i64, u32), &[u8])> = open
         .iter()
+        .filter(|_| !settings.sink.shape.aggregate)
         .filter_map(|&p| {
             let item = &items[p as usize];
             item.time.map(|t| (p, t, &decoded[item.start..item.end]))

@@ -426,20 +426,21 @@ impl Shipper {
                     // The first line names the trap; the rest (a backtrace) is for the log.
                     let settlement = a.trapped(message.lines().next().unwrap_or_default(), &self.rule, now());
                     if !self.quiet {
+                        let next = match settlement.verdict {
+                            Verdict::Retry => format!(
+                                "sending the other {} again in a new instance",
+                                settlement.held.len()
+                            ),
+                            _ if settlement.finals.is_empty() => "nothing is left to send".to_string(),
+                            _ => format!(
+                                "the chunk trapped it before with nothing stored: the other {} records are reported failed ({})",
+                                settlement.finals.len(),
+                                Code::ComponentTrap
+                            ),
+                        };
                         crate::log::warn(&format!(
-                            "the component trapped ({} records of this chunk stored in this attempt); {}: {}",
+                            "the component trapped ({} records of this chunk stored in this attempt); {next}: {}",
                             settlement.stored_now,
-                            if settlement.verdict == Verdict::Retry {
-                                format!(
-                                    "sending the other {} again in a new instance",
-                                    settlement.held.len()
-                                )
-                            } else {
-                                format!(
-                                    "the chunk trapped it before: the other records are reported failed ({})",
-                                    Code::ComponentTrap
-                                )
-                            },
                             message.lines().next().unwrap_or_default()
                         ));
                     }

@@ -260,6 +260,12 @@ impl bindings::kinesis::output::host::Host for Ctx {
         if let Some(hook) = &mut self.on_stored {
             hook(&events);
         }
+        // The component tells what a wave of requests stored once every answer of the wave is
+        // in: the exchanges kept so far are told. After a trap only the ones since are matched
+        // (a repeated record must not be taken for one the service never stored).
+        if let Some(accepted) = &self.hooks.accepted {
+            accepted.lock().expect("not poisoned").clear();
+        }
     }
 }
 

@@ -34,8 +34,9 @@ struct Opened {
     rule: Rule,
 }
 
-/// Bodies this instance remembers at most (each a few dozen bytes).
+/// Bodies this instance remembers at most, and the bytes they may take.
 const MEMORY_CAPACITY: usize = 10_000;
+const MEMORY_BYTES: usize = 8 << 20;
 
 thread_local! {
     /// Opened at the first request and kept while the host keeps this instance (hosts that
@@ -209,7 +210,7 @@ fn ingest(request: &IncomingRequest, all_problems: bool) -> Reply {
             if hosted.is_none() {
                 MEMORY.with(|m| {
                     let mut m = m.borrow_mut();
-                    let ledger = m.get_or_insert_with(|| Ledger::new(MEMORY_CAPACITY));
+                    let ledger = m.get_or_insert_with(|| Ledger::new(MEMORY_CAPACITY, MEMORY_BYTES));
                     if settlement.verdict == Verdict::Retry {
                         let k = *key.get_or_insert_with(|| body_key(request, &tag, &body));
                         ledger.put(k, attempt.entry.clone());

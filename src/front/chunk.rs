@@ -202,7 +202,7 @@ impl<'a> Reader<'a> {
             self.i = self.i.saturating_sub(1);
             return self.fail("an event is not a two-element array");
         };
-        let (seconds, nanoseconds) = match self.head()? {
+        let (seconds, nanoseconds, whole) = match self.head()? {
             Head::Array(n) if n >= 1 => {
                 let time = self.time()?;
                 // The metadata and anything after it.
@@ -211,7 +211,8 @@ impl<'a> Reader<'a> {
             }
             head => self.time_from(head)?,
         };
-        if seconds == -1 || seconds == -2 {
+        // Markers carry a whole -1 or -2 (an EventTime or an integer), never a float time.
+        if whole && (seconds == -1 || seconds == -2) {
             self.skip(1)?;
             return Ok(None);
         }
@@ -223,24 +224,29 @@ impl<'a> Reader<'a> {
         }))
     }
 
-    fn time(&mut self) -> Result<(i64, u32), ChunkError> {
+    fn time(&mut self) -> Result<(i64, u32, bool), ChunkError> {
         let head = self.head()?;
         self.time_from(head)
     }
 
-    fn time_from(&mut self, head: Head) -> Result<(i64, u32), ChunkError> {
+    /// Seconds, nanoseconds, and whether the time was whole (an EventTime or an integer).
+    fn time_from(&mut self, head: Head) -> Result<(i64, u32, bool), ChunkError> {
         match head {
             Head::Ext(0, 8) => {
                 // Seconds are signed: -1 and -2 mark groups.
                 let s = self.uint(4)? as u32 as i32;
                 let n = self.uint(4)? as u32;
-                Ok((i64::from(s), n.min(999_999_999)))
+                Ok((i64::from(s), n.min(999_999_999), true))
             }
-            Head::Uint(s) => Ok((s.min(i64::MAX as u64) as i64, 0)),
-            Head::Int(s) => Ok((s, 0)),
+            Head::Uint(s) => Ok((s.min(i64::MAX as u64) as i64, 0, true)),
+            Head::Int(s) => Ok((s, 0, true)),
             Head::Float(f) if f.is_finite() => {
                 let s = f.floor();
-                Ok((s as i64, ((f - s) * 1e9).round().clamp(0.0, 999_999_999.0) as u32))
+                Ok((
+                    s as i64,
+                    ((f - s) * 1e9).round().clamp(0.0, 999_999_999.0) as u32,
+                    false,
+                ))
             }
             _ => self.fail("an event's time is not an EventTime, an integer or a float"),
         }

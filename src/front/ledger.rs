@@ -478,25 +478,43 @@ pub fn key_hex(key: &Key) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Entries of chunks not yet complete, at most `capacity` of them: past it the one touched
-/// longest ago is evicted (and counted).
+/// Entries of chunks not yet complete, at most `capacity` of them and about `max_bytes` in all
+/// (an entry weighs [`Entry::weight`]): past either, the ones touched longest ago are evicted
+/// (and counted).
 #[derive(Debug)]
 pub struct Ledger {
     entries: HashMap<Key, (Entry, u64)>,
+    /// Keys by the time they were last touched, oldest first.
+    order: std::collections::BTreeMap<u64, Key>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     clock: u64,
-    /// Entries evicted to stay within `capacity`.
+    /// Entries evicted to stay within the bounds.
     pub evicted: u64,
 }
 
 /// The default bound on the chunks a ledger remembers.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+/// The default bound on the bytes a ledger holds.
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
+impl Entry {
+    /// About the bytes the entry takes in memory: a settled set of alternating places weighs
+    /// more than a chunk's worth of whole ranges.
+    pub fn weight(&self) -> usize {
+        64 + self.settled.0.len() * 8
+    }
+}
 
 impl Ledger {
-    pub fn new(capacity: usize) -> Ledger {
+    pub fn new(capacity: usize, max_bytes: usize) -> Ledger {
         Ledger {
             entries: HashMap::new(),
+            order: std::collections::BTreeMap::new(),
             capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
             clock: 0,
             evicted: 0,
         }
@@ -506,26 +524,32 @@ impl Ledger {
         self.entries.get(key).map(|(e, _)| e)
     }
 
-    /// Keep `entry` for `key`; returns the key evicted to make room, if one was.
-    pub fn put(&mut self, key: Key, entry: Entry) -> Option<Key> {
+    /// Keep `entry` for `key`; returns the keys evicted to make room (never `key` itself).
+    pub fn put(&mut self, key: Key, entry: Entry) -> Vec<Key> {
         self.clock += 1;
-        self.entries.insert(key, (entry, self.clock));
-        if self.entries.len() <= self.capacity {
-            return None;
+        self.bytes += entry.weight();
+        if let Some((old, touched)) = self.entries.insert(key, (entry, self.clock)) {
+            self.bytes -= old.weight();
+            self.order.remove(&touched);
         }
-        let oldest = *self
-            .entries
-            .iter()
-            .min_by_key(|(_, (_, touched))| *touched)
-            .map(|(k, _)| k)
-            .expect("not empty");
-        self.entries.remove(&oldest);
-        self.evicted += 1;
-        Some(oldest)
+        self.order.insert(self.clock, key);
+        let mut evicted = Vec::new();
+        while self.entries.len() > self.capacity || (self.bytes > self.max_bytes && self.entries.len() > 1) {
+            let (_, oldest) = self.order.pop_first().expect("not empty");
+            if let Some((old, _)) = self.entries.remove(&oldest) {
+                self.bytes -= old.weight();
+            }
+            self.evicted += 1;
+            evicted.push(oldest);
+        }
+        evicted
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Entry> {
-        self.entries.remove(key).map(|(e, _)| e)
+        let (entry, touched) = self.entries.remove(key)?;
+        self.order.remove(&touched);
+        self.bytes -= entry.weight();
+        Some(entry)
     }
 
     pub fn len(&self) -> usize {
@@ -747,15 +771,28 @@ mod tests {
 
     #[test]
     fn the_ledger_is_bounded_and_evicts_the_oldest() {
-        let mut l = Ledger::new(2);
+        let mut l = Ledger::new(2, DEFAULT_MAX_BYTES);
         let key = |b: u8| [b; 32];
-        assert_eq!(l.put(key(1), Entry::new(1, 0)), None);
-        assert_eq!(l.put(key(2), Entry::new(1, 0)), None);
+        assert!(l.put(key(1), Entry::new(1, 0)).is_empty());
+        assert!(l.put(key(2), Entry::new(1, 0)).is_empty());
         // Touching 1 again makes 2 the oldest.
-        assert_eq!(l.put(key(1), Entry::new(1, 0)), None);
-        assert_eq!(l.put(key(3), Entry::new(1, 0)), Some(key(2)));
+        assert!(l.put(key(1), Entry::new(1, 0)).is_empty());
+        assert_eq!(l.put(key(3), Entry::new(1, 0)), vec![key(2)]);
         assert_eq!((l.len(), l.evicted), (2, 1));
         assert!(l.get(&key(2)).is_none() && l.get(&key(1)).is_some());
+        // By bytes: an entry of many ranges (a body of alternating settled places) pushes the
+        // others out, never itself.
+        let mut heavy = Entry::new(20_000, 0);
+        for p in (0..20_000).step_by(2) {
+            heavy.settled.insert(p);
+        }
+        let mut l = Ledger::new(100, 1000);
+        l.put(key(1), Entry::new(1, 0));
+        l.put(key(2), Entry::new(1, 0));
+        assert_eq!(l.put(key(9), heavy.clone()), vec![key(1), key(2)]);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.remove(&key(9)), Some(heavy));
+        assert!(l.is_empty());
         assert_eq!(key_hex(&key(0xab))[..4], *"abab");
         assert_ne!(key_of(&[b"ab", b"c"]), key_of(&[b"a", b"bc"]));
         // SHA-256 of the length-prefixed parts: hosts compute the same key their own way.

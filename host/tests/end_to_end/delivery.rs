@@ -367,3 +367,116 @@ fn a_repost_while_the_body_is_being_shipped_waits_for_it() {
     assert_eq!(fake.stored().len(), 50, "each record once");
     assert_eq!(fake.seen().len(), 1, "one request: the re-post shipped nothing");
 }
+
+/// An agent that gives up on a request (its timeout) and closes the connection: serve ships the
+/// body to its end all the same, remembering what was stored, so the agent's re-post ships only
+/// the rest (the landed build dropped its bookkeeping with the connection, while the instance
+/// went on: 57 of 200 records stored twice).
+#[test]
+fn a_client_that_goes_away_does_not_make_serve_ship_twice() {
+    use host_tests::fake_kinesis::Fault;
+    let (fake, _upstream, _dir, server) = fake_serve("it-serve-gone", json!({"retry_base_delay": 0.2}), &[]);
+    fake.set_random_faults(RandomFaults {
+        throttle_records: 0.9,
+        ..RandomFaults::default()
+    });
+    // The first answer takes a while: the client is gone before it comes.
+    fake.script([Fault::Slow(Duration::from_millis(1500))]);
+    let batch = lines(0, 200);
+    let body = ndjson(&batch);
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(s);
+    std::thread::sleep(Duration::from_secs(1));
+    fake.set_random_faults(RandomFaults::default());
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let (status, _) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[("content-type", "application/x-ndjson")],
+            &body,
+        )
+        .unwrap();
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let mut got: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    got.sort();
+    let mut want: Vec<Vec<u8>> = batch.iter().map(|l| expected(l).0).collect();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "each record once ({statuses:?})");
+    assert!(got == want);
+}
+
+/// A trap with aggregation, where the stored records cannot be told apart: serve answers 503
+/// (small, the trap named by its first line) and the re-posts store every record: at worst a
+/// second copy, never a loss (the landed build answered 202 "do not re-send" with 4 of 7
+/// aggregates lost, in an answer of 31 KB).
+#[test]
+fn a_trap_with_aggregation_loses_nothing() {
+    let fake = Arc::new(FakeKinesis::new("it-serve-agg", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("it-serve-agg");
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "stream_name": "it-serve-agg", "region": "us-east-1",
+            "endpoint": format!("http://{}", upstream.addr),
+            "partition_key": "pod", "aggregate": true, "max_record_size": 4096,
+            "batch_request_max_count": 1,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let server = kinesis_ship_serve_to(
+        &config,
+        &[],
+        &[("KINESIS_FAULT_TRAP_AFTER_PUTS", "1")],
+        Stdio::from(log),
+    );
+    let batch: Vec<String> = (0..60)
+        .map(|i| json!({"pod": format!("p{}", i % 3), "n": i, "pad": "z".repeat(200)}).to_string())
+        .collect();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let (status, answer) = http(&server.addr, "POST", "/", &[], &ndjson(&batch)).unwrap();
+        assert!(answer.len() < 4096, "{} bytes: {answer}", answer.len());
+        statuses.push(status);
+        if status != 503 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // Every record stored: its bytes stand in some aggregate (KPL keeps them as they are).
+    let stored: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+    let seen: Vec<&String> = batch
+        .iter()
+        .filter(|line| {
+            let data = expected(line).0;
+            stored
+                .iter()
+                .any(|blob| blob.windows(data.len()).any(|w| w == data.as_slice()))
+        })
+        .collect();
+    assert_eq!(
+        seen.len(),
+        batch.len(),
+        "every record at least once ({statuses:?})"
+    );
+}

@@ -164,3 +164,64 @@ fn after_a_trap_the_requests_in_flight_are_waited_for_and_not_sent_again() {
     assert_eq!(stored.len(), 400, "every record once\n{stderr}");
     assert!(stored == want);
 }
+
+/// A trap with repeated records: the answers the component already told are not matched again
+/// after the trap, so a record the service never stored is not taken for one of them (the
+/// review found 40 identical lines reported delivered with 32 stored).
+#[test]
+fn after_a_trap_repeated_records_are_each_stored() {
+    use host_tests::fake_kinesis::{FakeKinesis, RandomFaults};
+    use std::sync::Arc;
+    let fake = Arc::new(
+        FakeKinesis::new("it-trap-same", KEY_ID_VALUE, SECRET_VALUE).with_random_faults(
+            RandomFaults {
+                throttle_records: 0.5,
+                ..RandomFaults::default()
+            },
+            7,
+        ),
+    );
+    let upstream = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("trap-same");
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "stream_name": "it-trap-same", "region": "us-east-1",
+            "endpoint": format!("http://{}", upstream.addr), "partition_key": "pod",
+            "retry_base_delay": 0.01,
+            "buffer": {"chunk_limit_records": 40, "flush_interval": "60s"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let line = json!({"pod": "a", "msg": "same line"}).to_string();
+    let input = dir.join("input.ndjson");
+    std::fs::write(&input, format!("{line}\n").repeat(40)).unwrap();
+    let report = dir.join("report.json");
+    let (code, stderr) = ship_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+            ("KINESIS_FAULT_TRAP_AFTER_PUTS", "2"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("the component trapped"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 40, "{report}");
+    assert_eq!(
+        fake.stored().len(),
+        40,
+        "as many stored as reported delivered\n{stderr}"
+    );
+}

@@ -143,13 +143,23 @@ fn group_markers_are_skipped_and_seconds_are_signed() {
     }
     // A marker with an integer time, too.
     chunk.extend([0x92, 0x92, 0xff, 0x80, 0x80]);
+    // A float time of -0.5 is a time (Fluent Bit reads it as 0), not a marker.
+    chunk.extend([0x92, 0xcb]);
+    chunk.extend((-0.5f64).to_bits().to_be_bytes());
+    chunk.extend([0x81]);
+    chunk.extend(str8("log"));
+    chunk.extend(str8("c"));
     let d = decode(&chunk, MIB);
     assert_eq!(d.markers, 3);
     let times: Vec<i64> = d.events.iter().map(|e| e.seconds).collect();
-    assert_eq!(times, vec![7, -3]);
+    assert_eq!(times, vec![7, -3, -1]);
     assert_eq!(
         records(&d),
-        vec![Ok(r#"{"log":"a"}"#.to_string()), Ok(r#"{"log":"b"}"#.to_string())]
+        vec![
+            Ok(r#"{"log":"a"}"#.to_string()),
+            Ok(r#"{"log":"b"}"#.to_string()),
+            Ok(r#"{"log":"c"}"#.to_string())
+        ]
     );
 }
 
