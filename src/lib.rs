@@ -1,10 +1,11 @@
 //! # kinesis-output
 //!
-//! A WebAssembly component that ships log records to Amazon Kinesis Data Streams. A host opens a
-//! sink from a JSON configuration (the names of Fluentd's aws-fluent-plugin-kinesis) and hands it
-//! chunks of events; the sink formats each record, picks its partition key, packs the records
-//! into `PutRecords` requests, signs them with SigV4 and sends them through `wasi:http`, retrying
-//! only the records that failed. Every event gets exactly one outcome: delivered, failed or
+//! A WebAssembly component that ships log records to Amazon Kinesis Data Streams and Amazon Data
+//! Firehose. A host opens a sink from a JSON configuration (the names of Fluentd's
+//! aws-fluent-plugin-kinesis) and hands it chunks of events; the sink formats each record, picks
+//! its partition key, packs the records into `PutRecords` (Firehose: `PutRecordBatch`) requests,
+//! signs them with SigV4 and sends them through `wasi:http`, retrying only the records that
+//! failed. The two services share one delivery engine ([`kinesis::Service`] holds what differs). Every event gets exactly one outcome: delivered, failed or
 //! rejected.
 //!
 //! ## Layout

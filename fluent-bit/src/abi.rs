@@ -55,7 +55,8 @@ pub struct OutputPlugin {
 
 /// The plugin's name in Fluent Bit's configuration.
 pub const NAME: &CStr = c"kinesis_wasm";
-const DESCRIPTION: &CStr = c"Amazon Kinesis Data Streams through the kinesis-output WebAssembly component";
+const DESCRIPTION: &CStr =
+    c"Amazon Kinesis Data Streams and Firehose through the kinesis-output WebAssembly component";
 
 /// Fluent Bit's return codes.
 const FLB_OK: c_int = 1;

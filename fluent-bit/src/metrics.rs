@@ -82,8 +82,8 @@ impl Metrics {
             ),
             requests: counter(
                 c"requests_total",
-                c"PutRecords requests sent, retries included.",
-                &[],
+                c"PutRecords (service kinesis) and PutRecordBatch (service firehose) requests sent, retries included.",
+                &[c"service"],
             ),
             retries: counter(
                 c"retries_total",
@@ -125,8 +125,9 @@ impl Metrics {
         all.iter().all(|c| !c.is_null()).then_some(metrics)
     }
 
-    /// Add one flush's counts.
-    pub fn add(&self, tally: &Tally) {
+    /// Add one flush's counts; `service` names the service the requests went to (`kinesis`,
+    /// `firehose`).
+    pub fn add(&self, tally: &Tally, service: &CStr) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -144,7 +145,7 @@ impl Metrics {
         add(self.records, tally.delivered as u64, Some(c"delivered"));
         add(self.records, tally.failed as u64, Some(c"failed"));
         add(self.records, tally.rejected as u64, Some(c"rejected"));
-        add(self.requests, tally.counters.requests, None);
+        add(self.requests, tally.counters.requests, Some(service));
         add(self.retries, tally.counters.retries, None);
         add(self.throttled, tally.counters.throttled_records, None);
         add(self.bytes, tally.counters.bytes_sent, None);

@@ -118,6 +118,8 @@ pub struct Output {
     max_record_json: usize,
     /// Flushes answered `FLB_RETRY`.
     retries: std::sync::atomic::AtomicU64,
+    /// Where records go (for the metrics' `service` label).
+    service: kinesis_output::kinesis::Service,
 }
 
 /// The largest record JSON taken from a chunk: generous beside `max_record_size` (formatting,
@@ -209,6 +211,7 @@ impl Output {
             rule,
             max_record_json: max_record_json(native.sink.shape.max_record_size),
             retries: std::sync::atomic::AtomicU64::new(0),
+            service: native.sink.service,
         };
         let first = output.open()?;
         output.pool.lock().expect("not poisoned").push(first);
@@ -557,7 +560,11 @@ impl Output {
     /// (counts only; the flush has logged its problems).
     fn account(&self, flush: &Tally) {
         if let Some(metrics) = &self.metrics {
-            metrics.add(flush);
+            let service = match self.service {
+                kinesis_output::kinesis::Service::Streams => c"kinesis",
+                kinesis_output::kinesis::Service::Firehose => c"firehose",
+            };
+            metrics.add(flush, service);
         }
         self.totals.lock().expect("not poisoned").add_counts(flush);
     }

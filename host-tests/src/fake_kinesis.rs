@@ -1,5 +1,5 @@
-//! An in-process fake of Kinesis Data Streams' PutRecords, reached through the harness's
-//! `send_request` hook. It checks signatures independently ([`crate::sigv4`]), enforces the real
+//! An in-process fake of Kinesis Data Streams' PutRecords and Firehose's PutRecordBatch, reached
+//! through the harness's `send_request` hook. It checks signatures independently ([`crate::sigv4`]), enforces the real
 //! limits, stores what it accepts, and injects faults on demand.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,6 +10,13 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::sigv4::{self, RawRequest};
+
+/// `X-Amz-Target` of Firehose's PutRecordBatch, which the fake answers too.
+pub const PUT_RECORD_BATCH: &str = "Firehose_20150804.PutRecordBatch";
+/// PutRecordBatch's limits.
+pub const FIREHOSE_MAX_RECORDS: usize = 500;
+pub const FIREHOSE_MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1_000 * 1024;
 
 /// PutRecords limits the fake enforces, as the service does.
 pub const MAX_RECORDS: usize = 500;
@@ -350,11 +357,18 @@ impl FakeKinesis {
             headers,
             body,
         };
+        let target = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+            .map(|(_, v)| v.as_str());
+        // Firehose's calls are signed for `firehose`, Kinesis's for `kinesis`.
+        let firehose = target == Some(PUT_RECORD_BATCH);
+        let signing_name = if firehose { "firehose" } else { "kinesis" };
         if let Err(e) = sigv4::verify(
             &raw,
             |k| self.credentials.get(k).cloned(),
             &self.region,
-            "kinesis",
+            signing_name,
         ) {
             let status = if e.code == "MissingAuthenticationTokenException" {
                 403
@@ -366,10 +380,9 @@ impl FakeKinesis {
         if method != "POST" || path != "/" {
             return error(404, "UnknownOperationException", "");
         }
-        let target = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
-            .map(|(_, v)| v.as_str());
+        if firehose {
+            return self.put_record_batch(state, random, request, body, fault);
+        }
         if target != Some("Kinesis_20131202.PutRecords") {
             return error(400, "UnknownOperationException", "");
         }
@@ -521,6 +534,148 @@ impl FakeKinesis {
         Processed::Answer {
             status: 200,
             body: serde_json::to_vec(&json!({"FailedRecordCount": failed, "Records": entries})).unwrap(),
+            records: records.len(),
+        }
+    }
+}
+
+impl FakeKinesis {
+    /// Firehose's PutRecordBatch: the delivery stream by name, records without keys, its
+    /// limits (500 records, 4 MiB a call, 1,000 KiB a record), `ServiceUnavailableException` for
+    /// throttling (a record's or the call's), `RecordId`s for what it stores.
+    fn put_record_batch(
+        &self,
+        state: &mut State,
+        random: &RandomFaults,
+        request: usize,
+        body: &[u8],
+        fault: Option<&Fault>,
+    ) -> Processed {
+        let refusal = match fault {
+            Some(Fault::AccessDenied) => Some((
+                "AccessDeniedException",
+                "User: arn:aws:iam::111111111111:user/x is not authorized to perform: firehose:PutRecordBatch",
+            )),
+            Some(Fault::Throttled) => Some((
+                "ServiceUnavailableException",
+                "Slow down.",
+            )),
+            Some(Fault::ExpiredToken) => Some((
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = refusal {
+            return error(400, code, message);
+        }
+        if let Some(Fault::MalformedBody) = fault {
+            return Processed::Answer {
+                status: 200,
+                body: b"<html>gateway says hello</html>".to_vec(),
+                records: 0,
+            };
+        }
+        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+            return error(400, "SerializationException", "body is not JSON");
+        };
+        let Some(stream) = parsed["DeliveryStreamName"].as_str() else {
+            return error(400, "ValidationException", "DeliveryStreamName is required");
+        };
+        if !self.streams.iter().any(|s| s == stream) {
+            return error(
+                400,
+                "ResourceNotFoundException",
+                &format!("Firehose {stream} under account {ACCOUNT} not found."),
+            );
+        }
+        let Some(records) = parsed["Records"].as_array() else {
+            return error(400, "ValidationException", "Records is required");
+        };
+        if records.is_empty() || records.len() > FIREHOSE_MAX_RECORDS {
+            return error(
+                400,
+                "InvalidArgumentException",
+                &format!(
+                    "Records has {} entries; 1 to {FIREHOSE_MAX_RECORDS} are allowed",
+                    records.len()
+                ),
+            );
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut total = 0usize;
+        for r in records {
+            if r.get("PartitionKey").is_some() {
+                return error(
+                    400,
+                    "SerializationException",
+                    "Records have no PartitionKey in Firehose",
+                );
+            }
+            let Some(Ok(data)) = r["Data"]
+                .as_str()
+                .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
+            else {
+                return error(400, "SerializationException", "Data is required, in base64");
+            };
+            if data.len() > FIREHOSE_MAX_RECORD_BYTES {
+                return error(
+                    400,
+                    "InvalidArgumentException",
+                    &format!(
+                        "a record of {} bytes exceeds {FIREHOSE_MAX_RECORD_BYTES}",
+                        data.len()
+                    ),
+                );
+            }
+            total += data.len();
+            decoded.push(data);
+        }
+        if total > FIREHOSE_MAX_CALL_BYTES {
+            return error(
+                400,
+                "InvalidArgumentException",
+                &format!("records of {total} bytes exceed {FIREHOSE_MAX_CALL_BYTES}"),
+            );
+        }
+        let mut entries = Vec::with_capacity(decoded.len());
+        let mut failed = 0;
+        for data in decoded {
+            let roll = if random.throttle_records + random.fail_records > 0.0 {
+                next_unit(&mut state.rng)
+            } else {
+                1.0
+            };
+            if roll < random.throttle_records {
+                failed += 1;
+                entries
+                    .push(json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+                continue;
+            }
+            if roll < random.throttle_records + random.fail_records {
+                failed += 1;
+                entries.push(
+                    json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."}),
+                );
+                continue;
+            }
+            state.next_sequence += 1;
+            let record_id = format!("{:032x}{:040}", request, state.next_sequence);
+            entries.push(json!({"RecordId": record_id}));
+            state.stored.push(Stored {
+                data,
+                partition_key: String::new(),
+                shard_id: String::new(),
+                sequence_number: record_id,
+                request,
+            });
+        }
+        Processed::Answer {
+            status: 200,
+            body: serde_json::to_vec(
+                &json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": entries}),
+            )
+            .unwrap(),
             records: records.len(),
         }
     }

@@ -133,11 +133,15 @@ impl Metrics {
         }
     }
 
-    /// Count one PutRecords request the component sent: the status of its answer (`None`: no
-    /// answer, a network error) and the time to the answer's head.
-    pub fn put_records(&self, status: Option<u16>, took: Duration) {
-        let label = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-        self.requests_by_status.add(&label, 1);
+    /// Count one call the component made to `service` (`kinesis`: PutRecords, `firehose`:
+    /// PutRecordBatch): the status of its answer (`None`: no answer, a network error) and the
+    /// time to the answer's head.
+    pub fn put_records(&self, service: &str, status: Option<u16>, took: Duration) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        self.requests_by_status.add(
+            &format!("service=\"{}\",status=\"{}\"", escape(service), escape(&status)),
+            1,
+        );
         self.latency.observe(took);
     }
 
@@ -208,13 +212,13 @@ impl Metrics {
             &mut out,
             "kinesis_output_requests_total",
             "counter",
-            "PutRecords requests sent, by the HTTP status of the answer (error: none came).",
-            labelled("status", &self.requests_by_status),
+            "PutRecords (service kinesis) and PutRecordBatch (service firehose) requests sent, by the HTTP status of the answer (error: none came).",
+            self.requests_by_status.snapshot(),
         );
         let name = "kinesis_output_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} PutRecords requests: time from sending to the answer's head."
+            "# HELP {name} PutRecords and PutRecordBatch requests: time from sending to the answer's head."
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -306,9 +310,9 @@ mod tests {
         );
         m.answered(413, b"{\"error\":\"too large\"}");
         m.answered(404, b"not json");
-        m.put_records(Some(200), Duration::from_millis(3));
-        m.put_records(Some(400), Duration::from_millis(70));
-        m.put_records(None, Duration::from_secs(40));
+        m.put_records("kinesis", Some(200), Duration::from_millis(3));
+        m.put_records("kinesis", Some(400), Duration::from_millis(70));
+        m.put_records("firehose", None, Duration::from_secs(40));
         m.trapped();
         let _busy = m.in_flight();
         let text = m.render();
@@ -340,9 +344,18 @@ mod tests {
         assert_eq!(sample(&text, "kinesis_output_bytes_sent_total "), 900);
         assert_eq!(sample(&text, "kinesis_output_credential_refreshes_total "), 1);
         assert_eq!(sample(&text, "kinesis_output_traps_total "), 1);
-        assert_eq!(sample(&text, "kinesis_output_requests_total{status=\"200\"}"), 1);
         assert_eq!(
-            sample(&text, "kinesis_output_requests_total{status=\"error\"}"),
+            sample(
+                &text,
+                "kinesis_output_requests_total{service=\"kinesis\",status=\"200\"}"
+            ),
+            1
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "kinesis_output_requests_total{service=\"firehose\",status=\"error\"}"
+            ),
             1
         );
         // Buckets are cumulative; 40 s is past the last bound and only in +Inf.

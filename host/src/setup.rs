@@ -84,7 +84,7 @@ impl Sandbox {
 }
 
 /// Read a config file (JSON, or YAML by extension or content). A logging-operator output spec
-/// (`spec: kinesisStream: …`) is unwrapped to its `kinesisStream` section.
+/// (`spec: kinesisStream: …` or `spec: kinesisFirehose: …`) is unwrapped to that section.
 pub fn read_config(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
@@ -97,10 +97,16 @@ pub fn read_config(path: &Path) -> Result<Value> {
                 .map_err(|_| anyhow!("{}: not valid JSON: {json_err}", path.display()))?,
         }
     };
-    for wrapper in ["spec", "kinesisStream"] {
-        if let Some(inner) = value.get(wrapper).filter(|v| v.is_object()) {
-            value = inner.clone();
-        }
+    if let Some(inner) = value.get("spec").filter(|v| v.is_object()) {
+        value = inner.clone();
+    }
+    match (value.get("kinesisStream"), value.get("kinesisFirehose")) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "{}: the spec names both kinesisStream and kinesisFirehose; an Output has one",
+            path.display()
+        ),
+        (Some(inner), None) | (None, Some(inner)) if inner.is_object() => value = inner.clone(),
+        _ => {}
     }
     if !value.is_object() {
         anyhow::bail!("{}: the configuration must be an object", path.display());
@@ -274,6 +280,25 @@ mod tests {
             v,
             json!({"stream_name": "example-stream-name", "region": "us-east-1", "format": {"type": "json"}})
         );
+        // The operator's Firehose output, as its reference shows it.
+        std::fs::write(
+            &yaml,
+            "spec:\n  kinesisFirehose:\n    delivery_stream_name: example-stream-name\n    region: us-east-1\n    format:\n      type: json\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_config(&yaml).unwrap(),
+            json!({"delivery_stream_name": "example-stream-name", "region": "us-east-1", "format": {"type": "json"}})
+        );
+        std::fs::write(
+            &yaml,
+            "spec:\n  kinesisStream: {stream_name: a}\n  kinesisFirehose: {delivery_stream_name: b}\n",
+        )
+        .unwrap();
+        assert!(read_config(&yaml)
+            .unwrap_err()
+            .to_string()
+            .contains("both kinesisStream and kinesisFirehose"));
         let bad = dir.join("bad.json");
         std::fs::write(&bad, "{ nope").unwrap();
         assert!(read_config(&bad)

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::engine::{compile, wasi_linker};
-use kinesis_output::kinesis::wire::PUT_RECORDS_TARGET;
+use kinesis_output::kinesis::Service;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -325,10 +325,13 @@ impl WasiHttpHooks for Hooks {
                 return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
             }
         }
-        let is_put = request
-            .headers()
-            .get("x-amz-target")
-            .is_some_and(|v| v.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
+        // A PutRecords or PutRecordBatch call (credential requests are not).
+        let service = request.headers().get("x-amz-target").and_then(|v| {
+            [Service::Streams, Service::Firehose]
+                .into_iter()
+                .find(|s| v.as_bytes() == s.target().as_bytes())
+        });
+        let is_put = service.is_some();
         let sent = self.send_allowed(request, options, is_put);
         match (&self.metrics, is_put) {
             (Some(metrics), true) => {
@@ -337,7 +340,8 @@ impl WasiHttpHooks for Hooks {
                     let started = std::time::Instant::now();
                     let answered = Box::into_pin(sent).await;
                     let status = answered.as_ref().ok().map(|(r, _)| r.status().as_u16());
-                    metrics.put_records(status, started.elapsed());
+                    let service = service.map_or("kinesis", Service::name);
+                    metrics.put_records(service, status, started.elapsed());
                     answered
                 })
             }
@@ -445,7 +449,12 @@ pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
     ) else {
         return Vec::new();
     };
-    let (Some(records), Some(entries)) = (sent["Records"].as_array(), answer["Records"].as_array()) else {
+    // PutRecords answers `Records`, PutRecordBatch `RequestResponses`; a stored record has a
+    // `SequenceNumber` or a `RecordId`.
+    let entries = answer["Records"]
+        .as_array()
+        .or_else(|| answer["RequestResponses"].as_array());
+    let (Some(records), Some(entries)) = (sent["Records"].as_array(), entries) else {
         return Vec::new();
     };
     if records.len() != entries.len() {
@@ -454,7 +463,7 @@ pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
     records
         .iter()
         .zip(entries)
-        .filter(|(_, e)| e.get("SequenceNumber").is_some())
+        .filter(|(_, e)| e.get("SequenceNumber").is_some() || e.get("RecordId").is_some())
         .filter_map(|(r, _)| r["Data"].as_str().map(str::to_string))
         .collect()
 }

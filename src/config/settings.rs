@@ -18,11 +18,9 @@ use super::front::{FrontSettings, PROXY_PUT_DEADLINE};
 use super::secret::SecretSources;
 use super::stream_arn::StreamArn;
 use crate::auth::provider::AssumeRole;
-use crate::kinesis::limits::{
-    DEFAULT_RECORD_BYTES, DEFAULT_REQUEST_BYTES, MAX_PARTITION_KEY_CHARS, MAX_RECORDS_PER_REQUEST,
-    MAX_RECORD_BYTES, MAX_REQUEST_BYTES,
-};
+use crate::kinesis::limits::MAX_PARTITION_KEY_CHARS;
 use crate::kinesis::region;
+use crate::kinesis::Service;
 use crate::platform::{env_nonempty, Environment};
 use crate::shaping::accessor::Accessor;
 use crate::shaping::format::{Formatter, TimeStyle};
@@ -43,6 +41,7 @@ const MAX_IAM_RETRIES: u64 = 20;
 /// setting (the proxy and command worlds) look these names up.
 pub const SETTINGS: &[&str] = &[
     "stream_name",
+    "delivery_stream_name",
     "stream_arn",
     "allowed_streams",
     "region",
@@ -59,6 +58,7 @@ pub const SETTINGS: &[&str] = &[
     "format",
     "inject",
     "chomp_record",
+    "append_new_line",
     "data_key",
     "compression",
     "log_truncate_max_size",
@@ -79,6 +79,7 @@ pub const SETTINGS: &[&str] = &[
     "time_keys",
     "buffer",
     "proxy",
+    "slow_flush_log_threshold",
 ];
 
 /// `allowed_streams`: stream names, as a list or one comma-separated string; each a valid name.
@@ -120,6 +121,8 @@ pub const DEFAULT_INJECT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%N%z";
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Kinesis Data Streams (`stream_name`, `stream_arn`) or Firehose (`delivery_stream_name`).
+    pub service: Service,
     /// How each record is shaped (stream, key, format, inject, compression, size).
     pub shape: Shape,
     /// `stream_arn`: PutRecords names the stream by this ARN (the shape's stream name is its name).
@@ -188,7 +191,14 @@ impl Settings {
         let sink = Config::read(&mut fields, env, put_deadline)?;
         let time_keys = fields.take("time_keys");
         let front = FrontSettings::read(time_keys, fields.object("proxy")?)?;
-        let (buffer, warnings) = BufferSettings::read(fields.object("buffer")?)?;
+        let (buffer, mut warnings) = BufferSettings::read(fields.object("buffer")?)?;
+        // Fluentd's core option, in the operator's KinesisStream and KinesisFirehose types.
+        if fields.take("slow_flush_log_threshold").is_some() {
+            warnings.push(
+                "slow_flush_log_threshold is a Fluentd setting that kinesis-output's hosts do not apply"
+                    .to_string(),
+            );
+        }
         if sink.preserve_order && buffer.flush_thread_count > 1 {
             return Err(ConfigError::new(
                 "buffer.flush_thread_count",
@@ -221,7 +231,25 @@ impl Config {
             Some(text) => Some(StreamArn::parse(&text).map_err(|e| ConfigError::new("stream_arn", e))?),
             None => None,
         };
-        let stream_name = match (fields.string("stream_name")?, &stream_arn) {
+        let delivery_stream_name = fields.string("delivery_stream_name")?;
+        let stream_name_setting = fields.string("stream_name")?;
+        let service = match (&delivery_stream_name, &stream_name_setting, &stream_arn) {
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::new(
+                    "delivery_stream_name",
+                    "cannot be combined with stream_name: give stream_name for Kinesis Data Streams, or delivery_stream_name for Firehose",
+                ))
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "delivery_stream_name",
+                    "cannot be combined with stream_arn: give stream_arn for Kinesis Data Streams, or delivery_stream_name for Firehose",
+                ))
+            }
+            (Some(_), None, None) => Service::Firehose,
+            _ => Service::Streams,
+        };
+        let stream_name = match (stream_name_setting.or(delivery_stream_name), &stream_arn) {
             (Some(name), Some(arn)) if name != arn.name => {
                 return Err(ConfigError::new(
                     "stream_name",
@@ -233,16 +261,24 @@ impl Config {
             }
             (Some(name), _) => name,
             (None, Some(arn)) => arn.name.clone(),
-            (None, None) => return Err(ConfigError::new("stream_name", "is required (or stream_arn)")),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "stream_name",
+                    "is required (or stream_arn; or delivery_stream_name for Firehose)",
+                ))
+            }
         };
-        let stream_name = StreamName::parse(&stream_name).map_err(|e| ConfigError::new("stream_name", e))?;
+        let name_setting = service.stream_setting();
+        let stream_name = StreamName::parse(&stream_name)
+            .and_then(|n| n.within(service.max_name_chars()))
+            .map_err(|e| ConfigError::new(name_setting, e))?;
         let allowed = match fields.take("allowed_streams") {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => allowed_streams(v)?,
         };
         let stream_name = stream_name
             .allow_only(allowed)
-            .map_err(|e| ConfigError::new("stream_name", e))?;
+            .map_err(|e| ConfigError::new(name_setting, e))?;
 
         let region = match (fields.string("region")?, &stream_arn) {
             (Some(r), Some(arn)) if r != arn.region => {
@@ -268,7 +304,10 @@ impl Config {
         let endpoint = match (fields.string("endpoint")?, &stream_arn) {
             (Some(url), _) => parse_endpoint(&url)?,
             (None, Some(arn)) => arn.endpoint(),
-            (None, None) => region::kinesis_endpoint(&region),
+            (None, None) => match service {
+                Service::Streams => region::kinesis_endpoint(&region),
+                Service::Firehose => region::firehose_endpoint(&region),
+            },
         };
 
         let secrets_dir = fields.string("secrets_dir")?;
@@ -297,8 +336,24 @@ impl Config {
         let imds_v1_fallback = fields.boolean("imds_v1_fallback")?.unwrap_or(false);
 
         let partition_key = fields.accessor("partition_key")?;
+        if service == Service::Firehose && partition_key.is_some() {
+            return Err(ConfigError::new(
+                "partition_key",
+                "Firehose records have no partition key (delivery_stream_name names a Firehose stream)",
+            ));
+        }
         let data_key = fields.accessor("data_key")?;
         let chomp_record = fields.boolean("chomp_record")?.unwrap_or(false);
+        let append_new_line = match (fields.boolean("append_new_line")?, service) {
+            (Some(_), Service::Streams) => {
+                return Err(ConfigError::new(
+                    "append_new_line",
+                    "applies only to Firehose (delivery_stream_name)",
+                ))
+            }
+            (value, Service::Firehose) => value.unwrap_or(true),
+            (None, Service::Streams) => false,
+        };
         let format = match fields.object("format")? {
             Some(section) => formatter(Fields::new("format", section))?,
             None => Formatter::Json { add_newline: true },
@@ -328,6 +383,12 @@ impl Config {
         let aggregate = fields.boolean("aggregate")?.unwrap_or(false);
         let fixed_partition_key = fields.string("fixed_partition_key")?;
         if let Some(k) = &fixed_partition_key {
+            if service == Service::Firehose {
+                return Err(ConfigError::new(
+                    "fixed_partition_key",
+                    "Firehose records have no partition key (delivery_stream_name names a Firehose stream)",
+                ));
+            }
             if !aggregate {
                 return Err(ConfigError::new(
                     "fixed_partition_key",
@@ -352,15 +413,17 @@ impl Config {
             .integer("log_truncate_max_size", 0, u32::MAX as u64)?
             .map_or(1024, |v| v as usize);
 
+        let (max_record, default_record) = service.record_bytes();
         let max_record_size = fields
-            .integer("max_record_size", 1, MAX_RECORD_BYTES as u64)?
-            .map_or(DEFAULT_RECORD_BYTES, |v| v as usize);
+            .integer("max_record_size", 1, max_record as u64)?
+            .map_or(default_record, |v| v as usize);
         let batch_request_max_count = fields
-            .integer("batch_request_max_count", 1, MAX_RECORDS_PER_REQUEST as u64)?
-            .map_or(MAX_RECORDS_PER_REQUEST, |v| v as usize);
+            .integer("batch_request_max_count", 1, service.max_records() as u64)?
+            .map_or(service.max_records(), |v| v as usize);
+        let (max_request, default_request) = service.request_bytes();
         let batch_request_max_size = fields
-            .integer("batch_request_max_size", 1, MAX_REQUEST_BYTES as u64)?
-            .map_or(DEFAULT_REQUEST_BYTES, |v| v as usize);
+            .integer("batch_request_max_size", 1, max_request as u64)?
+            .map_or(default_request, |v| v as usize);
         if max_record_size > batch_request_max_size {
             return Err(ConfigError::new(
                 "max_record_size",
@@ -386,11 +449,14 @@ impl Config {
         let preserve_order = fields.boolean("preserve_order")?.unwrap_or(false);
 
         Ok(Config {
+            service,
             shape: Shape {
+                service,
                 stream_name,
                 partition_key,
                 format,
                 chomp_record,
+                append_new_line,
                 inject,
                 data_key,
                 compression,

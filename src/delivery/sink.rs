@@ -19,9 +19,8 @@ use crate::auth::{Provider, Signer};
 use crate::config::{resolve, Config, ConfigError};
 use crate::kinesis::aggregate;
 use crate::kinesis::code::{classify_error_response, Code, Verdict};
-use crate::kinesis::wire::{
-    encode_put_records, parse_put_records_response, EntryResult, CONTENT_TYPE, PUT_RECORDS_TARGET,
-};
+use crate::kinesis::wire::{EntryResult, CONTENT_TYPE};
+use crate::kinesis::Service;
 use crate::kinesis::{Counters, Event, Outcome, PreparedRecord, PutReport, Rejected, RejectionKind};
 use crate::platform::{
     Bounded, Environment, HttpRequest, HttpResponse, Platform, TransportCode, TransportError,
@@ -176,7 +175,9 @@ impl Sink {
                 Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
             }
         }
-        let mut pending: Vec<Pending> = if self.config.shape.aggregate {
+        let mut pending: Vec<Pending> = if self.config.shape.joins_records() {
+            self.join(prepared, &mut outcomes)
+        } else if self.config.shape.aggregate {
             self.aggregate(prepared, &mut outcomes, platform)
         } else {
             prepared
@@ -206,7 +207,11 @@ impl Sink {
             }
             let round = match self.credentials.get(platform, refresh) {
                 Ok(credentials) => {
-                    let signer = Signer::new(&credentials, &self.config.region);
+                    let signer = Signer::with_service(
+                        &credentials,
+                        &self.config.region,
+                        self.config.service.signing_name(),
+                    );
                     let result =
                         self.send_round(&signer, &mut sending, &mut outcomes, &mut counters, platform);
                     // An expired token forces one refresh before the next round.
@@ -310,6 +315,80 @@ impl Sink {
         }
     }
 
+    /// Firehose: join consecutive records of a stream into one, newline-separated, up to
+    /// `max_record_size` before compression (compressed once, joined); each keeps its own
+    /// outcome through the record it went into. A record too large alone is rejected.
+    fn join(&self, prepared: Vec<(usize, PreparedRecord)>, outcomes: &mut [Option<Outcome>]) -> Vec<Pending> {
+        let compression = self.config.shape.compression;
+        // Compression can grow incompressible bytes a little: room for it.
+        let limit = match compression {
+            Some(_) => self
+                .config
+                .shape
+                .max_record_size
+                .saturating_sub(self.config.shape.max_record_size / 100 + 64),
+            None => self.config.shape.max_record_size,
+        };
+        // Records in order of their stream's first appearance, each stream in input order.
+        let mut order: Vec<String> = Vec::new();
+        let mut by_stream: HashMap<String, Vec<(usize, PreparedRecord)>> = HashMap::new();
+        for (index, record) in prepared {
+            let members = by_stream.entry(record.stream.clone()).or_insert_with(|| {
+                order.push(record.stream.clone());
+                Vec::new()
+            });
+            members.push((index, record));
+        }
+        let mut out = Vec::new();
+        for stream in order {
+            let mut events: Vec<usize> = Vec::new();
+            let mut data: Vec<u8> = Vec::new();
+            let mut flush = |events: &mut Vec<usize>, data: &mut Vec<u8>| {
+                if events.is_empty() {
+                    return;
+                }
+                let data = std::mem::take(data);
+                let data = match compression {
+                    Some(c) => crate::shaping::record::compress(c, &data),
+                    None => data,
+                };
+                out.push(Pending::new(
+                    std::mem::take(events),
+                    PreparedRecord {
+                        data,
+                        partition_key: String::new(),
+                        stream: stream.clone(),
+                    },
+                ));
+            };
+            for (index, record) in by_stream.remove(&stream).unwrap_or_default() {
+                // A newline between records that do not end in one (append_new_line off).
+                let separator = usize::from(!record.data.ends_with(b"\n"));
+                let size = record.data.len() + separator;
+                if size > limit {
+                    outcomes[index] = Some(Outcome::Rejected(Rejected {
+                        kind: RejectionKind::TooLarge,
+                        message: format!(
+                            "record of {} bytes is over the max_record_size limit of {limit}",
+                            record.data.len()
+                        ),
+                    }));
+                    continue;
+                }
+                if data.len() + size > limit {
+                    flush(&mut events, &mut data);
+                }
+                data.extend_from_slice(&record.data);
+                if separator == 1 {
+                    data.push(b'\n');
+                }
+                events.push(index);
+            }
+            flush(&mut events, &mut data);
+        }
+        out
+    }
+
     /// Pack user records into KPL aggregates: per stream and partition key, in input order, as
     /// many as fit in `max_record_size`. Records without a key share a random key per aggregate.
     fn aggregate(
@@ -407,7 +486,9 @@ impl Sink {
                     .count();
             batches.extend(
                 plan_batches(
-                    pending[start..end].iter().map(|p| p.record.size()),
+                    pending[start..end]
+                        .iter()
+                        .map(|p| self.config.service.size(&p.record)),
                     self.config.batch_request_max_count,
                     self.config.batch_request_max_size,
                 )
@@ -458,7 +539,14 @@ impl Sink {
             debug_assert_eq!(responses.len(), sendable.len());
             let mut stored = Vec::new();
             for (range, response) in sendable.into_iter().zip(responses) {
-                let answer = apply_response(&mut pending[range], response, outcomes, counters, &mut stored);
+                let answer = apply_response(
+                    self.config.service,
+                    &mut pending[range],
+                    response,
+                    outcomes,
+                    counters,
+                    &mut stored,
+                );
                 result.stored_records += answer.stored_records;
                 result.sent_records += answer.sent_records;
                 result.credentials_expired |= answer.credentials_expired;
@@ -479,7 +567,7 @@ impl Sink {
         // Base64 grows data by 4/3; keys and JSON framing add a little per record.
         let capacity = batch.iter().map(|p| p.record.size() * 4 / 3 + 64).sum::<usize>() + 64;
         let mut body = Vec::with_capacity(capacity);
-        encode_put_records(
+        self.config.service.encode(
             self.config
                 .stream_arn
                 .as_deref()
@@ -489,7 +577,10 @@ impl Sink {
         );
         let mut headers = vec![
             ("content-type".to_string(), CONTENT_TYPE.to_string()),
-            ("x-amz-target".to_string(), PUT_RECORDS_TARGET.to_string()),
+            (
+                "x-amz-target".to_string(),
+                self.config.service.target().to_string(),
+            ),
         ];
         // The host hashes the body where it can (the sink world's `payload-sha256`).
         let body_sha256 = platform.sha256_hex(&body);
@@ -540,6 +631,7 @@ impl RandomPool {
 
 /// Record what one response says about its batch; the events it stored are added to `stored`.
 fn apply_response(
+    service: Service,
     batch: &mut [Pending],
     response: Result<HttpResponse, TransportError>,
     outcomes: &mut [Option<Outcome>],
@@ -605,7 +697,7 @@ fn apply_response(
             ..sent
         };
     }
-    let entries = match parse_put_records_response(&response.body, batch.len()) {
+    let entries = match service.parse(&response.body, batch.len()) {
         Ok(entries) => entries,
         Err(message) => {
             for p in batch.iter_mut() {

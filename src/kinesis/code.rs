@@ -190,6 +190,8 @@ fn is_throttling(code: &str) -> bool {
             | "SlowDown"
             | "Throttling"
             | "TooManyRequests"
+            // Firehose's throttling, per record and for a whole call.
+            | "ServiceUnavailableException"
     )
 }
 
@@ -357,6 +359,7 @@ mod tests {
             Verdict::Throttled
         );
         assert_eq!(verdict("KMSThrottlingException"), Verdict::Throttled);
+        assert_eq!(verdict("ServiceUnavailableException"), Verdict::Throttled);
         assert_eq!(verdict("InternalFailure"), Verdict::Retry);
         assert_eq!(verdict("KMSAccessDeniedException"), Verdict::Final);
         assert_eq!(verdict("KMSNotFoundException"), Verdict::Final);

@@ -1,5 +1,6 @@
-//! The service's limits, as PutRecords enforces them. Sizes count the way the service does:
-//! a record is its data plus its partition key's UTF-8 bytes.
+//! The services' limits, as PutRecords and PutRecordBatch enforce them. Sizes count the way each
+//! service does: a Kinesis record is its data plus its partition key's UTF-8 bytes; a Firehose
+//! record is its data, before base64.
 
 /// PutRecords accepts at most this many records in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
@@ -15,3 +16,14 @@ pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 /// Kinesis stream names are 1 to 128 characters of `[a-zA-Z0-9_.-]`.
 pub const MAX_STREAM_NAME_CHARS: usize = 128;
+
+/// PutRecordBatch accepts at most this many records in one call.
+pub const FIREHOSE_MAX_RECORDS_PER_CALL: usize = 500;
+/// PutRecordBatch takes at most 4 MiB a call ("these limits cannot be changed").
+pub const FIREHOSE_MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+/// A Firehose record's data is at most 1,000 KiB, before base64.
+pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1_000 * 1024;
+/// Firehose delivery stream names are 1 to 64 characters of `[a-zA-Z0-9_.-]`.
+pub const FIREHOSE_MAX_NAME_CHARS: usize = 64;
+/// Firehose bills each record rounded up to this many bytes.
+pub const FIREHOSE_BILLING_UNIT: usize = 5 * 1024;

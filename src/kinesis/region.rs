@@ -48,6 +48,11 @@ pub fn kinesis_endpoint(region: &str) -> String {
     format!("https://kinesis.{region}.{}", dns_suffix(region))
 }
 
+/// The public endpoint of Firehose in `region`.
+pub fn firehose_endpoint(region: &str) -> String {
+    format!("https://firehose.{region}.{}", dns_suffix(region))
+}
+
 /// The regional endpoint of STS in `region`.
 pub fn sts_endpoint(region: &str) -> String {
     format!("https://sts.{region}.{}", dns_suffix(region))

@@ -6,11 +6,14 @@ use super::accessor::Accessor;
 use super::format::{json_kind, Formatter, TimeStyle};
 use super::stream_name::StreamName;
 use crate::kinesis::limits::MAX_PARTITION_KEY_CHARS;
-use crate::kinesis::{Event, PreparedRecord, Rejected, RejectionKind};
+use crate::kinesis::{Event, PreparedRecord, Rejected, RejectionKind, Service};
 
 /// How records are shaped: this stage's settings, as `config` reads them.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// Kinesis Data Streams or Firehose (no partition keys; `append_new_line`; `aggregate` joins
+    /// records with newlines).
+    pub service: Service,
     /// The stream, fixed or with placeholders.
     pub stream_name: StreamName,
     /// The record field (a name or a `$.path`) whose value is the partition key, with its text;
@@ -19,6 +22,9 @@ pub struct Shape {
     pub format: Formatter,
     /// Drop one trailing newline of the formatted record.
     pub chomp_record: bool,
+    /// Firehose: end each record with exactly one `\n` (one trailing line end chomped, then one
+    /// added), before compression, so records stored back to back stay one a line.
+    pub append_new_line: bool,
     pub inject: Option<Inject>,
     /// Send this field's value as the record, bypassing the formatter and `inject`.
     pub data_key: Option<(String, Accessor)>,
@@ -32,6 +38,13 @@ pub struct Shape {
     pub fixed_partition_key: Option<String>,
     /// The largest record (data plus partition key) the stream takes.
     pub max_record_size: usize,
+}
+
+impl Shape {
+    /// Firehose with `aggregate`: consecutive records joined into one, newline-separated.
+    pub fn joins_records(&self) -> bool {
+        self.aggregate && self.service == Service::Firehose
+    }
 }
 
 /// Values added to each record before formatting (Fluentd's `inject` section).
@@ -57,13 +70,18 @@ pub fn prepare(
     event: &Event<'_>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<PreparedRecord, Rejected> {
-    let (data, partition_key, stream) = match as_it_is(shape, event, random) {
+    let (mut data, partition_key, stream) = match as_it_is(shape, event, random) {
         Some(parts) => parts,
         None => general(shape, event, random)?,
     };
+    if shape.append_new_line {
+        chomp(&mut data);
+        data.push(b'\n');
+    }
     let data = match shape.compression {
-        None => data,
-        Some(c) => compress(c, &data),
+        // Records joined for Firehose are compressed once joined.
+        Some(c) if !shape.joins_records() => compress(c, &data),
+        _ => data,
     };
 
     let prepared = PreparedRecord {
@@ -125,7 +143,9 @@ fn as_it_is(
             }
         }
         (Some(_), None) => return None,
-        (None, _) if shape.aggregate => shape.fixed_partition_key.clone().unwrap_or_default(),
+        (None, _) if shape.aggregate || shape.service == Service::Firehose => {
+            shape.fixed_partition_key.clone().unwrap_or_default()
+        }
         (None, _) => random_key(random),
     };
     let mut data = Vec::with_capacity(event.record.len() + 1);
@@ -163,8 +183,10 @@ fn general(
             r.message = format!("{} in {}", r.message, quote(&fields));
             r
         })?,
-        // Aggregates get their key when they are packed.
-        None if shape.aggregate => shape.fixed_partition_key.clone().unwrap_or_default(),
+        // Aggregates get their key when they are packed; Firehose records have none.
+        None if shape.aggregate || shape.service == Service::Firehose => {
+            shape.fixed_partition_key.clone().unwrap_or_default()
+        }
         None => random_key(random),
     };
     let stream = shape

@@ -23,15 +23,20 @@ pub struct StreamName {
     parts: Vec<Piece>,
     /// Empty: any name the placeholders produce.
     allowed: Vec<String>,
+    /// The longest name the service takes (128 for Kinesis, 64 for Firehose).
+    max_chars: usize,
 }
 
 /// Why a name is not a Kinesis stream name, or `None` if it is one.
 pub fn invalid_reason(name: &str) -> Option<String> {
+    invalid_reason_within(name, MAX_STREAM_NAME_CHARS)
+}
+
+/// Why a name is not a stream name of at most `max` characters, or `None` if it is one.
+fn invalid_reason_within(name: &str, max: usize) -> Option<String> {
     let chars = name.chars().count();
-    if chars == 0 || chars > MAX_STREAM_NAME_CHARS {
-        return Some(format!(
-            "must be 1 to {MAX_STREAM_NAME_CHARS} characters, got {chars}"
-        ));
+    if chars == 0 || chars > max {
+        return Some(format!("must be 1 to {max} characters, got {chars}"));
     }
     name.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
@@ -81,6 +86,7 @@ impl StreamName {
             text: text.to_string(),
             parts,
             allowed: Vec::new(),
+            max_chars: MAX_STREAM_NAME_CHARS,
         };
         if name.is_fixed() {
             if let Some(why) = invalid_reason(text) {
@@ -99,6 +105,15 @@ impl StreamName {
             }
         }
         Ok(name)
+    }
+
+    /// Names are at most `max` characters (Firehose's delivery streams: 64).
+    pub fn within(mut self, max: usize) -> Result<StreamName, String> {
+        if let Some(why) = self.fixed().and_then(|f| invalid_reason_within(f, max)) {
+            return Err(why);
+        }
+        self.max_chars = max;
+        Ok(self)
     }
 
     /// Only these streams may be named (`allowed_streams`; empty: any). A fixed name outside
@@ -155,7 +170,7 @@ impl StreamName {
                 },
             }
         }
-        if let Some(why) = invalid_reason(&out) {
+        if let Some(why) = invalid_reason_within(&out, self.max_chars) {
             return Err(format!("stream name {out:?} from {:?} {why}", self.text));
         }
         if !self.allowed.is_empty() && !self.allowed.contains(&out) {

@@ -796,3 +796,53 @@ fn a_key_nested_28_deep_through_forward_ships_and_fluent_bit_stays_small() {
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The real Fluent Bit ships to Amazon Data Firehose through the same plugin: the
+/// `delivery_stream_name` property, against moto (an independent Firehose, DirectPut into S3):
+/// every tailed line in the bucket once, one a line.
+#[test]
+fn fluent_bit_ships_to_firehose_through_the_plugin() {
+    use host_tests::moto::{self, MotoFirehose};
+    let Some(fluent_bit) = fluent_bit() else {
+        println!("{}", host_tests::fluent_bit::NOT_FOUND);
+        return;
+    };
+    let m = MotoFirehose::start("agent-firehose");
+    let dir = temp_dir("firehose");
+    const LINES: usize = 2_000;
+    write_lines(&dir.join("app.log"), LINES);
+    let config = format!(
+        "[SERVICE]\n    flush 0.5\n    log_level info\n[INPUT]\n    name tail\n    path {}\n    read_from_head true\n[OUTPUT]\n    name kinesis_wasm\n    match *\n    workers 1\n    retry_limit no_limits\n    delivery_stream_name agent-firehose\n    region us-east-1\n    endpoint {}\n    aws_key_id {}\n    aws_sec_key {}\n    component {}\n",
+        dir.join("app.log").display(),
+        m.endpoint(),
+        moto::KEY_ID,
+        moto::SECRET,
+        host_tests::runtime::component_path().display()
+    );
+    let mut agent = Agent::start(&fluent_bit, &dir, &config);
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut got = m.lines();
+    while Instant::now() < until && got.len() < LINES {
+        std::thread::sleep(Duration::from_secs(1));
+        got = m.lines();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    got = m.lines();
+    agent.stop();
+    let log = agent.log();
+    let mut want: Vec<String> = std::fs::read_to_string(dir.join("app.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::to_string(&json!({ "log": l })).unwrap())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), LINES, "every line once; log:\n{}", tail(&log));
+    assert!(got == want, "Fluent Bit's records, one a line");
+    assert!(
+        log.contains(&format!("stopping: {LINES} lines: {LINES} delivered")),
+        "{}",
+        tail(&log)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@ mod credentials;
 mod deadlines;
 mod delivery;
 mod egress;
+mod firehose;
 mod proxy;
 mod shaping;
 

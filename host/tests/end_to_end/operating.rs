@@ -98,11 +98,17 @@ fn serve_metrics_count_what_the_service_stored() {
     let by_status = |status: u16| seen.iter().filter(|s| s.status == status).count() as u64;
     assert!(by_status(400) >= 2, "the scripted throttling");
     assert_eq!(
-        sample(&text, "kinesis_output_requests_total{status=\"200\"}"),
+        sample(
+            &text,
+            "kinesis_output_requests_total{service=\"kinesis\",status=\"200\"}"
+        ),
         by_status(200)
     );
     assert_eq!(
-        sample(&text, "kinesis_output_requests_total{status=\"400\"}"),
+        sample(
+            &text,
+            "kinesis_output_requests_total{service=\"kinesis\",status=\"400\"}"
+        ),
         by_status(400)
     );
     assert_eq!(

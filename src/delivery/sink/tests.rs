@@ -118,9 +118,12 @@ impl Platform for Fake {
             if let Ok(resp) = &response {
                 if resp.status == 200 {
                     if let Ok(parsed) = serde_json::from_slice::<Value>(&resp.body) {
-                        if let Some(entries) = parsed["Records"].as_array() {
+                        let entries = parsed["Records"]
+                            .as_array()
+                            .or_else(|| parsed["RequestResponses"].as_array());
+                        if let Some(entries) = entries {
                             for (rec, entry) in body["Records"].as_array().unwrap().iter().zip(entries) {
-                                if entry.get("SequenceNumber").is_some() {
+                                if entry.get("SequenceNumber").is_some() || entry.get("RecordId").is_some() {
                                     self.stored.push(decode(rec));
                                 }
                             }
@@ -164,7 +167,12 @@ fn decode(rec: &Value) -> (Vec<u8>, String) {
     let data = base64::engine::general_purpose::STANDARD
         .decode(rec["Data"].as_str().unwrap())
         .unwrap();
-    (data, rec["PartitionKey"].as_str().unwrap().to_string())
+    // Firehose records have no key: their data stands for it.
+    let key = match rec["PartitionKey"].as_str() {
+        Some(k) => k.to_string(),
+        None => String::from_utf8_lossy(&data).into_owned(),
+    };
+    (data, key)
 }
 
 /// A 200 response where `fail(position in request, record)` picks which entries fail and how.
@@ -1137,4 +1145,173 @@ fn a_host_hash_signs_the_same_as_the_cores_own() {
     assert_eq!(none, None);
     assert_eq!(hashes, Some(3), "one hash per request");
     assert_eq!(own, hosted);
+}
+
+/// A PutRecordBatch answer where `fail(position, record)` picks which entries fail and how.
+fn respond_batch(body: &Value, mut fail: impl FnMut(usize, &Value) -> Option<&'static str>) -> HttpResponse {
+    let records = body["Records"].as_array().unwrap();
+    let mut failed = 0;
+    let entries: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match fail(i, r) {
+            Some(code) => {
+                failed += 1;
+                json!({"ErrorCode": code, "ErrorMessage": format!("{code} for entry {i}")})
+            }
+            None => json!({"RecordId": format!("id-{i}")}),
+        })
+        .collect();
+    HttpResponse {
+        status: 200,
+        body: serde_json::to_vec(&json!({"FailedPutCount": failed, "RequestResponses": entries})).unwrap(),
+    }
+}
+
+fn firehose(extra: &str) -> Sink {
+    open(&format!(
+        r#"{{"delivery_stream_name":"to-s3","region":"eu-west-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE"{extra}}}"#
+    ))
+}
+
+/// The same delivery engine under PutRecordBatch: the call, its signature and body, records
+/// one a line, throttled records (ServiceUnavailableException) retried alone, each record
+/// delivered once with its RecordId.
+#[test]
+fn firehose_puts_record_batches_and_retries_only_what_failed() {
+    let recs = records(7);
+    let mut fake = Fake::new(|n, body| {
+        assert_eq!(body["DeliveryStreamName"], "to-s3");
+        Ok(respond_batch(body, move |i, _| {
+            (n == 0 && i % 2 == 0).then_some("ServiceUnavailableException")
+        }))
+    });
+    let mut sink = firehose(r#","format":{"type":"json","add_newline":false}"#);
+    let report = sink.put(&events(&recs), &mut fake);
+    let r = &fake.requests[0];
+    assert_eq!(r.url, "https://firehose.eu-west-1.amazonaws.com/");
+    let header = |name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-amz-target"), Some("Firehose_20150804.PutRecordBatch"));
+    assert!(header("authorization")
+        .unwrap()
+        .contains("/eu-west-1/firehose/aws4_request"));
+    assert_eq!(fake.batch_sizes, vec![7, 4]);
+    assert_eq!(report.counters.throttled_records, 4);
+    for o in &report.outcomes {
+        match o {
+            Outcome::Delivered {
+                shard_id,
+                sequence_number,
+            } => {
+                assert!(shard_id.is_empty() && sequence_number.starts_with("id-"), "{o:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // append_new_line: every record ends in one newline, the formatter's own or not.
+    assert!(fake
+        .stored
+        .iter()
+        .all(|(d, _)| d.ends_with(b"}\n") && !d.ends_with(b"\n\n")));
+    assert_eq!(fake.stored.len(), 7);
+}
+
+/// `aggregate` with Firehose joins consecutive records, newline-separated, into records of at
+/// most `max_record_size` (Firehose bills each record rounded up to 5 KB): 10,000 lines of 200
+/// bytes fit in 2 records instead of 10,000, and each line keeps its own outcome.
+#[test]
+fn firehose_joins_records_to_cut_billed_units() {
+    let recs: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| {
+            let mut r = serde_json::to_vec(&json!({"i": i, "log": "x".repeat(170)})).unwrap();
+            r.truncate(200.min(r.len()));
+            r
+        })
+        .collect();
+    let billed = |sizes: &[usize]| -> usize {
+        sizes
+            .iter()
+            .map(|s| s.div_ceil(crate::kinesis::limits::FIREHOSE_BILLING_UNIT))
+            .sum()
+    };
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let report = firehose(r#","aggregate":true"#).put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered));
+    let joined: Vec<usize> = fake.stored.iter().map(|(d, _)| d.len()).collect();
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert!(joined.iter().all(|n| *n <= 1_024_000));
+    let lines: usize = fake
+        .stored
+        .iter()
+        .map(|(d, _)| d.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        .sum();
+    assert_eq!(lines, 10_000, "one record a line, none lost");
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    firehose("").put(&events(&recs), &mut fake);
+    let single: Vec<usize> = fake.stored.iter().map(|(d, _)| d.len()).collect();
+    assert_eq!((billed(&single), billed(&joined)), (10_000, 371));
+
+    // Compressed once, joined: it reads back as the lines.
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    firehose(r#","aggregate":true,"compression":"gzip""#).put(&events(&recs[..100]), &mut fake);
+    assert_eq!(fake.stored.len(), 1);
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&fake.stored[0].0[..]),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text.lines().count(), 100);
+    // A record too large alone is rejected; the others ship.
+    let big = serde_json::to_vec(&json!({"log": "y".repeat(1_100_000)})).unwrap();
+    let small = serde_json::to_vec(&json!({"log": "small"})).unwrap();
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let report = firehose(r#","aggregate":true"#).put(&events(&[big, small]), &mut fake);
+    assert!(matches!(&report.outcomes[0], Outcome::Rejected(r) if r.kind == RejectionKind::TooLarge));
+    assert!(report.outcomes[1].is_delivered());
+}
+
+fn ok_batch(body: &Value) -> Result<HttpResponse, TransportError> {
+    Ok(respond_batch(body, |_, _| None))
+}
+
+#[test]
+fn a_firehose_configuration_is_checked_against_firehose() {
+    let err = |json: &str| Config::from_json(json, &mut no_env).unwrap_err();
+    let base = r#""region":"us-east-1","aws_key_id":"a","aws_sec_key":"b""#;
+    let e = err(&format!(
+        r#"{{"stream_name":"s","delivery_stream_name":"d",{base}}}"#
+    ));
+    assert_eq!(e.field, "delivery_stream_name");
+    assert!(e.message.contains("stream_name"), "{e}");
+    let e = err(&format!(
+        r#"{{"delivery_stream_name":"d","partition_key":"pod",{base}}}"#
+    ));
+    assert_eq!(e.field, "partition_key");
+    let e = err(&format!(
+        r#"{{"stream_name":"s","append_new_line":false,{base}}}"#
+    ));
+    assert_eq!(e.field, "append_new_line");
+    let e = err(&format!(
+        r#"{{"delivery_stream_name":"d","max_record_size":1048576,{base}}}"#
+    ));
+    assert_eq!(e.field, "max_record_size");
+    assert!(e.message.contains("1024000"), "{e}");
+    let e = err(&format!(
+        r#"{{"delivery_stream_name":"d","batch_request_max_size":5242880,{base}}}"#
+    ));
+    assert_eq!(e.field, "batch_request_max_size");
+    let e = err(&format!(
+        r#"{{"delivery_stream_name":"{}",{base}}}"#,
+        "n".repeat(65)
+    ));
+    assert_eq!(e.field, "delivery_stream_name");
+    let c = Config::from_json(&format!(r#"{{"delivery_stream_name":"d",{base}}}"#), &mut no_env).unwrap();
+    assert_eq!(c.service, crate::kinesis::Service::Firehose);
+    assert_eq!(c.endpoint, "https://firehose.us-east-1.amazonaws.com");
+    assert_eq!(
+        (c.batch_request_max_size, c.shape.max_record_size),
+        (4 << 20, 1_024_000)
+    );
+    assert!(c.shape.append_new_line);
 }
