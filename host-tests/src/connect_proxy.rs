@@ -149,3 +149,95 @@ fn handle(mut client: TcpStream, log: &Mutex<Vec<Asked>>, expected: Option<&str>
     let _ = back.join();
     Ok(())
 }
+
+impl ConnectProxy {
+    /// A proxy spoken to over TLS (an `https://` proxy), with a certificate `ca` signed for
+    /// 127.0.0.1: it answers `CONNECT` only, each tunnel carried inside the TLS connection.
+    pub fn start_tls(
+        require: Option<(&str, &str)>,
+        ca: &crate::listener::TestCa,
+    ) -> std::io::Result<ConnectProxy> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let expected = require.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let (log2, stop2) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                while !stop2.load(Ordering::Relaxed) {
+                    let Ok(Ok((client, _))) =
+                        tokio::time::timeout(Duration::from_millis(100), listener.accept()).await
+                    else {
+                        continue;
+                    };
+                    let (acceptor, log, expected) = (acceptor.clone(), log2.clone(), expected.clone());
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(client).await {
+                            let _ = handle_tls(tls, &log, expected.as_deref()).await;
+                        }
+                    });
+                }
+            });
+        });
+        Ok(ConnectProxy { addr, log, stop })
+    }
+}
+
+async fn handle_tls<S>(mut client: S, log: &Mutex<Vec<Asked>>, expected: Option<&str>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8];
+        if client.read(&mut b).await? == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut parts = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    );
+    let authorization = lines.find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("proxy-authorization")
+            .then(|| v.trim().to_string())
+    });
+    let authorized = expected.is_none_or(|e| authorization.as_deref() == Some(e));
+    log.lock().unwrap().push(Asked {
+        method: method.clone(),
+        target: target.clone(),
+        authorized,
+    });
+    if !authorized || method != "CONNECT" {
+        client
+            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await?;
+        return Ok(());
+    }
+    let mut upstream = tokio::net::TcpStream::connect(&target).await?;
+    client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! The networks users run in: an HTTP proxy from `HTTPS_PROXY` / `HTTP_PROXY` (upper or lower
-//! case), with `NO_PROXY` exceptions, for every request the component makes. The proxy is the
+//! case; `http://` or `https://`, TLS to the proxy itself), with `NO_PROXY` exceptions, for every
+//! request the component makes. The proxy is the
 //! host's transport: the egress policy has already judged the request's own authority, and the
 //! proxy's address needs no place in it. https goes through a `CONNECT` tunnel (TLS is still
 //! between the component's request and its endpoint); plain http is sent to the proxy in
@@ -8,11 +9,15 @@
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 
-/// A proxy: where to connect, and the `Proxy-Authorization` its URL's user info gives.
+/// A proxy: where to connect, whether over TLS, and the `Proxy-Authorization` its URL's user
+/// info gives.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
+    /// `https://`: the connection to the proxy itself is TLS (its certificate checked against
+    /// the same CAs as the endpoints': the public ones, `--ca-file`, `SSL_CERT_FILE`).
+    pub tls: bool,
     /// `Basic …`, from `http://user:password@host:port`.
     pub authorization: Option<String>,
 }
@@ -25,20 +30,23 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// `http://host:port`, without credentials, for logs and errors.
+    /// `http://host:port` (or `https://`), without credentials, for logs and errors.
     pub fn shown(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 
-    /// Read a proxy URL: `http://[user:password@]host[:port]`, or `host:port` alone.
+    /// Read a proxy URL: `http://[user:password@]host[:port]`, `https://…` (TLS to the proxy),
+    /// or `host:port` alone.
     pub fn parse(name: &str, text: &str) -> Result<Proxy> {
         let text = text.trim();
-        let rest = match text.split_once("://") {
-            Some(("http" | "HTTP", rest)) => rest,
+        let (tls, rest) = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some((scheme, _)) => bail!(
-                "{name}: a proxy URL with scheme {scheme:?}; only http:// proxies are supported (https requests go through them in a CONNECT tunnel)"
+                "{name}: a proxy URL with scheme {scheme:?}; use http:// or https:// (https requests go through either in a CONNECT tunnel)"
             ),
-            None => text,
+            None => (false, text),
         };
         // The user information runs to the last `@`: a password may hold `/`, `?` or `#`,
         // and nothing of it is ever shown in an error.
@@ -53,6 +61,7 @@ impl Proxy {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| anyhow!("{name}: the proxy port {p:?} is not a port number"))?,
+            None if tls => 443,
             None => 80,
         };
         let authorization = userinfo.map(|u| {
@@ -63,6 +72,7 @@ impl Proxy {
         Ok(Proxy {
             host: host.to_ascii_lowercase(),
             port,
+            tls,
             authorization,
         })
     }
@@ -228,10 +238,16 @@ mod tests {
         assert_eq!(all.for_request(true, "anything", 443), None);
         assert_eq!(all.for_request(false, "anything", 80), None, "no http proxy");
 
-        let e = Proxies::from_env(env(&[("HTTPS_PROXY", "https://p:1")])).unwrap_err();
+        let e = Proxies::from_env(env(&[("HTTPS_PROXY", "socks5://p:1")])).unwrap_err();
         assert!(
-            e.to_string().contains("HTTPS_PROXY") && e.to_string().contains("only http://"),
+            e.to_string().contains("HTTPS_PROXY") && e.to_string().contains("http:// or https://"),
             "{e}"
+        );
+        // TLS to the proxy itself.
+        let p = Proxy::parse("X", "https://u:pw@Proxy.corp").unwrap();
+        assert_eq!(
+            (p.tls, p.port, p.shown()),
+            (true, 443, "https://proxy.corp:443".to_string())
         );
         let e = Proxies::from_env(env(&[("HTTP_PROXY", "http://u:secret@p:99999")])).unwrap_err();
         assert!(

@@ -156,22 +156,38 @@ pub async fn send(
         .and_then(|p| p.for_request(https, &host, port))
         .cloned();
     let connected = tokio::time::timeout(connect_timeout, async {
-        let tcp = match &proxy {
-            None => TcpStream::connect((host.trim_matches(['[', ']']), port))
-                .await
-                .map_err(Error::Connect)?,
+        let stream: Box<dyn Io> = match &proxy {
+            None => Box::new(
+                TcpStream::connect((host.trim_matches(['[', ']']), port))
+                    .await
+                    .map_err(Error::Connect)?,
+            ),
             Some(proxy) => {
                 // wasi:http has no code that says which step failed: the host's log does.
                 let through = async {
-                    let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+                    let tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
                         .await
                         .map_err(|e| {
                             std::io::Error::new(e.kind(), format!("proxy {}: {e}", proxy.shown()))
                         })?;
+                    // An https:// proxy: TLS to the proxy first, checked against the same CAs.
+                    let mut stream: Box<dyn Io> = if proxy.tls {
+                        let name = ServerName::try_from(proxy.host.trim_matches(['[', ']']).to_string())
+                            .map_err(|e| std::io::Error::other(format!("proxy {}: {e}", proxy.shown())))?;
+                        let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|e| {
+                                std::io::Error::new(e.kind(), format!("TLS to proxy {}: {e}", proxy.shown()))
+                            })?;
+                        Box::new(tls_stream)
+                    } else {
+                        Box::new(tcp)
+                    };
                     if https {
-                        tunnel(&mut tcp, proxy, &host, port).await?;
+                        tunnel(&mut stream, proxy, &host, port).await?;
                     }
-                    Ok::<_, std::io::Error>(tcp)
+                    Ok::<_, std::io::Error>(stream)
                 };
                 through.await.map_err(|e| {
                     crate::log::warn(&format!("{e}"));
@@ -182,12 +198,12 @@ pub async fn send(
         let io: Box<dyn Io> = if https {
             let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())?;
             let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
+                .connect(name, stream)
                 .await
                 .map_err(Error::Tls)?;
             Box::new(stream)
         } else {
-            Box::new(tcp)
+            stream
         };
         let handshake = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -238,7 +254,10 @@ pub async fn send(
 }
 
 /// Ask `proxy` (connected on `tcp`) for a tunnel to `host:port`; fails unless it answers 2xx.
-async fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, host: &str, port: u16) -> std::io::Result<()> {
+async fn tunnel<S>(tcp: &mut S, proxy: &Proxy, host: &str, port: u16) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+{
     let target = format!("{host}:{port}");
     let mut ask = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = &proxy.authorization {

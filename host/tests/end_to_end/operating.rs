@@ -450,6 +450,69 @@ fn requests_go_through_the_proxy_and_trust_the_private_ca() {
     stored_once(&fake, &want);
 }
 
+/// An `https://` proxy: TLS to the proxy itself (its certificate from a private CA, trusted by
+/// `--ca-file`), then the CONNECT tunnel and TLS to the endpoint inside it; the proxy's
+/// password never in the log. Without the CA the proxy is refused, and the run says why.
+#[test]
+fn an_https_proxy_carries_records_over_tls_to_the_proxy() {
+    let ca = TestCa::new();
+    let fake = Arc::new(FakeKinesis::new("it-https-proxy", KEY_ID_VALUE, SECRET_VALUE));
+    let tls = listener::serve_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), &ca).unwrap();
+    let proxy = ConnectProxy::start_tls(Some(("relay", "tls-proxy-pass")), &ca).unwrap();
+    host_tests::transcript::secret("tls-proxy-pass");
+    let dir = temp_dir("https-proxy");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let config = fake_config(
+        &dir,
+        "it-https-proxy",
+        &format!("https://127.0.0.1:{}", tls.addr.port()),
+        json!({"retries_on_batch_request": 1, "buffer": {"retry_max_times": 0}}),
+    );
+    let run = |args: &[&str], from: usize| {
+        let mut cmd = Command::new(SHIP);
+        cmd.arg("--config").arg(&config).args(args);
+        for (k, _) in std::env::vars()
+            .filter(|(k, _)| k.ends_with("_PROXY") || k.ends_with("_proxy") || k == "SSL_CERT_FILE")
+        {
+            cmd.env_remove(k);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+            .env(
+                "HTTPS_PROXY",
+                format!("https://relay:tls-proxy-pass@{}", proxy.addr),
+            );
+        let batch = lines(from, 20);
+        let (code, stderr) = run_bounded(cmd, &ndjson(&batch));
+        host_tests::transcript::record("kinesis-ship stderr (https proxy)", &stderr);
+        assert!(
+            !stderr.contains("tls-proxy-pass"),
+            "the proxy's password in the log: {stderr}"
+        );
+        (code, stderr, batch)
+    };
+    let (code, stderr, sent) = run(&["--ca-file", ca_file.to_str().unwrap()], 0);
+    assert_eq!(code, 0, "{stderr}");
+    let asked = proxy.asked();
+    assert!(
+        !asked.is_empty()
+            && asked.iter().all(|a| a.method == "CONNECT"
+                && a.target == format!("127.0.0.1:{}", tls.addr.port())
+                && a.authorized),
+        "{asked:?}"
+    );
+    stored_once(&fake, &sent);
+    // Without the CA the proxy's own certificate is refused.
+    let (code, stderr, _) = run(&[], 100);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("NetworkError") && stderr.contains("TLS to proxy https://127.0.0.1"),
+        "{stderr}"
+    );
+    assert_eq!(fake.stored().len(), 20);
+}
+
 #[test]
 fn json_logs_are_one_object_a_line_without_secrets() {
     let fake = Arc::new(FakeKinesis::new("it-logs", KEY_ID_VALUE, SECRET_VALUE));
