@@ -3,7 +3,7 @@
 #
 # - tests/fixtures/fluentd-formats.jsonl: generated records (every control character, characters
 #   Ruby does not print, quotes, backslashes and `#` sequences, integers of every 64-bit size and
-#   floats of every magnitude) with the bytes of Fluentd's `hash`, `ltsv`, `single_value` and
+#   beyond, and floats of every magnitude) with the bytes of Fluentd's `hash`, `ltsv`, `single_value` and
 #   `csv` formatters for each, computed with the formatters' own expressions (formatter_hash.rb,
 #   formatter_ltsv.rb, formatter_single_value.rb, formatter_csv.rb) on Ruby's own Hash#to_s,
 #   String#inspect, #to_s and CSV.
@@ -49,7 +49,8 @@ specials = ["\"", "\\", "\#{", "\#$", "\#@", '#', '#x', "\t", "\n", "\r", "\e", 
             "\u00A0", "\u00AD", "\u0085", "\u200B", "\u2028", "\u2029", "\uFEFF", "\uE000", "\uFFFD",
             "\uFFFF", "\u0378", "\u{1F600}", "e\u0301", "\u{E0001}", "\u{10FFFF}", 'é', '日本', 'plain']
 controls = (0..0x1F).map { |c| c.chr(Encoding::UTF_8) } + ["\u007F", "\u0080", "\u009F"]
-integers = [0, 1, -1, 42, 2**31 - 1, -2**31, 2**32, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -2**63, 2**64 - 1]
+integers = [0, 1, -1, 42, 2**31 - 1, -2**31, 2**32, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -2**63, 2**64 - 1,
+            2**64, -(2**63) - 1, 123_456_789_012_345_678_901_234, -(10**30) - 7]
 floats = [0.0, -0.0, 1.5, -2.25, 100.0, 0.1, 1.0 / 3, 1e15, 1e16, 9_999_999_999_999_998.0, 12_345_678.9,
           1e-4, 1e-5, 2.5e-7, 5e-324, 1.7976931348623157e308, 123_456.789e3, 1e22, -1e-300]
 

@@ -3,6 +3,7 @@
 //! `kinesis_output_records_total{outcome}`, `kinesis_output_requests_total`,
 //! `kinesis_output_retries_total`, `kinesis_output_throttled_records_total`,
 //! `kinesis_output_bytes_sent_total`, `kinesis_output_credential_refreshes_total`,
+//! `kinesis_output_partition_keys_truncated_total`,
 //! `kinesis_output_failed_records_total{code}`, `kinesis_output_rejected_records_total{kind}`.
 //!
 //! The plugin asks Fluent Bit for its output instance's `struct cmt` and finds cmetrics'
@@ -35,6 +36,7 @@ pub struct Metrics {
     throttled: *mut c_void,
     bytes: *mut c_void,
     credentials: *mut c_void,
+    keys_cut: *mut c_void,
     failed: *mut c_void,
     rejected: *mut c_void,
 }
@@ -101,6 +103,11 @@ impl Metrics {
                 c"Credentials fetched from their source.",
                 &[],
             ),
+            keys_cut: counter(
+                c"partition_keys_truncated_total",
+                c"Partition keys longer than 256 characters, cut to 256.",
+                &[],
+            ),
             failed: counter(
                 c"failed_records_total",
                 c"Records not stored, by the code of their last failure.",
@@ -119,6 +126,7 @@ impl Metrics {
             metrics.throttled,
             metrics.bytes,
             metrics.credentials,
+            metrics.keys_cut,
             metrics.failed,
             metrics.rejected,
         ];
@@ -150,6 +158,7 @@ impl Metrics {
         add(self.throttled, tally.counters.throttled_records, None);
         add(self.bytes, tally.counters.bytes_sent, None);
         add(self.credentials, tally.counters.credential_refreshes, None);
+        add(self.keys_cut, tally.counters.partition_keys_truncated, None);
         for problem in &tally.problems {
             let counter = match problem.code {
                 kinesis_output::Code::Rejected(_) => self.rejected,

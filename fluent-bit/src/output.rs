@@ -140,6 +140,7 @@ impl Output {
         let env = component_env();
         let config_text = settings_.config.to_string();
         let native = settings(&config_text, &env).map_err(|e| format!("configuration: {e}"))?;
+        log(Level::Info, &kinesis_ship::setup::endpoint_line(&native.sink));
         for w in &native.warnings {
             log(Level::Warn, w);
         }
@@ -423,7 +424,12 @@ impl Output {
             Ok(report) => {
                 instance.on_stored(None);
                 self.pool.lock().expect("not poisoned").push((instance, sink));
-                Ok(core_report(report))
+                let report = core_report(report);
+                let record_of = |i: usize| format!("tag {tag}, record {} of the chunk", places[i] + 1);
+                if let Some(warning) = kinesis_output::front::report::key_cut_warning(&report, record_of) {
+                    (self.log)(Level::Warn, &warning);
+                }
+                Ok(report)
             }
             Err(trap) => {
                 // Answers that came after the component last told what was stored: tell them

@@ -1,8 +1,10 @@
 //! A forward HTTP proxy on 127.0.0.1 for the host's proxy support: `CONNECT host:port` opens a
 //! tunnel (what https requests go through), an absolute-form request (`POST http://…`) is
 //! forwarded to its origin. Every request it gets is logged (method and target, and whether it
-//! carried the expected `Proxy-Authorization`), so a test can prove the tunnel was used; with
-//! `require` set, a request without those credentials gets 407.
+//! carried the expected `Proxy-Authorization`), so a test can prove the tunnel was used (and
+//! where to: a test of endpoint choice reads the `CONNECT` target); with `require` set, a
+//! request without those credentials gets 407. A tunnel to anything but this machine is
+//! refused with 403, as a proxy with an allow-list refuses it: tests never leave the machine.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -74,6 +76,14 @@ impl Drop for ConnectProxy {
     }
 }
 
+const FORBIDDEN: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// `127.0.0.1:port` or `localhost:port`: the only tunnels the test proxy opens.
+fn local(target: &str) -> bool {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 fn handle(mut client: TcpStream, log: &Mutex<Vec<Asked>>, expected: Option<&str>) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -110,6 +120,10 @@ fn handle(mut client: TcpStream, log: &Mutex<Vec<Asked>>, expected: Option<&str>
         client.write_all(
             b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )?;
+        return Ok(());
+    }
+    if method == "CONNECT" && !local(&target) {
+        client.write_all(FORBIDDEN)?;
         return Ok(());
     }
     let upstream = if method == "CONNECT" {
@@ -232,6 +246,10 @@ where
         client
             .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await?;
+        return Ok(());
+    }
+    if !local(&target) {
+        client.write_all(FORBIDDEN).await?;
         return Ok(());
     }
     let mut upstream = tokio::net::TcpStream::connect(&target).await?;

@@ -292,9 +292,16 @@ async fn serve_main(args: ServeArgs) -> i32 {
 }
 
 fn env_main(args: EnvArgs) -> i32 {
-    match read_config(&args.config).and_then(|c| crate::envfile::env_lines(&c, args.single, args.shell)) {
-        Ok(text) => {
+    let lines = read_config(&args.config).and_then(|c| {
+        let text = crate::envfile::env_lines(&c, args.single, args.shell)?;
+        Ok((text, crate::envfile::endpoint_note(&c)))
+    });
+    match lines {
+        Ok((text, note)) => {
             print!("{text}");
+            // Where the records will go, as this environment resolves it (on stderr: the
+            // lines on stdout are the environment file).
+            eprintln!("{note}");
             EXIT_OK
         }
         Err(e) => {

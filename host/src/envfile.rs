@@ -35,3 +35,16 @@ pub fn env_lines(config: &Value, single: bool, shell: bool) -> Result<String> {
     }
     Ok(out)
 }
+
+/// Which endpoint `config` resolves to here and why, or why that depends on where it runs: the
+/// proxy world reads the region and the `AWS_USE_*_ENDPOINT` variables of its own environment.
+pub fn endpoint_note(config: &Value) -> String {
+    let env = crate::setup::proxy_env(Some(config));
+    match crate::setup::proxy_settings_checked(&config.to_string(), &env) {
+        Ok(s) => format!(
+            "kinesis-ship env: {} in this environment",
+            crate::setup::endpoint_line(&s.sink)
+        ),
+        Err(e) => format!("kinesis-ship env: the endpoint is decided where the component runs (here: {e})"),
+    }
+}

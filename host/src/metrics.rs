@@ -32,6 +32,7 @@ pub struct Metrics {
     retries: AtomicU64,
     bytes_sent: AtomicU64,
     credential_refreshes: AtomicU64,
+    keys_truncated: AtomicU64,
     traps: AtomicU64,
     requests_by_status: Labelled,
     latency: Histogram,
@@ -130,6 +131,8 @@ impl Metrics {
                 .fetch_add(counter("bytes_sent"), Ordering::Relaxed);
             self.credential_refreshes
                 .fetch_add(counter("credential_refreshes"), Ordering::Relaxed);
+            self.keys_truncated
+                .fetch_add(counter("partition_keys_truncated"), Ordering::Relaxed);
         }
     }
 
@@ -192,13 +195,18 @@ impl Metrics {
             ),
             (
                 "kinesis_output_bytes_sent_total",
-                "PutRecords request body bytes sent.",
+                "Request body bytes sent (PutRecords and PutRecordBatch).",
                 &self.bytes_sent,
             ),
             (
                 "kinesis_output_credential_refreshes_total",
                 "Credentials fetched from their source (each serve request opens a fresh instance).",
                 &self.credential_refreshes,
+            ),
+            (
+                "kinesis_output_partition_keys_truncated_total",
+                "Partition keys longer than Kinesis's 256 characters, cut to 256.",
+                &self.keys_truncated,
             ),
             (
                 "kinesis_output_traps_total",
@@ -302,7 +310,7 @@ mod tests {
                 {"line":2,"outcome":"failed","code":"ProvisionedThroughputExceededException","message":"x"},
                 {"line":4,"outcome":"rejected","code":"NotJson","message":"y"},
                 {"line":5,"outcome":"rejected","code":"NotJson","message":"y"}],
-               "counters":{"requests":4,"retries":3,"throttled_records":2,"bytes_sent":900,"credential_refreshes":1}}"#,
+               "counters":{"requests":4,"retries":3,"throttled_records":2,"bytes_sent":900,"credential_refreshes":1,"partition_keys_truncated":2}}"#,
         );
         m.answered(
             200,
@@ -340,6 +348,7 @@ mod tests {
             2
         );
         assert_eq!(sample(&text, "kinesis_output_retries_total "), 3);
+        assert_eq!(sample(&text, "kinesis_output_partition_keys_truncated_total "), 2);
         assert_eq!(sample(&text, "kinesis_output_throttled_records_total "), 2);
         assert_eq!(sample(&text, "kinesis_output_bytes_sent_total "), 900);
         assert_eq!(sample(&text, "kinesis_output_credential_refreshes_total "), 1);

@@ -166,6 +166,13 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
     let document = proxy_document(&env);
     let settings = document.as_deref().and_then(|d| proxy_settings(d, &env));
     let egress = egress_policy(settings.as_ref().map(|s| &s.sink), &env);
+    if let Some(s) = &settings {
+        log::line(
+            Level::Info,
+            "kinesis-ship serve",
+            &crate::setup::endpoint_line(&s.sink),
+        );
+    }
     let put_deadline = settings
         .as_ref()
         .map_or(kinesis_output::config::front::PROXY_PUT_DEADLINE, |s| {

@@ -218,7 +218,21 @@ pub fn proxy_document(env: &[(String, String)]) -> Option<String> {
 /// The proxy world's settings of `document`, read in `env` as the component reads them; `None`
 /// when they do not parse.
 pub fn proxy_settings(document: &str, env: &[(String, String)]) -> Option<Settings> {
-    Settings::for_proxy(document, &mut NativeEnv(env)).ok()
+    proxy_settings_checked(document, env).ok()
+}
+
+/// [`proxy_settings`] with the configuration's error.
+pub fn proxy_settings_checked(
+    document: &str,
+    env: &[(String, String)],
+) -> Result<Settings, kinesis_output::ConfigError> {
+    Settings::for_proxy(document, &mut NativeEnv(env))
+}
+
+/// The startup line naming the endpoint and why it was chosen (its settings, the region's
+/// source, FIPS and dual-stack and where they came from).
+pub fn endpoint_line(sink: &kinesis_output::Config) -> String {
+    format!("endpoint {} ({})", sink.endpoint, sink.endpoint_reason)
 }
 
 /// `--max-memory`'s value: MiB from 1 to 4096.

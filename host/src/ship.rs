@@ -17,6 +17,7 @@ use anyhow::{anyhow, Result};
 use kinesis_output::delivery::egress::plain_http_warning;
 use kinesis_output::front::ledger::{door_backoff, Attempt, Rule, Verdict};
 use kinesis_output::front::lines::{Line, Lines};
+use kinesis_output::front::report::key_cut_warning;
 use kinesis_output::front::time::{arrival, event_time, EventTime};
 use kinesis_output::front::Tally;
 use kinesis_output::shaping::Shape;
@@ -24,7 +25,7 @@ use kinesis_output::{Code, Outcome};
 
 use crate::memory::now;
 use crate::recovery::settle_accepted;
-use crate::setup::{component_env, egress_policy, read_config, settings, Sandbox};
+use crate::setup::{component_env, egress_policy, endpoint_line, read_config, settings, Sandbox};
 use crate::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
 
 /// A problem with the configuration or the command line: the run ends with exit status 2.
@@ -176,6 +177,7 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
         ..Shipped::default()
     };
     if !opts.quiet {
+        crate::log::info(&endpoint_line(&settings.sink));
         for w in &shipped.warnings {
             crate::log::warn(w);
         }
@@ -405,6 +407,10 @@ impl Shipper {
             let settlement = match put {
                 Ok(report) => {
                     let report = core_report(report);
+                    let line_of = |i: usize| format!("line {}", reads[places[i] as usize].line.number);
+                    if let Some(warning) = key_cut_warning(&report, line_of).filter(|_| !self.quiet) {
+                        crate::log::warn(&warning);
+                    }
                     tally.add_counters(&report.counters);
                     tally.credential_source.clone_from(&report.credential_source);
                     let mut a = attempt.lock().expect("not poisoned");

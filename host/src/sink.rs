@@ -72,12 +72,14 @@ pub fn core_report(report: PutReport) -> kinesis_output::PutReport {
     kinesis_output::PutReport {
         outcomes: report.outcomes.into_iter().map(core_outcome).collect(),
         credential_source: report.credential_source,
+        first_key_cut: report.first_key_cut.map(|i| i as usize),
         counters: kinesis_output::Counters {
             requests: report.counters.requests,
             retries: report.counters.retries,
             throttled_records: report.counters.throttled_records,
             bytes_sent: report.counters.bytes_sent,
             credential_refreshes: report.counters.credential_refreshes,
+            partition_keys_truncated: report.counters.partition_keys_truncated,
         },
     }
 }

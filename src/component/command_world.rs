@@ -162,6 +162,10 @@ fn ship(sink: &mut Sink, tag: &str, keys: &[String], rule: &Rule, chunk: &[Line]
             })
             .collect();
         let report = sink.put(&events, &mut Wasi);
+        let line_of = |i: usize| format!("line {}", chunk[places[i] as usize].number);
+        if let Some(warning) = crate::front::report::key_cut_warning(&report, line_of) {
+            let _ = writeln!(std::io::stderr(), "kinesis-output: {warning}");
+        }
         let settlement = attempt.settle(&places, report.outcomes, rule, unix_now());
         tally.add_counters(&report.counters);
         for _ in 0..settlement.stored_now {

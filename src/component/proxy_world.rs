@@ -206,6 +206,10 @@ fn ingest(request: &IncomingRequest, all_problems: bool) -> Reply {
                 })
                 .collect();
             let report = opened.sink.put(&events, &mut Wasi);
+            let line_of = |i: usize| format!("line {} of the body", items[places[i] as usize].line);
+            if let Some(warning) = crate::front::report::key_cut_warning(&report, line_of) {
+                eprintln_bounded(&warning);
+            }
             let settlement = attempt.settle(&places, report.outcomes, &opened.rule, now);
             if hosted.is_none() {
                 MEMORY.with(|m| {

@@ -52,8 +52,10 @@ impl api::GuestSink for SinkResource {
                 throttled_records: report.counters.throttled_records,
                 bytes_sent: report.counters.bytes_sent,
                 credential_refreshes: report.counters.credential_refreshes,
+                partition_keys_truncated: report.counters.partition_keys_truncated,
             },
             credential_source: report.credential_source,
+            first_key_cut: report.first_key_cut.map(|i| i as u32),
         }
     }
 }

@@ -159,7 +159,12 @@ fn check_container_uri(url: &str) -> Result<(), ConfigError> {
 /// The selected profile's `region` in the shared config file (`AWS_CONFIG_FILE`, else
 /// `~/.aws/config`; `AWS_PROFILE`, else `default`), as the AWS SDKs read it.
 pub fn profile_region(env: &mut dyn Environment) -> Option<String> {
-    profile::region(env)
+    profile::config_value(env, "region")
+}
+
+/// A key of the selected profile in the shared config file (`use_fips_endpoint`, …).
+pub fn profile_value(env: &mut dyn Environment, key: &str) -> Option<String> {
+    profile::config_value(env, key)
 }
 
 #[cfg(test)]
@@ -225,17 +230,13 @@ mod profile {
             .or_else(|| env_nonempty(env, "HOME").map(|h| format!("{h}/.aws/config")))
     }
 
-    /// The selected profile's `region`, from the config file only (the SDKs do not read it from
-    /// the credentials file).
-    pub fn region(env: &mut dyn Environment) -> Option<String> {
+    /// A key of the selected profile (`region`, `use_fips_endpoint`, …), from the config file
+    /// only (the SDKs do not read these from the credentials file).
+    pub fn config_value(env: &mut dyn Environment, key: &str) -> Option<String> {
         let path = config_path(env)?;
         let name = env_nonempty(env, "AWS_PROFILE").unwrap_or_else(|| "default".to_string());
         let sections = read(env, &path, true).ok().flatten()?;
-        sections
-            .get(&name)?
-            .get("region")
-            .filter(|r| !r.is_empty())
-            .cloned()
+        sections.get(&name)?.get(key).filter(|r| !r.is_empty()).cloned()
     }
 
     /// The credentials of the selected profile, if the shared files define any.

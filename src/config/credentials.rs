@@ -27,9 +27,12 @@ pub enum CredentialConfig {
     DefaultChain,
 }
 
+/// The explicit credentials. Both keys and `process_credentials` given: the keys, as the
+/// Fluentd plugin takes them first, and `process_credentials` named in `warnings`.
 pub(super) fn credentials(
     fields: &mut Fields,
     sources: &mut SecretSources,
+    warnings: &mut Vec<String>,
 ) -> Result<CredentialConfig, ConfigError> {
     let key_id = fields.secret("aws_key_id", sources)?;
     let secret = fields.secret("aws_sec_key", sources)?;
@@ -47,17 +50,21 @@ pub(super) fn credentials(
         None => None,
     };
     match (key_id, secret) {
-        (Some(_), Some(_)) if process.is_some() => Err(ConfigError::new(
-            "process_credentials",
-            "cannot be combined with aws_key_id and aws_sec_key",
-        )),
-        (Some(access_key_id), Some(secret)) => Ok(CredentialConfig::Static(Credentials {
-            // The key id is not secret, but it may be given in the same forms.
-            access_key_id: access_key_id.expose().to_string(),
-            secret_access_key: secret,
-            session_token: token,
-            expiration: None,
-        })),
+        (Some(access_key_id), Some(secret)) => {
+            if process.is_some() {
+                warnings.push(
+                    "process_credentials is not used: aws_key_id and aws_sec_key come first, as in the Fluentd plugin"
+                        .to_string(),
+                );
+            }
+            Ok(CredentialConfig::Static(Credentials {
+                // The key id is not secret, but it may be given in the same forms.
+                access_key_id: access_key_id.expose().to_string(),
+                secret_access_key: secret,
+                session_token: token,
+                expiration: None,
+            }))
+        }
         (Some(_), None) => Err(ConfigError::new(
             "aws_sec_key",
             "is required when aws_key_id is set",

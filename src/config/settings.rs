@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::buffer::BufferSettings;
-use super::chain::profile_region;
+use super::chain::{profile_region, profile_value};
 use super::credentials::{assume_role, credentials, CredentialConfig};
 use super::endpoint::{check_region, parse_endpoint};
 use super::error::ConfigError;
@@ -46,6 +46,8 @@ pub const SETTINGS: &[&str] = &[
     "allowed_streams",
     "region",
     "endpoint",
+    "use_fips_endpoint",
+    "use_dualstack_endpoint",
     "partition_key",
     "aws_key_id",
     "aws_sec_key",
@@ -112,6 +114,51 @@ fn allowed_streams(v: Value) -> Result<Vec<String>, ConfigError> {
     Ok(names)
 }
 
+/// `use_fips_endpoint` / `use_dualstack_endpoint`: the setting, else its `AWS_USE_…` variable,
+/// else the shared config file profile's key of the same name, as the AWS SDKs read them.
+struct EndpointFlag {
+    setting: &'static str,
+    /// Where a `true` came from; `None` when off.
+    on: Option<String>,
+}
+
+impl EndpointFlag {
+    fn read(
+        fields: &mut Fields,
+        env: &mut dyn Environment,
+        setting: &'static str,
+        variable: &str,
+    ) -> Result<EndpointFlag, ConfigError> {
+        let flag = |on: bool, from: String| EndpointFlag {
+            setting,
+            on: on.then_some(from),
+        };
+        if let Some(on) = fields.boolean(setting)? {
+            return Ok(flag(on, setting.to_string()));
+        }
+        let found = match env_nonempty(env, variable) {
+            Some(v) => Some((v, format!("{variable} in the environment"))),
+            None => profile_value(env, setting)
+                .map(|v| (v, format!("{setting} in the shared config file's profile"))),
+        };
+        match found {
+            None => Ok(flag(false, String::new())),
+            Some((v, from)) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(flag(true, from)),
+                "false" => Ok(flag(false, from)),
+                _ => Err(ConfigError::new(
+                    setting,
+                    format!("{from} must be true or false, got {:?}", v.trim()),
+                )),
+            },
+        }
+    }
+
+    fn on_from(&self) -> Option<&str> {
+        self.on.as_deref()
+    }
+}
+
 /// The settings that take a secret value in any of its forms ([`super::secret`]).
 pub const SECRET_SETTINGS: &[&str] = &["aws_key_id", "aws_sec_key", "aws_ses_token"];
 
@@ -130,6 +177,9 @@ pub struct Config {
     pub region: String,
     /// `scheme://authority` of the Kinesis endpoint, no trailing slash.
     pub endpoint: String,
+    /// Why this endpoint: the `endpoint` setting, or AWS's endpoint rules with the region's
+    /// source and the FIPS and dual-stack settings that applied (for the startup log).
+    pub endpoint_reason: String,
     pub credentials: CredentialConfig,
     /// `secrets_dir`: where `valueFrom`/`mountFrom` secrets are mounted (`<dir>/<name>/<key>`).
     pub secrets_dir: Option<String>,
@@ -188,10 +238,12 @@ impl Settings {
             return Err(ConfigError::new("", "the configuration must be a JSON object"));
         };
         let mut fields = Fields::new("", map);
-        let sink = Config::read(&mut fields, env, put_deadline)?;
+        let mut format_warnings = Vec::new();
+        let sink = Config::read(&mut fields, env, put_deadline, &mut format_warnings)?;
         let time_keys = fields.take("time_keys");
         let front = FrontSettings::read(time_keys, fields.object("proxy")?)?;
         let (buffer, mut warnings) = BufferSettings::read(fields.object("buffer")?)?;
+        warnings.append(&mut format_warnings);
         // Fluentd's core option, in the operator's KinesisStream and KinesisFirehose types.
         if fields.take("slow_flush_log_threshold").is_some() {
             warnings.push(
@@ -222,10 +274,12 @@ impl Config {
     }
 
     /// Read the sink's settings from the top level of a document; `put_deadline` is the default.
+    /// Settings accepted without effect are named in `warnings`.
     fn read(
         fields: &mut Fields,
         env: &mut dyn Environment,
         default_put_deadline: Duration,
+        warnings: &mut Vec<String>,
     ) -> Result<Config, ConfigError> {
         let stream_arn = match fields.string("stream_arn")? {
             Some(text) => Some(StreamArn::parse(&text).map_err(|e| ConfigError::new("stream_arn", e))?),
@@ -280,34 +334,84 @@ impl Config {
             .allow_only(allowed)
             .map_err(|e| ConfigError::new(name_setting, e))?;
 
-        let region = match (fields.string("region")?, &stream_arn) {
+        let (region, region_from) = match (fields.string("region")?, &stream_arn) {
             (Some(r), Some(arn)) if r != arn.region => {
                 return Err(ConfigError::new(
                     "region",
                     format!("{r:?} is not the region of stream_arn ({:?})", arn.region),
                 ))
             }
-            (Some(r), _) => r,
-            (None, Some(arn)) => arn.region.clone(),
-            (None, None) => env_nonempty(env, "AWS_REGION")
-                .or_else(|| env_nonempty(env, "AWS_DEFAULT_REGION"))
-                .or_else(|| profile_region(env))
-                .ok_or_else(|| {
+            (Some(r), _) => (r, "the region setting"),
+            (None, Some(arn)) => (arn.region.clone(), "stream_arn"),
+            (None, None) => {
+                let found = [
+                    (env_nonempty(env, "AWS_REGION"), "AWS_REGION"),
+                    (env_nonempty(env, "AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION"),
+                ]
+                .into_iter()
+                .find_map(|(r, from)| r.map(|r| (r, from)))
+                .or_else(|| profile_region(env).map(|r| (r, "the shared config file's profile")));
+                found.ok_or_else(|| {
                     ConfigError::new(
                         "region",
                         "is required: set it, or AWS_REGION or AWS_DEFAULT_REGION in the environment, or region in the shared config file's profile",
                     )
-                })?,
+                })?
+            }
         };
         check_region(&region)?;
 
-        let endpoint = match (fields.string("endpoint")?, &stream_arn) {
-            (Some(url), _) => parse_endpoint(&url)?,
-            (None, Some(arn)) => arn.endpoint(),
-            (None, None) => match service {
-                Service::Streams => region::kinesis_endpoint(&region),
-                Service::Firehose => region::firehose_endpoint(&region),
-            },
+        let fips = EndpointFlag::read(fields, env, "use_fips_endpoint", "AWS_USE_FIPS_ENDPOINT")?;
+        let dual_stack = EndpointFlag::read(
+            fields,
+            env,
+            "use_dualstack_endpoint",
+            "AWS_USE_DUALSTACK_ENDPOINT",
+        )?;
+        let custom = match fields.string("endpoint")? {
+            Some(url) => Some(parse_endpoint(&url)?),
+            None => None,
+        };
+        if custom.is_some() {
+            // AWS's endpoint rules: "FIPS and custom endpoint are not supported" (and the same
+            // for dual-stack). A compliance setting is never dropped in silence.
+            for (flag, what) in [(&fips, "a FIPS"), (&dual_stack, "a dual-stack")] {
+                if let Some(from) = flag.on_from() {
+                    return Err(ConfigError::new(
+                        flag.setting,
+                        format!(
+                            "{from} asks for {what} endpoint, which AWS's endpoint rules do not apply to a custom endpoint: set one of endpoint and {} only",
+                            flag.setting
+                        ),
+                    ));
+                }
+            }
+        }
+        let account = stream_arn.as_ref().map(|arn| arn.account.as_str());
+        let variant = region::Variant {
+            fips: fips.on_from().is_some(),
+            dual_stack: dual_stack.on_from().is_some(),
+        };
+        let endpoint = region::resolve(service, &region, variant, custom.as_deref(), account)
+            .map_err(|e| ConfigError::new("endpoint", e))?;
+        let endpoint_reason = match custom {
+            Some(_) => "the endpoint setting".to_string(),
+            None => {
+                let mut why = format!(
+                    "AWS's endpoint rules for {} in {region} (region from {region_from})",
+                    service.name()
+                );
+                if let Some(account) = account {
+                    why.push_str(&format!(", stream_arn's account {account}"));
+                }
+                if let Some(from) = fips.on_from() {
+                    why.push_str(&format!(", FIPS ({from})"));
+                }
+                if let Some(from) = dual_stack.on_from() {
+                    why.push_str(&format!(", dual-stack ({from})"));
+                }
+                why
+            }
         };
 
         let secrets_dir = fields.string("secrets_dir")?;
@@ -325,6 +429,7 @@ impl Config {
                 env,
                 secrets_dir: secrets_dir.as_deref(),
             },
+            warnings,
         )?;
         let assume_role = match fields.object("assume_role_credentials")? {
             Some(section) => Some(assume_role(section, &region, env)?),
@@ -355,7 +460,7 @@ impl Config {
             (None, Service::Streams) => false,
         };
         let format = match fields.object("format")? {
-            Some(section) => formatter(Fields::new("format", section))?,
+            Some(section) => formatter(Fields::new("format", section), warnings)?,
             None => Formatter::Json { add_newline: true },
         };
         let inject = match fields.object("inject")? {
@@ -468,6 +573,7 @@ impl Config {
             stream_arn: stream_arn.map(|a| a.arn),
             region,
             endpoint,
+            endpoint_reason,
             credentials,
             secrets_dir,
             assume_role,
@@ -489,7 +595,10 @@ impl Config {
 }
 
 /// The `format` section: Fluentd's formatters and their options.
-fn formatter(mut f: Fields) -> Result<Formatter, ConfigError> {
+/// The `format` section. The logging-operator's `Format` type offers `add_newline` and
+/// `message_key` with every type; where a type has no use for one, it is accepted and named in
+/// `warnings`, as Fluentd warns of a parameter not used and goes on.
+fn formatter(mut f: Fields, warnings: &mut Vec<String>) -> Result<Formatter, ConfigError> {
     let kind = f
         .string("type")?
         .or(f.string("@type")?)
@@ -569,6 +678,13 @@ fn formatter(mut f: Fields) -> Result<Formatter, ConfigError> {
             ))
         }
     };
+    for key in ["add_newline", "message_key"] {
+        if f.take(key).is_some() {
+            warnings.push(format!(
+                "format.{key} is not used by the {kind} format (accepted, as Fluentd accepts it)"
+            ));
+        }
+    }
     f.finish()?;
     Ok(formatter)
 }
@@ -1164,10 +1280,6 @@ mod tests {
         let json = r#"{"stream_name":"s","region":"us-east-1","process_credentials":{"process":"/bin/creds --profile x"}}"#;
         let c = parse(json).unwrap();
         assert!(matches!(&c.credentials, CredentialConfig::Process(p) if p == "/bin/creds --profile x"));
-        assert_eq!(
-            err(r#""process_credentials":{"process":"x"}"#).field,
-            "process_credentials"
-        );
         let json = r#"{"stream_name":"s","region":"us-east-1","process_credentials":{}}"#;
         assert_eq!(parse(json).unwrap_err().field, "process_credentials.process");
         assert_eq!(err(r#""aws_iam_retries":21"#).field, "aws_iam_retries");
@@ -1232,14 +1344,9 @@ mod tests {
                 "without ']'",
             ),
             (
-                r#"{"type":"json","message_key":"m"}"#,
-                "format.message_key",
-                "unknown setting",
-            ),
-            (
-                r#"{"type":"msgpack","add_newline":true}"#,
-                "format.add_newline",
-                "unknown setting",
+                r#"{"type":"json","mesage_key":"m"}"#,
+                "format.mesage_key",
+                "did you mean",
             ),
             (
                 r#"{"type":"out_file","utc":true,"localtime":false}"#,
@@ -1261,6 +1368,43 @@ mod tests {
             assert_eq!(e.field, field, "{section}");
             assert!(e.message.contains(rule), "{section}: {e}");
         }
+        // The operator's Format offers message_key and add_newline with every type: where a
+        // type has no use for one it is accepted with a warning naming it, as in Fluentd.
+        for (section, warning) in [
+            (
+                r#"{"type":"json","message_key":"m"}"#,
+                "format.message_key is not used by the json format",
+            ),
+            (
+                r#"{"type":"msgpack","add_newline":true}"#,
+                "format.add_newline is not used by the msgpack format",
+            ),
+        ] {
+            let json = format!(r#"{{"stream_name":"s","region":"us-east-1","format":{section}}}"#);
+            let s = Settings::from_json(&json, &mut no_env).unwrap();
+            assert_eq!(s.warnings.len(), 1, "{section}: {:?}", s.warnings);
+            assert!(s.warnings[0].contains(warning), "{:?}", s.warnings);
+        }
+    }
+
+    /// An operator Output may carry keys and `process_credentials` both: the keys, as the
+    /// Fluentd plugin takes them first, and a warning naming the other.
+    #[test]
+    fn keys_come_before_process_credentials_as_in_the_fluentd_plugin() {
+        let json = format!(r#"{{{BASE},"process_credentials":{{"process":"/bin/creds"}}}}"#);
+        let s = Settings::from_json(&json, &mut no_env).unwrap();
+        assert!(matches!(&s.sink.credentials, CredentialConfig::Static(k) if k.access_key_id == "AKID"));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("process_credentials is not used"),
+            "{:?}",
+            s.warnings
+        );
+        let c = parse(
+            r#"{"stream_name":"s","region":"us-east-1","process_credentials":{"process":"/bin/creds"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(&c.credentials, CredentialConfig::Process(p) if p == "/bin/creds"));
     }
 
     #[test]
@@ -1344,6 +1488,116 @@ mod tests {
         ] {
             assert_eq!(err(&format!(r#""endpoint":"{bad}""#)).field, "endpoint", "{bad}");
         }
+    }
+
+    /// FIPS and dual-stack, from the settings, `AWS_USE_*_ENDPOINT` or the shared config
+    /// file's profile (in that order), resolved by AWS's endpoint rules; the reason says which.
+    #[test]
+    fn fips_and_dual_stack_endpoints_come_from_settings_environment_or_profile() {
+        let c = with(r#""use_fips_endpoint":true"#).unwrap();
+        assert_eq!(c.endpoint, "https://kinesis-fips.us-east-1.amazonaws.com");
+        assert!(
+            c.endpoint_reason.contains("FIPS (use_fips_endpoint)"),
+            "{}",
+            c.endpoint_reason
+        );
+        let c = with(r#""use_fips_endpoint":"true","use_dualstack_endpoint":true"#).unwrap();
+        assert_eq!(c.endpoint, "https://kinesis-fips.us-east-1.api.aws");
+        let c = parse(r#"{"delivery_stream_name":"d","region":"us-gov-west-1","use_fips_endpoint":true}"#)
+            .unwrap();
+        assert_eq!(c.endpoint, "https://firehose-fips.us-gov-west-1.amazonaws.com");
+        let c = parse(
+            r#"{"stream_arn":"arn:aws:kinesis:eu-west-1:123456789012:stream/s","use_dualstack_endpoint":true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.endpoint, "https://123456789012.data-kinesis.eu-west-1.api.aws");
+        assert!(
+            c.endpoint_reason.contains("region from stream_arn")
+                && c.endpoint_reason.contains("account 123456789012"),
+            "{}",
+            c.endpoint_reason
+        );
+
+        let files = vec![(
+            "/home/u/.aws/config",
+            "[default]\nuse_fips_endpoint = true\n[profile v6]\nuse_dualstack_endpoint = true\nuse_fips_endpoint = false\n",
+        )];
+        let read = |vars: Vec<(&'static str, &'static str)>, json: &str| {
+            Config::from_json(json, &mut Env(vars, files.clone()))
+        };
+        let plain = r#"{"stream_name":"s","region":"us-east-1"}"#;
+        let c = read(vec![("HOME", "/home/u")], plain).unwrap();
+        assert_eq!(c.endpoint, "https://kinesis-fips.us-east-1.amazonaws.com");
+        assert!(
+            c.endpoint_reason.contains("shared config file's profile"),
+            "{}",
+            c.endpoint_reason
+        );
+        let c = read(vec![("HOME", "/home/u"), ("AWS_PROFILE", "v6")], plain).unwrap();
+        assert_eq!(c.endpoint, "https://kinesis.us-east-1.api.aws");
+        let c = read(
+            vec![("HOME", "/home/u"), ("AWS_USE_FIPS_ENDPOINT", "FALSE")],
+            plain,
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoint, "https://kinesis.us-east-1.amazonaws.com",
+            "the variable first"
+        );
+        let c = read(
+            vec![("HOME", "/home/u"), ("AWS_USE_DUALSTACK_ENDPOINT", "true")],
+            r#"{"stream_name":"s","region":"cn-north-1","use_fips_endpoint":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoint, "https://kinesis.cn-north-1.api.amazonwebservices.com.cn",
+            "the setting first"
+        );
+        assert!(
+            c.endpoint_reason
+                .contains("dual-stack (AWS_USE_DUALSTACK_ENDPOINT in the environment)")
+                && c.endpoint_reason.contains("region from the region setting"),
+            "{}",
+            c.endpoint_reason
+        );
+        assert_eq!(
+            with("").unwrap().endpoint_reason,
+            "AWS's endpoint rules for kinesis in us-east-1 (region from the region setting)"
+        );
+
+        let e = read(vec![("AWS_USE_FIPS_ENDPOINT", "yes")], plain).unwrap_err();
+        assert_eq!(e.field, "use_fips_endpoint");
+        assert!(
+            e.message
+                .contains("AWS_USE_FIPS_ENDPOINT in the environment must be true or false"),
+            "{e}"
+        );
+        assert_eq!(
+            err(r#""use_dualstack_endpoint":"on""#).field,
+            "use_dualstack_endpoint"
+        );
+        // A custom endpoint takes neither, as AWS's rules say; the setting is never dropped.
+        let e = err(
+            r#""use_fips_endpoint":true,"endpoint":"https://vpce-1.kinesis.us-east-1.vpce.amazonaws.com""#,
+        );
+        assert_eq!(e.field, "use_fips_endpoint");
+        assert!(e.message.contains("custom endpoint"), "{e}");
+        let e = read(
+            vec![("AWS_USE_DUALSTACK_ENDPOINT", "true")],
+            r#"{"stream_name":"s","region":"us-east-1","endpoint":"http://127.0.0.1:1"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("AWS_USE_DUALSTACK_ENDPOINT in the environment asks"),
+            "{e}"
+        );
+        let c = read(
+            vec![("AWS_USE_DUALSTACK_ENDPOINT", "false")],
+            r#"{"stream_name":"s","region":"us-east-1","endpoint":"http://127.0.0.1:1"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.endpoint_reason, "the endpoint setting");
     }
 
     #[test]

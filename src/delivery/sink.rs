@@ -169,9 +169,16 @@ impl Sink {
         let mut prepared = Vec::with_capacity(events.len());
         // Random keys draw from one block of random bytes, not one host call per record.
         let mut pool = RandomPool::default();
+        let mut first_key_cut = None;
         for (index, event) in events.iter().enumerate() {
             match prepare(&self.config.shape, event, &mut |buf| pool.fill(buf, platform)) {
-                Ok(record) => prepared.push((index, record)),
+                Ok(record) => {
+                    if record.key_cut {
+                        counters.partition_keys_truncated += 1;
+                        first_key_cut.get_or_insert(index);
+                    }
+                    prepared.push((index, record))
+                }
                 Err(rejected) => outcomes[index] = Some(Outcome::Rejected(rejected)),
             }
         }
@@ -312,6 +319,7 @@ impl Sink {
                 .map(|o| o.expect("every event gets an outcome"))
                 .collect(),
             counters,
+            first_key_cut,
         }
     }
 
@@ -358,6 +366,7 @@ impl Sink {
                         data,
                         partition_key: String::new(),
                         stream: stream.clone(),
+                        key_cut: false,
                     },
                 ));
             };
@@ -436,6 +445,7 @@ impl Sink {
                         data,
                         partition_key: key,
                         stream: stream.clone(),
+                        key_cut: false,
                     },
                 ));
                 current.clear();

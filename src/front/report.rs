@@ -59,6 +59,18 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// The one warning a door logs for a put that cut partition keys: how many, and where the
+/// first came from (`line 17`, `record 5 of the chunk`).
+pub fn key_cut_warning(report: &PutReport, first: impl FnOnce(usize) -> String) -> Option<String> {
+    let index = report.first_key_cut?;
+    let count = report.counters.partition_keys_truncated;
+    Some(format!(
+        "{count} partition key{} longer than Kinesis's 256 characters cut to 256 (the first: {}); records whose keys differ only past that share a shard",
+        if count == 1 { "" } else { "s" },
+        first(index)
+    ))
+}
+
 /// What became of the records of a run, a request or a chunk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -117,6 +129,7 @@ impl Tally {
         self.counters.throttled_records += c.throttled_records;
         self.counters.bytes_sent += c.bytes_sent;
         self.counters.credential_refreshes += c.credential_refreshes;
+        self.counters.partition_keys_truncated += c.partition_keys_truncated;
     }
 
     /// Count a record the service stored, known from the host's own view of the exchange (after
@@ -179,6 +192,7 @@ impl Tally {
             "throttled_records": self.counters.throttled_records,
             "bytes_sent": self.counters.bytes_sent,
             "credential_refreshes": self.counters.credential_refreshes,
+            "partition_keys_truncated": self.counters.partition_keys_truncated,
         })
     }
 
@@ -193,6 +207,10 @@ impl Tally {
         m.insert(
             "credential_refreshes".into(),
             json!(self.counters.credential_refreshes),
+        );
+        m.insert(
+            "partition_keys_truncated".into(),
+            json!(self.counters.partition_keys_truncated),
         );
         m.insert("credential_source".into(), json!(self.credential_source));
         m.insert("warnings".into(), json!(warnings));

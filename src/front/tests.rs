@@ -336,6 +336,7 @@ fn counters() -> Counters {
         throttled_records: 1,
         bytes_sent: 900,
         credential_refreshes: 1,
+        partition_keys_truncated: 3,
     }
 }
 
@@ -378,7 +379,8 @@ fn all_delivered_is_200() {
     assert_eq!(
         body,
         json!({"delivered": 2, "failed": 0, "rejected": 0, "counters": {
-            "requests": 2, "retries": 1, "throttled_records": 1, "bytes_sent": 900, "credential_refreshes": 1
+            "requests": 2, "retries": 1, "throttled_records": 1, "bytes_sent": 900, "credential_refreshes": 1,
+            "partition_keys_truncated": 3
         }})
     );
     assert_eq!(answer(vec![]).0, 200);

@@ -99,7 +99,7 @@ impl<'de> Visitor<'de> for TimeScan<'_> {
 /// `java_sql_timestamp`, read as UTC), or a number in text.
 pub fn parse_time(value: &Value) -> Option<(i64, u32)> {
     match value {
-        Value::Number(n) => parse_epoch(&n.to_string()),
+        Value::Number(n) => parse_epoch(&crate::shaping::number::json_text(n)),
         Value::String(s) => {
             let s = s.trim();
             if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') && s.len() >= 9 {

@@ -55,6 +55,8 @@ pub struct Counters {
     pub bytes_sent: u64,
     /// Credentials fetched from their source (not from the cache; static keys never count).
     pub credential_refreshes: u64,
+    /// Records whose partition key was longer than 256 characters and was cut to 256.
+    pub partition_keys_truncated: u64,
 }
 
 /// The result of one `put`.
@@ -64,6 +66,9 @@ pub struct PutReport {
     /// Where the credentials came from, without secrets.
     pub credential_source: String,
     pub counters: Counters,
+    /// The first event whose partition key was cut to 256 characters (its index in the
+    /// events put), for the one warning a door logs per put.
+    pub first_key_cut: Option<usize>,
 }
 
 /// One event handed to `put`.

@@ -215,6 +215,7 @@ mod tests {
 
     fn rec(data: &str) -> PreparedRecord {
         PreparedRecord {
+            key_cut: false,
             data: data.as_bytes().to_vec(),
             partition_key: String::new(),
             stream: "logs-to-s3".to_string(),
@@ -268,6 +269,7 @@ mod tests {
     #[test]
     fn sizes_and_limits_count_as_each_service_does() {
         let r = PreparedRecord {
+            key_cut: false,
             data: vec![0; 10],
             partition_key: "key".into(),
             stream: "s".into(),

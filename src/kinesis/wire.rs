@@ -11,6 +11,8 @@ pub struct PreparedRecord {
     pub partition_key: String,
     /// The stream it goes to.
     pub stream: String,
+    /// The partition key was longer than Kinesis takes and was cut to 256 characters.
+    pub key_cut: bool,
 }
 
 impl PreparedRecord {
@@ -136,6 +138,7 @@ mod tests {
 
     fn rec(data: &str, key: &str) -> PreparedRecord {
         PreparedRecord {
+            key_cut: false,
             data: data.as_bytes().to_vec(),
             partition_key: key.to_string(),
             stream: "my-stream".to_string(),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::accessor::Accessor;
+use super::number;
 use super::timefmt::{iso8601, strftime, Zone};
 
 /// How `out_file` and `inject` write the event time.
@@ -107,7 +108,7 @@ impl Formatter {
         };
         match self {
             Formatter::Json { add_newline } => {
-                let mut out = serde_json::to_vec(record).expect("a JSON object serialises");
+                let mut out = number::to_json(record);
                 if *add_newline {
                     out.push(b'\n');
                 }
@@ -183,7 +184,7 @@ impl Formatter {
                     s.push_str(tag);
                     s.push_str(delimiter);
                 }
-                s.push_str(&serde_json::to_string(record).expect("a JSON object serialises"));
+                s.push_str(std::str::from_utf8(&number::to_json(record)).expect("JSON is UTF-8"));
                 newline(s, true)
             }
             Formatter::Hash { add_newline } => {
@@ -227,11 +228,12 @@ pub fn ruby_float(f: f64) -> String {
     }
 }
 
+/// Ruby's `to_s` of a number read from JSON: an integer's digits, whatever its size; a float
+/// as Ruby writes it.
 fn number_to_s(n: &serde_json::Number, out: &mut String) {
-    if n.is_f64() {
-        out.push_str(&ruby_float(n.as_f64().unwrap_or_default()));
-    } else {
-        let _ = write!(out, "{n}");
+    match number::parsed(n) {
+        number::Parsed::Integer(digits) => out.push_str(digits),
+        number::Parsed::Float(f) => out.push_str(&ruby_float(f)),
     }
 }
 

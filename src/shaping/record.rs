@@ -84,10 +84,14 @@ pub fn prepare(
         _ => data,
     };
 
+    // Kinesis takes 256 characters of key: a longer one is cut (and counted, and the door
+    // warns once a put), as the seed did, rather than the record refused.
+    let (partition_key, key_cut) = cut_chars(partition_key, MAX_PARTITION_KEY_CHARS);
     let prepared = PreparedRecord {
         data,
         partition_key,
         stream,
+        key_cut,
     };
     // Aggregated records are checked when they are packed.
     if !shape.aggregate && prepared.size() > shape.max_record_size {
@@ -131,14 +135,10 @@ fn as_it_is(
             match raw.first()? {
                 // A plain non-empty string: its text; escapes and empties go the general way.
                 b'"' if raw.len() > 2 && !raw.contains(&b'\\') => {
-                    let text = std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?;
-                    truncate_chars(text.to_string(), MAX_PARTITION_KEY_CHARS)
+                    std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?.to_string()
                 }
                 // Numbers and booleans as their JSON text, which compact form makes canonical.
-                b'-' | b'0'..=b'9' | b't' | b'f' => truncate_chars(
-                    std::str::from_utf8(raw).ok()?.to_string(),
-                    MAX_PARTITION_KEY_CHARS,
-                ),
+                b'-' | b'0'..=b'9' | b't' | b'f' => std::str::from_utf8(raw).ok()?.to_string(),
                 _ => return None,
             }
         }
@@ -207,7 +207,7 @@ fn general(
                     message: format!("data_key field {name:?} is missing or null in {}", quote(&fields)),
                 });
             }
-            Some(other) => serde_json::to_vec(other).expect("a JSON value serialises"),
+            Some(other) => crate::shaping::number::to_json(other),
         },
         None => {
             if let Some(inject) = &shape.inject {
@@ -241,7 +241,7 @@ fn chomp(data: &mut Vec<u8>) {
 
 /// A record as JSON for a message, cut to `max` characters (0: whole).
 fn quote_record(fields: &Map<String, Value>, max: usize) -> String {
-    let text = serde_json::to_string(fields).expect("a JSON object serialises");
+    let text = String::from_utf8(crate::shaping::number::to_json(fields)).expect("JSON is UTF-8");
     if max == 0 || text.chars().count() <= max {
         return text;
     }
@@ -269,12 +269,13 @@ pub fn compress(kind: Compression, data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A key from a record field: strings as they are, numbers and booleans as their JSON text,
-/// cut to 256 characters (never bytes).
+/// A key from a record field: strings as they are, numbers and booleans as their JSON text
+/// (cut to 256 characters by [`prepare`]).
 fn key_from_field(name: &str, value: Option<&Value>) -> Result<String, Rejected> {
     let key = match value {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+        Some(Value::Number(n)) => crate::shaping::number::json_text(n).into_owned(),
+        Some(v @ Value::Bool(_)) => v.to_string(),
         other => {
             let what = match other {
                 None => "is missing".to_string(),
@@ -287,13 +288,17 @@ fn key_from_field(name: &str, value: Option<&Value>) -> Result<String, Rejected>
             });
         }
     };
-    Ok(truncate_chars(key, MAX_PARTITION_KEY_CHARS))
+    Ok(key)
 }
 
-fn truncate_chars(s: String, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => s[..cut].to_string(),
-        None => s,
+/// `key` cut to `max` characters (never bytes), and whether it was.
+fn cut_chars(mut key: String, max: usize) -> (String, bool) {
+    match key.char_indices().nth(max) {
+        Some((cut, _)) => {
+            key.truncate(cut);
+            (key, true)
+        }
+        None => (key, false),
     }
 }
 

@@ -276,9 +276,9 @@ async fn configuration_errors_name_the_field_and_never_a_secret() {
             "is not a role ARN",
         ),
         (
-            json!({"process_credentials": {"process": "x"}}),
-            "process_credentials",
-            "cannot be combined with aws_key_id",
+            json!({"process_credentials": {"process": " "}}),
+            "process_credentials.process",
+            "is required",
         ),
         (
             json!({"aws_sec_key": {"file": "/not/granted"}}),

@@ -7,6 +7,7 @@ mod doors;
 mod firehose;
 mod guard;
 mod operating;
+mod operator;
 mod ship;
 mod traps;
 mod worlds;

@@ -513,6 +513,105 @@ fn an_https_proxy_carries_records_over_tls_to_the_proxy() {
     assert_eq!(fake.stored().len(), 20);
 }
 
+/// FIPS and dual-stack endpoints seen where the request goes: a proxy's `CONNECT` target (the
+/// proxy refuses to reach the internet, so each run fails after its one request). The four
+/// forms (FIPS, dual-stack, both with a stream ARN's account endpoint, Firehose by the shared
+/// config file's profile) and the plain endpoint; the startup log and `kinesis-ship env` say
+/// which endpoint and why.
+#[test]
+fn fips_and_dual_stack_endpoints_are_where_the_requests_go() {
+    let proxy = ConnectProxy::start(None).unwrap();
+    let dir = temp_dir("endpoints");
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, "[profile compliance]\nuse_fips_endpoint = true\n").unwrap();
+    let cases = [
+        (
+            json!({"stream_name": "s", "region": "us-east-1", "use_fips_endpoint": true}),
+            vec![],
+            "kinesis-fips.us-east-1.amazonaws.com:443",
+            "FIPS (use_fips_endpoint)",
+        ),
+        (
+            json!({"stream_name": "s", "region": "eu-west-1"}),
+            vec![("AWS_USE_DUALSTACK_ENDPOINT", "true")],
+            "kinesis.eu-west-1.api.aws:443",
+            "dual-stack (AWS_USE_DUALSTACK_ENDPOINT in the environment)",
+        ),
+        (
+            json!({"stream_arn": "arn:aws:kinesis:us-east-2:123456789012:stream/s",
+                   "use_fips_endpoint": true, "use_dualstack_endpoint": true}),
+            vec![],
+            "123456789012.data-kinesis-fips.us-east-2.api.aws:443",
+            "stream_arn's account 123456789012, FIPS (use_fips_endpoint), dual-stack (use_dualstack_endpoint)",
+        ),
+        (
+            json!({"delivery_stream_name": "d"}),
+            vec![
+                ("AWS_REGION", "us-gov-west-1"),
+                ("AWS_CONFIG_FILE", aws_config.to_str().unwrap()),
+                ("AWS_PROFILE", "compliance"),
+            ],
+            "firehose-fips.us-gov-west-1.amazonaws.com:443",
+            "region from AWS_REGION), FIPS (use_fips_endpoint in the shared config file's profile)",
+        ),
+        (
+            json!({"stream_name": "s", "region": "ap-southeast-2"}),
+            vec![],
+            "kinesis.ap-southeast-2.amazonaws.com:443",
+            "AWS's endpoint rules for kinesis in ap-southeast-2 (region from the region setting)",
+        ),
+    ];
+    for (i, (settings, env, target, why)) in cases.into_iter().enumerate() {
+        let mut config = settings;
+        config["retries_on_batch_request"] = json!(0);
+        config["buffer"] = json!({"retry_max_times": 0});
+        let path = dir.join(format!("config-{i}.json"));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let command = |args: &[&str]| {
+            let mut cmd = Command::new(SHIP);
+            cmd.args(args).arg("--config").arg(&path);
+            for (k, _) in std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_") || k.ends_with("_PROXY") || k.ends_with("_proxy"))
+            {
+                cmd.env_remove(k);
+            }
+            cmd.env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+                .env("HTTPS_PROXY", format!("http://{}", proxy.addr))
+                .envs(env.iter().copied());
+            cmd
+        };
+        let before = proxy.asked().len();
+        let (code, stderr) = run_bounded(command(&[]), &ndjson(&lines(0, 3)));
+        assert_eq!(code, 1, "the proxy refuses the internet: {stderr}");
+        let asked: Vec<_> = proxy.asked().split_off(before);
+        assert!(
+            !asked.is_empty() && asked.iter().all(|a| a.method == "CONNECT" && a.target == target),
+            "case {i}: {asked:?}"
+        );
+        let url = format!("https://{}", target.trim_end_matches(":443"));
+        assert!(
+            stderr.contains(&format!("endpoint {url} (")) && stderr.contains(why),
+            "case {i}: {stderr}"
+        );
+        // `kinesis-ship env`, in the same environment, says the same on stderr.
+        let out = command(&["env"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let note = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{note}");
+        assert!(
+            note.contains(&format!("endpoint {url} (")) && note.contains(why),
+            "case {i}: {note}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("endpoint https"),
+            "stdout is the env file"
+        );
+    }
+}
+
 #[test]
 fn json_logs_are_one_object_a_line_without_secrets() {
     let fake = Arc::new(FakeKinesis::new("it-logs", KEY_ID_VALUE, SECRET_VALUE));

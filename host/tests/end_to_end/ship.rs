@@ -443,3 +443,52 @@ spec:
     assert_eq!(fake.stored().len(), 2);
     assert_eq!(fake.stored()[1].data, b"{\"log\":\"through serve\"}\n");
 }
+
+/// A partition key past Kinesis's 256 characters is cut, counted in the report, and warned of
+/// once per put with the line of the first; big integers reach the stream as written.
+#[test]
+fn long_partition_keys_are_cut_counted_and_warned_once_a_put() {
+    let k = Kinesalite::start("it-long-keys");
+    let dir = temp_dir("long-keys");
+    let long = |c: &str| c.repeat(300);
+    let input = format!(
+        "{}\n{}\n{}\n{}\n",
+        json!({"pod": "web-1", "log": "a"}),
+        json!({"pod": long("p"), "log": "b"}),
+        r#"{"pod":"web-2","id":123456789012345678901234567890}"#,
+        json!({"pod": long("q"), "log": "d"}),
+    );
+    let config = write_config(&dir, &k, json!({}));
+    let report = dir.join("report.json");
+    let (code, stderr) = ship(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("partition key")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the put: {stderr}");
+    assert!(
+        warnings[0]
+            .contains("2 partition keys longer than Kinesis's 256 characters cut to 256 (the first: line 2)"),
+        "{stderr}"
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["partition_keys_truncated"], 2, "{r}");
+    let mut stored = k.read();
+    stored.sort_by(|a, b| a.1.cmp(&b.1));
+    let keys: Vec<String> = stored.iter().map(|(_, key)| key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec!["p".repeat(256), "q".repeat(256), "web-1".into(), "web-2".into()]
+    );
+    assert_eq!(
+        stored[3].0,
+        b"{\"pod\":\"web-2\",\"id\":123456789012345678901234567890}\n".to_vec(),
+        "an integer beyond 64 bits keeps its digits"
+    );
+}

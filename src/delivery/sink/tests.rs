@@ -265,6 +265,40 @@ fn assert_delivered_once(fake: &Fake, n: usize) {
     assert_eq!(keys.len(), n, "not every record was stored");
 }
 
+/// A key past 256 characters is cut (Kinesis takes no more) and counted, and the report names
+/// the first record it happened to, for the door's one warning a put.
+#[test]
+fn cut_partition_keys_are_counted_and_the_first_named() {
+    let recs: Vec<Vec<u8>> = [
+        json!({"k": "short"}),
+        json!({"k": "a".repeat(300)}),
+        json!({"k": "b".repeat(256)}),
+        json!({"k": "ü".repeat(257)}),
+    ]
+    .iter()
+    .map(|r| serde_json::to_vec(r).unwrap())
+    .collect();
+    let mut fake = Fake::new(|_, body| ok(body));
+    let report = sink("").put(&events(&recs), &mut fake);
+    assert_eq!(report.counters.partition_keys_truncated, 2);
+    assert_eq!(report.first_key_cut, Some(1));
+    let keys: Vec<usize> = fake.stored.iter().map(|(_, k)| k.chars().count()).collect();
+    assert_eq!(keys, vec![5, 256, 256, 256]);
+    let warning = crate::front::report::key_cut_warning(&report, |i| format!("line {}", i + 10)).unwrap();
+    assert!(
+        warning.starts_with(
+            "2 partition keys longer than Kinesis's 256 characters cut to 256 (the first: line 11)"
+        ),
+        "{warning}"
+    );
+    let report = sink("").put(&events(&records(3)), &mut Fake::new(|_, body| ok(body)));
+    assert_eq!(
+        (report.counters.partition_keys_truncated, report.first_key_cut),
+        (0, None)
+    );
+    assert!(crate::front::report::key_cut_warning(&report, |i| i.to_string()).is_none());
+}
+
 #[test]
 fn a_chunk_is_split_into_requests_and_every_record_delivered() {
     let recs = records(1200);

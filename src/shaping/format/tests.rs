@@ -264,3 +264,47 @@ fn text_formatters_write_rubys_bytes() {
             .join("\n")
     );
 }
+
+/// Integers beyond 64 bits reach every formatter as their digits (Ruby keeps them exact), not
+/// as a double's `1.2345678901234568e+23`; msgpack, which has no such integer, gets the double.
+#[test]
+fn integers_of_any_size_keep_their_digits() {
+    let record: Map<String, Value> =
+        serde_json::from_str(r#"{"id":123456789012345678901234,"neg":-98765432109876543210,"f":1.50}"#)
+            .unwrap();
+    let out = |f: &Formatter| String::from_utf8_lossy(&f.format(TAG, SECS, NANOS, &record)).into_owned();
+    assert_eq!(
+        out(&Formatter::Json { add_newline: false }),
+        r#"{"id":123456789012345678901234,"neg":-98765432109876543210,"f":1.5}"#
+    );
+    assert_eq!(
+        out(&Formatter::Hash { add_newline: false }),
+        r#"{"id"=>123456789012345678901234, "neg"=>-98765432109876543210, "f"=>1.5}"#
+    );
+    assert_eq!(
+        out(&Formatter::Ltsv {
+            delimiter: "\t".into(),
+            label_delimiter: ":".into(),
+            replacement: " ".into(),
+            add_newline: false,
+        }),
+        "id:123456789012345678901234\tneg:-98765432109876543210\tf:1.5"
+    );
+    let out_file = out(&Formatter::OutFile {
+        output_time: false,
+        output_tag: false,
+        delimiter: "\t".into(),
+        time: TimeStyle::Unixtime,
+    });
+    assert_eq!(
+        out_file,
+        "{\"id\":123456789012345678901234,\"neg\":-98765432109876543210,\"f\":1.5}\n"
+    );
+    let packed = Formatter::Msgpack.format(TAG, SECS, NANOS, &record);
+    assert_eq!(&packed[..4], &[0x83, 0xa2, b'i', b'd']);
+    assert_eq!(packed[4], 0xcb, "a float 64");
+    assert_eq!(
+        f64::from_be_bytes(packed[5..13].try_into().unwrap()),
+        1.2345678901234568e23
+    );
+}

@@ -129,15 +129,19 @@ fn long_keys_are_cut_by_characters() {
     let c = config(r#","partition_key":"k""#);
     let long: String = "é".repeat(300);
     let rec = serde_json::json!({ "k": long }).to_string();
-    let key = prep(&c, rec.as_bytes(), &mut counting()).unwrap().partition_key;
-    assert_eq!(key.chars().count(), 256);
-    assert_eq!(key.len(), 512);
+    let cut = prep(&c, rec.as_bytes(), &mut counting()).unwrap();
+    assert_eq!(cut.partition_key.chars().count(), 256);
+    assert_eq!(cut.partition_key.len(), 512);
+    assert!(cut.key_cut, "a cut key is marked, to be counted");
     let exact: String = "x".repeat(256);
     let rec = serde_json::json!({ "k": exact }).to_string();
-    assert_eq!(
-        prep(&c, rec.as_bytes(), &mut counting()).unwrap().partition_key,
-        exact
-    );
+    let whole = prep(&c, rec.as_bytes(), &mut counting()).unwrap();
+    assert_eq!(whole.partition_key, exact);
+    assert!(!whole.key_cut);
+    // The general path (a record not in compact form) cuts and marks the same.
+    let rec = format!(r#"{{ "k": "{}" }}"#, "y".repeat(257));
+    let cut = prep(&c, rec.as_bytes(), &mut counting()).unwrap();
+    assert_eq!((cut.partition_key.len(), cut.key_cut), (256, true));
 }
 
 #[test]
