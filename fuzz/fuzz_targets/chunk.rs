@@ -10,7 +10,7 @@ use kinesis_output::{Environment, Event, HttpRequest, HttpResponse, Outcome, Pla
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
-const CONFIGS: [&str; 7] = [
+const CONFIGS: [&str; 9] = [
     r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","retry_base_delay":0.001}"#,
     r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","partition_key":"pod","max_concurrent_requests":3,"batch_request_max_count":3}"#,
     r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","compression":"gzip","partition_key":"$.kubernetes.pod","batch_request_max_size":2048,"max_record_size":2000}"#,
@@ -18,6 +18,9 @@ const CONFIGS: [&str; 7] = [
     r#"{"stream_name":"logs-${tag[1]}-${$.app}","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","inject":{"tag_key":"tag","time_key":"time"}}"#,
     r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","data_key":"log","max_record_size":64,"retries_on_batch_request":2}"#,
     r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","format":{"type":"single_value","message_key":"msg"},"chomp_record":true}"#,
+    // Numbers of any size and form through Ruby's to_s and inspect, and as partition keys.
+    r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","format":{"type":"hash"},"partition_key":"n"}"#,
+    r#"{"stream_name":"s","region":"us-east-1","aws_key_id":"AKIDFUZZ","aws_sec_key":"fuzz-secret","format":{"type":"ltsv"},"inject":{"time_key":"t","time_type":"float"},"partition_key":"$.a[0]"}"#,
 ];
 
 /// Kinesis as the fuzzer decides, on a clock that moves only when the core sleeps.
