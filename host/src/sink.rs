@@ -452,7 +452,8 @@ pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
         return Vec::new();
     };
     // PutRecords answers `Records`, PutRecordBatch `RequestResponses`; a stored record has a
-    // `SequenceNumber` or a `RecordId`.
+    // `SequenceNumber` or a `RecordId` (a string) and no `ErrorCode`, as the core reads them:
+    // anything else is not known stored, and is sent again.
     let entries = answer["Records"]
         .as_array()
         .or_else(|| answer["RequestResponses"].as_array());
@@ -465,7 +466,10 @@ pub fn stored_data(sent: &[u8], answer: &[u8]) -> Vec<String> {
     records
         .iter()
         .zip(entries)
-        .filter(|(_, e)| e.get("SequenceNumber").is_some() || e.get("RecordId").is_some())
+        .filter(|(_, e)| {
+            let id = e["SequenceNumber"].is_string() || e["RecordId"].is_string();
+            id && e.get("ErrorCode").is_none_or(serde_json::Value::is_null)
+        })
         .filter_map(|(r, _)| r["Data"].as_str().map(str::to_string))
         .collect()
 }
@@ -728,5 +732,29 @@ impl Instance {
             "the component trapped in {call}: {e:#}\nguest stderr:\n{}",
             self.stderr()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a trap, a record counts as stored only as the core would read its entry: an id
+    /// that is a string and no error code. Anything else is sent again (never lost).
+    #[test]
+    fn only_entries_the_core_reads_as_stored_count_as_stored() {
+        let sent = br#"{"Records":[{"Data":"YQ=="},{"Data":"Yg=="},{"Data":"Yw=="},{"Data":"ZA=="},{"Data":"ZQ=="}]}"#;
+        let answer = br#"{"Records":[
+            {"SequenceNumber":"1","ShardId":"s"},
+            {"SequenceNumber":null},
+            {"SequenceNumber":"3","ErrorCode":"ProvisionedThroughputExceededException"},
+            {"ErrorCode":"InternalFailure"},
+            {"SequenceNumber":"5","ErrorCode":null}]}"#;
+        assert_eq!(stored_data(sent, answer), vec!["YQ==", "ZQ=="]);
+        let batch = br#"{"RequestResponses":[{"RecordId":"r1"},{"RecordId":null,"ErrorCode":"ServiceUnavailableException"},
+            {"RecordId":"r3","ErrorCode":"ServiceUnavailableException"},{},{"RecordId":7}]}"#;
+        assert_eq!(stored_data(sent, batch), vec!["YQ=="]);
+        // An answer that does not match the request says nothing.
+        assert!(stored_data(sent, br#"{"Records":[{"SequenceNumber":"1"}]}"#).is_empty());
     }
 }

@@ -330,6 +330,19 @@ impl Config {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => allowed_streams(v)?,
         };
+        if let Some(long) = allowed
+            .iter()
+            .find(|n| n.chars().count() > service.max_name_chars())
+        {
+            return Err(ConfigError::new(
+                "allowed_streams",
+                format!(
+                    "{long:?} is longer than the {} characters a {} name takes",
+                    service.max_name_chars(),
+                    name_setting
+                ),
+            ));
+        }
         let stream_name = stream_name
             .allow_only(allowed)
             .map_err(|e| ConfigError::new(name_setting, e))?;
@@ -449,19 +462,29 @@ impl Config {
         }
         let data_key = fields.accessor("data_key")?;
         let chomp_record = fields.boolean("chomp_record")?.unwrap_or(false);
-        let append_new_line = match (fields.boolean("append_new_line")?, service) {
+        let append_setting = fields.boolean("append_new_line")?;
+        let format = match fields.object("format")? {
+            Some(section) => formatter(Fields::new("format", section), warnings)?,
+            None => Formatter::Json { add_newline: true },
+        };
+        // MessagePack is binary: a trailing 0x0a or 0x0d is part of a value, and a newline
+        // after it is a value too. Fluentd's Firehose plugin chomps it all the same.
+        let binary = format == Formatter::Msgpack && data_key.is_none();
+        let append_new_line = match (append_setting, service) {
             (Some(_), Service::Streams) => {
                 return Err(ConfigError::new(
                     "append_new_line",
                     "applies only to Firehose (delivery_stream_name)",
                 ))
             }
-            (value, Service::Firehose) => value.unwrap_or(true),
+            (Some(true), Service::Firehose) if binary => {
+                return Err(ConfigError::new(
+                    "append_new_line",
+                    "would change MessagePack records (their last byte may be 0x0a or 0x0d, and a newline is read as one more value): leave it unset or false with format msgpack",
+                ))
+            }
+            (value, Service::Firehose) => value.unwrap_or(!binary),
             (None, Service::Streams) => false,
-        };
-        let format = match fields.object("format")? {
-            Some(section) => formatter(Fields::new("format", section), warnings)?,
-            None => Formatter::Json { add_newline: true },
         };
         let inject = match fields.object("inject")? {
             Some(section) => Some(inject(Fields::new("inject", section))?),
@@ -552,6 +575,12 @@ impl Config {
             .integer("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS)?
             .map_or(1, |v| v as usize);
         let preserve_order = fields.boolean("preserve_order")?.unwrap_or(false);
+        if preserve_order && service == Service::Firehose {
+            return Err(ConfigError::new(
+                "preserve_order",
+                "orders the records of each partition key; Firehose records have none (a whole delivery stream would be one key, one record a call)",
+            ));
+        }
 
         Ok(Config {
             service,

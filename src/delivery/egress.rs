@@ -1,5 +1,5 @@
-//! Where the component may connect, for hosts that enforce an egress policy: the Kinesis
-//! endpoint and the endpoints its credential source needs, each as `host:port`. A host that
+//! Where the component may connect, for hosts that enforce an egress policy: the service's
+//! endpoint (Kinesis or Firehose) and the endpoints its credential source needs, each as `host:port`. A host that
 //! refuses every other authority turns a request elsewhere into a clear `HttpRequestDenied`
 //! failure instead of a connection.
 

@@ -324,18 +324,19 @@ impl Sink {
     }
 
     /// Firehose: join consecutive records of a stream into one, newline-separated, up to
-    /// `max_record_size` before compression (compressed once, joined); each keeps its own
-    /// outcome through the record it went into. A record too large alone is rejected.
+    /// `max_record_size` (with compression, less a margin for its overhead, compressed once
+    /// joined); each keeps its own outcome through the record it went into. A record larger
+    /// than that goes alone, and is rejected only if it is over `max_record_size` as sent
+    /// (compressed, if so), as without `aggregate`.
     fn join(&self, prepared: Vec<(usize, PreparedRecord)>, outcomes: &mut [Option<Outcome>]) -> Vec<Pending> {
         let compression = self.config.shape.compression;
-        // Compression can grow incompressible bytes a little: room for it.
+        let max = self.config.shape.max_record_size;
+        // Compression can grow incompressible bytes a little: room for it in a joined record.
+        // A record larger than that goes alone, judged by its compressed size, as without
+        // aggregate.
         let limit = match compression {
-            Some(_) => self
-                .config
-                .shape
-                .max_record_size
-                .saturating_sub(self.config.shape.max_record_size / 100 + 64),
-            None => self.config.shape.max_record_size,
+            Some(_) => max.saturating_sub(max / 100 + 64),
+            None => max,
         };
         // Records in order of their stream's first appearance, each stream in input order.
         let mut order: Vec<String> = Vec::new();
@@ -347,53 +348,66 @@ impl Sink {
             });
             members.push((index, record));
         }
+        let joined = |events: Vec<usize>, data: Vec<u8>, stream: &str| {
+            Pending::new(
+                events,
+                PreparedRecord {
+                    data,
+                    partition_key: String::new(),
+                    stream: stream.to_string(),
+                    key_cut: false,
+                },
+            )
+        };
+        let compress = |data: Vec<u8>| match compression {
+            Some(c) => crate::shaping::record::compress(c, &data),
+            None => data,
+        };
         let mut out = Vec::new();
         for stream in order {
             let mut events: Vec<usize> = Vec::new();
             let mut data: Vec<u8> = Vec::new();
-            let mut flush = |events: &mut Vec<usize>, data: &mut Vec<u8>| {
-                if events.is_empty() {
-                    return;
-                }
-                let data = std::mem::take(data);
-                let data = match compression {
-                    Some(c) => crate::shaping::record::compress(c, &data),
-                    None => data,
-                };
-                out.push(Pending::new(
-                    std::mem::take(events),
-                    PreparedRecord {
-                        data,
-                        partition_key: String::new(),
-                        stream: stream.clone(),
-                        key_cut: false,
-                    },
-                ));
-            };
             for (index, record) in by_stream.remove(&stream).unwrap_or_default() {
-                // A newline between records that do not end in one (append_new_line off).
-                let separator = usize::from(!record.data.ends_with(b"\n"));
-                let size = record.data.len() + separator;
-                if size > limit {
-                    outcomes[index] = Some(Outcome::Rejected(Rejected {
-                        kind: RejectionKind::TooLarge,
-                        message: format!(
-                            "record of {} bytes is over the max_record_size limit of {limit}",
-                            record.data.len()
-                        ),
-                    }));
+                if record.data.len() > limit {
+                    let alone = compress(record.data);
+                    if alone.len() > max {
+                        let compressed = if compression.is_some() { " compressed" } else { "" };
+                        outcomes[index] = Some(Outcome::Rejected(Rejected {
+                            kind: RejectionKind::TooLarge,
+                            message: format!(
+                                "record is {} bytes{compressed}, over the max_record_size limit of {max}",
+                                alone.len()
+                            ),
+                        }));
+                    } else {
+                        // In input order: what was joined so far goes first.
+                        if !events.is_empty() {
+                            let before = compress(std::mem::take(&mut data));
+                            out.push(joined(std::mem::take(&mut events), before, &stream));
+                        }
+                        out.push(joined(vec![index], alone, &stream));
+                    }
                     continue;
                 }
-                if data.len() + size > limit {
-                    flush(&mut events, &mut data);
+                // A newline between two records when the first does not end in one
+                // (append_new_line off).
+                let separator = |data: &[u8]| usize::from(!data.is_empty() && !data.ends_with(b"\n"));
+                if !events.is_empty() && data.len() + separator(&data) + record.data.len() > limit {
+                    out.push(joined(
+                        std::mem::take(&mut events),
+                        compress(std::mem::take(&mut data)),
+                        &stream,
+                    ));
                 }
-                data.extend_from_slice(&record.data);
-                if separator == 1 {
+                if separator(&data) == 1 {
                     data.push(b'\n');
                 }
+                data.extend_from_slice(&record.data);
                 events.push(index);
             }
-            flush(&mut events, &mut data);
+            if !events.is_empty() {
+                out.push(joined(events, compress(data), &stream));
+            }
         }
         out
     }

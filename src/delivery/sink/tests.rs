@@ -1305,6 +1305,128 @@ fn firehose_joins_records_to_cut_billed_units() {
     assert!(report.outcomes[1].is_delivered());
 }
 
+/// Joining judges a record as it would be sent alone: one too large to join with others but
+/// under `max_record_size` compressed goes alone; a record of exactly `max_record_size` without
+/// a newline is not pushed over by a separator; a tiny `max_record_size` with compression is
+/// not wiped out by the margin.
+#[test]
+fn firehose_joining_judges_records_as_sent() {
+    let compressible = serde_json::to_vec(&json!({"log": "y".repeat(1_015_000)})).unwrap();
+    let small = serde_json::to_vec(&json!({"log": "small"})).unwrap();
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let recs = [small.clone(), compressible.clone(), small.clone()];
+    let report = firehose(r#","aggregate":true,"compression":"gzip""#).put(&events(&recs), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered), "{report:?}");
+    assert_eq!(fake.stored.len(), 3, "the large one alone, between the others");
+    let mut big = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&fake.stored[1].0[..]), &mut big).unwrap();
+    assert_eq!(big, [compressible.as_slice(), b"\n"].concat());
+
+    // Exactly max_record_size, no newline of its own (append_new_line off): it fits alone.
+    let exact = serde_json::to_vec(&json!({"l": "x".repeat(1_024_000 - 8)})).unwrap();
+    assert_eq!(exact.len(), 1_024_000);
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let report =
+        firehose(r#","aggregate":true,"append_new_line":false,"format":{"type":"json","add_newline":false}"#)
+            .put(&events(&[exact.clone(), small.clone()]), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered), "{report:?}");
+    assert_eq!(fake.stored[0].0, exact);
+    // Separators go between records only.
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    firehose(r#","aggregate":true,"append_new_line":false,"format":{"type":"json","add_newline":false}"#)
+        .put(&events(&[small.clone(), small.clone()]), &mut fake);
+    assert_eq!(
+        fake.stored[0].0,
+        [small.as_slice(), b"\n", small.as_slice()].concat()
+    );
+
+    // A tiny max_record_size with compression: records judged compressed, not refused by a
+    // limit the user never set.
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let tiny = serde_json::to_vec(&json!({"a": "b".repeat(90)})).unwrap();
+    let report = firehose(r#","aggregate":true,"compression":"zlib","max_record_size":64"#)
+        .put(&events(&[tiny.clone(), tiny]), &mut fake);
+    assert!(report.outcomes.iter().all(Outcome::is_delivered), "{report:?}");
+    // Too large even compressed: the message gives the size as sent and the user's limit.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..1_100_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let noisy = serde_json::to_vec(
+        &json!({"log": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &noise)}),
+    )
+    .unwrap();
+    let report = firehose(r#","aggregate":true,"compression":"gzip""#)
+        .put(&events(&[noisy]), &mut Fake::new(|_, body| ok_batch(body)));
+    match &report.outcomes[0] {
+        Outcome::Rejected(r) => {
+            assert_eq!(r.kind, RejectionKind::TooLarge);
+            assert!(
+                r.message
+                    .contains("compressed, over the max_record_size limit of 1024000"),
+                "{}",
+                r.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Firehose settings that would do harm are refused: a newline after MessagePack changes its
+/// values; preserve_order would send one record a call; an allowed stream longer than Firehose
+/// takes could never be shipped to.
+#[test]
+fn firehose_refuses_settings_that_would_do_harm() {
+    let err = |extra: &str| {
+        Config::from_json(
+            &format!(r#"{{"delivery_stream_name":"d","region":"us-east-1"{extra}}}"#),
+            &mut no_env,
+        )
+        .unwrap_err()
+    };
+    let e = err(r#","format":{"type":"msgpack"},"append_new_line":true"#);
+    assert_eq!(e.field, "append_new_line");
+    assert!(e.message.contains("MessagePack"), "{e}");
+    let ok = |extra: &str| {
+        Config::from_json(
+            &format!(r#"{{"delivery_stream_name":"d","region":"us-east-1"{extra}}}"#),
+            &mut no_env,
+        )
+        .unwrap()
+    };
+    assert!(
+        !ok(r#","format":{"type":"msgpack"}"#).shape.append_new_line,
+        "off by default"
+    );
+    assert!(
+        ok(r#","format":{"type":"msgpack"},"data_key":"log""#)
+            .shape
+            .append_new_line,
+        "data_key sends text"
+    );
+    let e = err(r#","preserve_order":true"#);
+    assert_eq!(e.field, "preserve_order");
+    let e = err(&format!(
+        r#","delivery_stream_name":"${{tag}}","allowed_streams":["{}"]"#,
+        "a".repeat(100)
+    ));
+    assert_eq!(e.field, "allowed_streams");
+    assert!(e.message.contains("64 characters"), "{e}");
+    // The msgpack bytes a record's last byte 0x0d would lose: they ship as formatted.
+    let mut fake = Fake::new(|_, body| ok_batch(body));
+    let rec = serde_json::to_vec(&json!({"n": 13})).unwrap();
+    let mut sink = open(
+        r#"{"delivery_stream_name":"d","region":"us-east-1","aws_key_id":"AKID","aws_sec_key":"SECRETVALUE","format":{"type":"msgpack"}}"#,
+    );
+    sink.put(&events(&[rec]), &mut fake);
+    assert_eq!(fake.stored[0].0, vec![0x81, 0xa1, b'n', 0x0d]);
+}
+
 fn ok_batch(body: &Value) -> Result<HttpResponse, TransportError> {
     Ok(respond_batch(body, |_, _| None))
 }
