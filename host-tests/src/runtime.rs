@@ -16,8 +16,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 pub use kinesis_ship::engine::{command_component_path, component_path, proxy_component_path};
 pub use kinesis_ship::sink::{
-    full_body, stored_data, ConfigError, Counters, Delivered, Event, Failed, Outcome, PutReport, Rejected,
-    RejectionKind, SinkHandle, Timestamp,
+    full_body, stored_data, ConfigError, Counters, Delivered, Event, Failed, Outcome, PackedEvents,
+    PutReport, Rejected, RejectionKind, SinkHandle, StoredHook, Timestamp,
 };
 
 use crate::bench::InstantKinesis;
@@ -261,6 +261,22 @@ impl Instance {
         let report = self.0.put(sink, events).await?;
         crate::transcript::record("put", &format!("{report:?}"));
         Ok(report)
+    }
+
+    /// `sink.put-packed(events)`, in the core's terms.
+    pub async fn put_packed(
+        &mut self,
+        sink: SinkHandle,
+        events: &PackedEvents,
+    ) -> Result<kinesis_output::PutReport> {
+        let report = self.0.put_packed(sink, events).await?;
+        crate::transcript::record("put-packed", &format!("{report:?}"));
+        Ok(report)
+    }
+
+    /// Hear of each record stored during the next puts (the `stored` import).
+    pub fn on_stored(&mut self, hook: Option<StoredHook>) {
+        self.0.on_stored(hook);
     }
 
     pub async fn close(&mut self, sink: SinkHandle) -> Result<()> {

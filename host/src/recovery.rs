@@ -48,28 +48,27 @@ pub fn split_stored<T>(
     (stored, again)
 }
 
-/// After a trap: of the records put at `places` (as `events`, with `tag`), the ones the service
-/// answered as stored (`accepted`) that `attempt` has not heard of yet are settled as stored.
-/// Without `shape` (aggregation: records packed together cannot be told apart) nothing is.
+/// After a trap: of the records put at `places` (as `events`, in the same order), the ones the
+/// service answered as stored (`accepted`) that `attempt` has not heard of yet are settled as
+/// stored. Without `shape` (aggregation: records packed together cannot be told apart) nothing
+/// is.
 pub fn settle_accepted(
     shape: Option<&Shape>,
-    tag: &str,
     places: &[u32],
-    events: &[crate::sink::Event],
+    events: &crate::sink::PackedEvents,
     accepted: Vec<String>,
     attempt: &mut Attempt,
 ) {
     let Some(shape) = shape else { return };
-    let open: Vec<(u32, &crate::sink::Event)> = places
+    let open: Vec<(u32, (i64, u32), &[u8])> = places
         .iter()
         .copied()
-        .zip(events)
-        .filter(|(p, _)| !attempt.entry.settled.contains(*p))
+        .enumerate()
+        .filter(|(_, p)| !attempt.entry.settled.contains(*p))
+        .map(|(i, p)| (p, events.time(i), events.record(i)))
         .collect();
-    let (stored, _) = split_stored(shape, tag, open, accepted, |(_, e)| {
-        ((e.time.seconds, e.time.nanoseconds), &e.record)
-    });
-    for (place, _) in stored {
+    let (stored, _) = split_stored(shape, &events.tag, open, accepted, |o| (o.1, o.2));
+    for (place, _, _) in stored {
         attempt.stored(place);
     }
 }

@@ -26,7 +26,7 @@ use kinesis_output::{Code, Outcome};
 use crate::memory::now;
 use crate::recovery::settle_accepted;
 use crate::setup::{component_env, egress_policy, endpoint_line, read_config, settings, Sandbox};
-use crate::sink::{core_report, Event, Instance, InstanceOptions, Runtime, SinkHandle, Timestamp};
+use crate::sink::{Instance, InstanceOptions, PackedEvents, Runtime, SinkHandle};
 
 /// A problem with the configuration or the command line: the run ends with exit status 2.
 #[derive(Debug)]
@@ -377,20 +377,11 @@ impl Shipper {
                 attempt.lock().expect("not poisoned").next();
             }
             let places = attempt.lock().expect("not poisoned").to_send();
-            let events: Vec<Event> = places
-                .iter()
-                .map(|&p| {
-                    let r = &reads[p as usize];
-                    Event {
-                        tag: self.tag.clone(),
-                        time: Timestamp {
-                            seconds: r.time.0,
-                            nanoseconds: r.time.1,
-                        },
-                        record: r.line.record.clone(),
-                    }
-                })
-                .collect();
+            let mut events = PackedEvents::new(&self.tag);
+            for &p in &places {
+                let r = &reads[p as usize];
+                events.push(r.time.0, r.time.1, &r.line.record);
+            }
             let (hook_attempt, hook_places) = (attempt.clone(), places.clone());
             flusher.instance.on_stored(Some(Box::new(move |stored: &[u32]| {
                 let mut a = hook_attempt.lock().expect("not poisoned");
@@ -401,12 +392,11 @@ impl Shipper {
                 }
             })));
             flusher.instance.clear_accepted();
-            let put = flusher.instance.put(flusher.sink, &events).await;
+            let put = flusher.instance.put_packed(flusher.sink, &events).await;
             flusher.instance.on_stored(None);
             let trapped = put.is_err();
             let settlement = match put {
                 Ok(report) => {
-                    let report = core_report(report);
                     let line_of = |i: usize| format!("line {}", reads[places[i] as usize].line.number);
                     if let Some(warning) = key_cut_warning(&report, line_of).filter(|_| !self.quiet) {
                         crate::log::warn(&warning);
@@ -421,14 +411,7 @@ impl Shipper {
                     let accepted = flusher.instance.settle_in_flight().await;
                     *flusher = self.open().await?;
                     let mut a = attempt.lock().expect("not poisoned");
-                    settle_accepted(
-                        self.native_shape.as_ref(),
-                        &self.tag,
-                        &places,
-                        &events,
-                        accepted,
-                        &mut a,
-                    );
+                    settle_accepted(self.native_shape.as_ref(), &places, &events, accepted, &mut a);
                     // The first line names the trap; the rest (a backtrace) is for the log.
                     let settlement = a.trapped(message.lines().next().unwrap_or_default(), &self.rule, now());
                     if !self.quiet {

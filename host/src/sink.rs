@@ -36,8 +36,50 @@ mod bindings {
 }
 
 pub use bindings::exports::kinesis::output::shipper::{
-    ConfigError, Counters, Delivered, Event, Failed, Outcome, PutReport, Rejected, RejectionKind, Timestamp,
+    ConfigError, Counters, Delivered, Event, Failed, Outcome, PackedEvents, PackedReport, PutReport,
+    Rejected, RejectionKind, Timestamp,
 };
+
+impl PackedEvents {
+    /// No events yet, all to be tagged `tag`.
+    pub fn new(tag: &str) -> PackedEvents {
+        PackedEvents {
+            tag: tag.to_string(),
+            times: Vec::new(),
+            records: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// One more event. Records past 4 GiB in all cannot be told where they end: the component
+    /// rejects those (their end is outside the buffer) and ships the rest.
+    pub fn push(&mut self, seconds: i64, nanoseconds: u32, record: &[u8]) {
+        self.records.extend_from_slice(record);
+        self.times.push(Timestamp { seconds, nanoseconds });
+        self.ends
+            .push(u32::try_from(self.records.len()).unwrap_or(u32::MAX));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Event `i`'s time as seconds and nanoseconds.
+    pub fn time(&self, i: usize) -> (i64, u32) {
+        let t = &self.times[i];
+        (t.seconds, t.nanoseconds)
+    }
+
+    /// Event `i`'s record.
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.records[start.min(self.records.len())..(self.ends[i] as usize).min(self.records.len())]
+    }
+}
 
 /// The core's view of an outcome the component reported: the one place the WIT types map to
 /// the core's (and so to the codes every report spells).
@@ -73,14 +115,18 @@ pub fn core_report(report: PutReport) -> kinesis_output::PutReport {
         outcomes: report.outcomes.into_iter().map(core_outcome).collect(),
         credential_source: report.credential_source,
         first_key_cut: report.first_key_cut.map(|i| i as usize),
-        counters: kinesis_output::Counters {
-            requests: report.counters.requests,
-            retries: report.counters.retries,
-            throttled_records: report.counters.throttled_records,
-            bytes_sent: report.counters.bytes_sent,
-            credential_refreshes: report.counters.credential_refreshes,
-            partition_keys_truncated: report.counters.partition_keys_truncated,
-        },
+        counters: core_counters(&report.counters),
+    }
+}
+
+fn core_counters(c: &Counters) -> kinesis_output::Counters {
+    kinesis_output::Counters {
+        requests: c.requests,
+        retries: c.retries,
+        throttled_records: c.throttled_records,
+        bytes_sent: c.bytes_sent,
+        credential_refreshes: c.credential_refreshes,
+        partition_keys_truncated: c.partition_keys_truncated,
     }
 }
 
@@ -655,6 +701,42 @@ impl Instance {
             .await
             .map_err(|e| self.trap("put", e))?;
         Ok(report)
+    }
+
+    /// `sink.put-packed(events)`, its report in the core's terms: every event's outcome, the
+    /// delivered ones without shard or sequence number. A report whose counts do not add up
+    /// is an error, as a trap is.
+    pub async fn put_packed(
+        &mut self,
+        sink: SinkHandle,
+        events: &PackedEvents,
+    ) -> Result<kinesis_output::PutReport> {
+        let report = self
+            .sink
+            .kinesis_output_shipper()
+            .sink()
+            .call_put_packed(&mut self.store, sink.0, events)
+            .await
+            .map_err(|e| self.trap("put-packed", e))?;
+        let (delivered, listed) = (report.delivered, report.problems.len());
+        let problems = report
+            .problems
+            .into_iter()
+            .map(|(i, o)| (i, core_outcome(o)))
+            .collect();
+        let outcomes = kinesis_output::kinesis::packed::outcomes(events.len(), delivered, problems)
+            .ok_or_else(|| {
+                anyhow!(
+                    "the component's put-packed report does not add up: {delivered} delivered and {listed} problems for {} events",
+                    events.len()
+                )
+            })?;
+        Ok(kinesis_output::PutReport {
+            outcomes,
+            credential_source: report.credential_source,
+            first_key_cut: report.first_key_cut.map(|i| i as usize),
+            counters: core_counters(&report.counters),
+        })
     }
 
     /// Drop an open sink.

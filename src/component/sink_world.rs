@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use super::bindings;
 use super::Wasi;
 use crate::delivery::Sink;
-use crate::kinesis::{Event, Outcome, RejectionKind};
+use crate::kinesis::{packed, Event, Outcome, RejectionKind};
 use bindings::exports::kinesis::output::shipper as api;
 
 /// The exported `sink` resource.
@@ -46,17 +46,41 @@ impl api::GuestSink for SinkResource {
         let report = self.inner.borrow_mut().put(&events, &mut Wasi);
         api::PutReport {
             outcomes: report.outcomes.into_iter().map(outcome).collect(),
-            counters: api::Counters {
-                requests: report.counters.requests,
-                retries: report.counters.retries,
-                throttled_records: report.counters.throttled_records,
-                bytes_sent: report.counters.bytes_sent,
-                credential_refreshes: report.counters.credential_refreshes,
-                partition_keys_truncated: report.counters.partition_keys_truncated,
-            },
+            counters: counters(&report.counters),
             credential_source: report.credential_source,
             first_key_cut: report.first_key_cut.map(|i| i as u32),
         }
+    }
+
+    fn put_packed(&self, packed: api::PackedEvents) -> api::PackedReport {
+        let times = &packed.times;
+        let (events, refused) = packed::unpack(
+            &packed.tag,
+            |i| times.get(i).map(|t| (t.seconds, t.nanoseconds)),
+            &packed.records,
+            &packed.ends,
+        );
+        let mut report = self.inner.borrow_mut().put(&events, &mut Wasi);
+        packed::settle_unpacked(&mut report, refused);
+        let (delivered, problems) = packed::problems(report.outcomes);
+        api::PackedReport {
+            delivered,
+            problems: problems.into_iter().map(|(i, o)| (i, outcome(o))).collect(),
+            counters: counters(&report.counters),
+            credential_source: report.credential_source,
+            first_key_cut: report.first_key_cut.map(|i| i as u32),
+        }
+    }
+}
+
+fn counters(c: &crate::kinesis::Counters) -> api::Counters {
+    api::Counters {
+        requests: c.requests,
+        retries: c.retries,
+        throttled_records: c.throttled_records,
+        bytes_sent: c.bytes_sent,
+        credential_refreshes: c.credential_refreshes,
+        partition_keys_truncated: c.partition_keys_truncated,
     }
 }
 

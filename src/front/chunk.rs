@@ -65,12 +65,17 @@ pub const MAX_DEPTH: usize = 127;
 
 /// The events of `chunk`; a record whose JSON would pass `max_record` bytes is rejected.
 pub fn decode(chunk: &[u8], max_record: usize) -> Decoded {
-    let mut r = Reader { b: chunk, i: 0 };
+    let mut r = Reader::new(chunk);
     let mut decoded = Decoded::default();
     while r.i < chunk.len() {
         let start = r.i;
-        match r.event(max_record) {
-            Ok(Some(event)) => decoded.events.push(event),
+        let mut out = Vec::with_capacity(r.room(max_record));
+        match r.event_into(max_record, &mut out) {
+            Ok(Some((seconds, nanoseconds, record))) => decoded.events.push(ChunkEvent {
+                seconds,
+                nanoseconds,
+                record: record.map(|()| out),
+            }),
             Ok(None) => decoded.markers += 1,
             Err(e) => {
                 decoded.broken = Some((start, e));
@@ -81,9 +86,79 @@ pub fn decode(chunk: &[u8], max_record: usize) -> Decoded {
     decoded
 }
 
+/// A chunk's events with their records' JSON back to back in one buffer: what [`decode`]
+/// reads, without an allocation a record (the Fluent Bit plugin hands `records` to the
+/// component as it is).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PackedChunk {
+    /// The JSON of every record written, back to back.
+    pub records: Vec<u8>,
+    /// Every event read, in order (group markers left out): its time, and where its record
+    /// ends in `records` (it starts where the one written before it ended), or why it was
+    /// not written.
+    pub events: Vec<PackedChunkEvent>,
+    /// Group markers skipped.
+    pub markers: usize,
+    /// As [`Decoded::broken`].
+    pub broken: Option<(usize, ChunkError)>,
+}
+
+/// One event of a [`PackedChunk`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedChunkEvent {
+    pub seconds: i64,
+    pub nanoseconds: u32,
+    /// The record's bytes in [`PackedChunk::records`], or why it was not written.
+    pub record: Result<std::ops::Range<usize>, Rejected>,
+}
+
+/// [`decode`], packed.
+pub fn decode_packed(chunk: &[u8], max_record: usize) -> PackedChunk {
+    let mut r = Reader::new(chunk);
+    let mut packed = PackedChunk {
+        // JSON is about as long as msgpack for log lines; a little more.
+        records: Vec::with_capacity(chunk.len() + chunk.len() / 8),
+        ..PackedChunk::default()
+    };
+    while r.i < chunk.len() {
+        let start = r.i;
+        let from = packed.records.len();
+        match r.event_into(max_record, &mut packed.records) {
+            Ok(Some((seconds, nanoseconds, record))) => packed.events.push(PackedChunkEvent {
+                seconds,
+                nanoseconds,
+                record: record.map(|()| from..packed.records.len()),
+            }),
+            Ok(None) => packed.markers += 1,
+            Err(e) => {
+                packed.records.truncate(from);
+                packed.broken = Some((start, e));
+                break;
+            }
+        }
+    }
+    packed
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> Reader<'a> {
+        Reader {
+            b,
+            i: 0,
+            hint: 0,
+            stack: Vec::new(),
+        }
+    }
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     i: usize,
+    /// The length of the last record written: the next one is given about as much room, so
+    /// that records of a chunk (mostly alike) are written without growing their buffer.
+    hint: usize,
+    /// The frames of the record being written, kept from one record to the next.
+    stack: Vec<Frame>,
 }
 
 /// A msgpack value's head: what kind it is and its length or value.
@@ -196,8 +271,14 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// `[time, record]` or `[[time, metadata], record]`; `None` for a group marker.
-    fn event(&mut self, max_record: usize) -> Result<Option<ChunkEvent>, ChunkError> {
+    /// `[time, record]` or `[[time, metadata], record]`, the record written at the end of
+    /// `out`: its time, and whether it was written; `None` for a group marker.
+    #[allow(clippy::type_complexity)]
+    fn event_into(
+        &mut self,
+        max_record: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(i64, u32, Result<(), Rejected>)>, ChunkError> {
         let Head::Array(2) = self.head()? else {
             self.i = self.i.saturating_sub(1);
             return self.fail("an event is not a two-element array");
@@ -216,12 +297,13 @@ impl<'a> Reader<'a> {
             self.skip(1)?;
             return Ok(None);
         }
-        let record = self.record(max_record)?;
-        Ok(Some(ChunkEvent {
-            seconds,
-            nanoseconds,
-            record,
-        }))
+        let record = self.record_into(max_record, out)?;
+        Ok(Some((seconds, nanoseconds, record)))
+    }
+
+    /// Room for a record about as long as the last one.
+    fn room(&self, max_record: usize) -> usize {
+        (self.hint + self.hint / 4 + 16).min(max_record.saturating_add(1))
     }
 
     fn time(&mut self) -> Result<(i64, u32, bool), ChunkError> {
@@ -270,11 +352,25 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// The next value, a record, as JSON; refused (and passed over) when it would be larger
-    /// than `max` bytes or nest deeper than [`MAX_DEPTH`].
-    fn record(&mut self, max: usize) -> Result<Result<Vec<u8>, Rejected>, ChunkError> {
-        let mut out = Vec::new();
-        let mut stack: Vec<Frame> = Vec::new();
+    /// The next value, a record, as JSON at the end of `out`; refused (and passed over, `out`
+    /// as it was) when it would be larger than `max` bytes or nest deeper than [`MAX_DEPTH`].
+    fn record_into(&mut self, max: usize, out: &mut Vec<u8>) -> Result<Result<(), Rejected>, ChunkError> {
+        let base = out.len();
+        let written = self.write_record(max, out, base);
+        if !matches!(written, Ok(Ok(()))) {
+            out.truncate(base);
+        }
+        written
+    }
+
+    fn write_record(
+        &mut self,
+        max: usize,
+        out: &mut Vec<u8>,
+        base: usize,
+    ) -> Result<Result<(), Rejected>, ChunkError> {
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
         // Containers open, and the stack height where a key being written as a string began.
         let mut depth = 0usize;
         let mut bare_from: Option<usize> = None;
@@ -287,7 +383,7 @@ impl<'a> Reader<'a> {
                         out.push(b']');
                         stack.pop();
                         depth -= 1;
-                        if self.close(&mut stack, &mut out, &mut bare_from) {
+                        if self.close(&mut stack, out, &mut bare_from) {
                             break;
                         }
                         continue;
@@ -306,7 +402,7 @@ impl<'a> Reader<'a> {
                         out.push(b'}');
                         stack.pop();
                         depth -= 1;
-                        if self.close(&mut stack, &mut out, &mut bare_from) {
+                        if self.close(&mut stack, out, &mut bare_from) {
                             break;
                         }
                         continue;
@@ -325,7 +421,7 @@ impl<'a> Reader<'a> {
                 Some(Frame::KeyEnd { .. }) => unreachable!("closed by close()"),
                 None => {}
             }
-            if out.len() > max {
+            if out.len() - base > max {
                 // The value after the punctuation is not read yet.
                 return self.refuse(Refusal::TooLarge, max, &stack, 1);
             }
@@ -340,20 +436,29 @@ impl<'a> Reader<'a> {
                 Head::Nil => out.extend_from_slice(b"null"),
                 Head::Bool(true) => out.extend_from_slice(b"true"),
                 Head::Bool(false) => out.extend_from_slice(b"false"),
-                Head::Uint(v) => out.extend_from_slice(v.to_string().as_bytes()),
-                Head::Int(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                Head::Uint(v) => {
+                    let _ = write!(Hex(out), "{v}");
+                }
+                Head::Int(v) => {
+                    let _ = write!(Hex(out), "{v}");
+                }
                 Head::Float(f) => out.extend_from_slice(float(f).as_bytes()),
                 Head::Str(n) | Head::Bin(n) => {
-                    if n > max.saturating_sub(out.len()) && self.b.len() - self.i >= n {
+                    if n > max.saturating_sub(out.len() - base) && self.b.len() - self.i >= n {
                         // Even unescaped it would not fit.
                         self.i += n;
                         return self.refuse(Refusal::TooLarge, max, &stack, 0);
                     }
                     let bytes = self.take(n)?;
-                    string(&mut out, &String::from_utf8_lossy(bytes));
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) => string(out, text),
+                        Err(_) => string(out, &String::from_utf8_lossy(bytes)),
+                    }
                 }
                 Head::Ext(_, n) => {
-                    if n.saturating_mul(4) > max.saturating_sub(out.len()) && self.b.len() - self.i >= n {
+                    if n.saturating_mul(4) > max.saturating_sub(out.len() - base)
+                        && self.b.len() - self.i >= n
+                    {
                         self.i += n;
                         return self.refuse(Refusal::TooLarge, max, &stack, 0);
                     }
@@ -362,7 +467,7 @@ impl<'a> Reader<'a> {
                     for b in bytes {
                         let _ = write!(text, "\\x{b:02x}");
                     }
-                    string(&mut out, &text);
+                    string(out, &text);
                 }
                 Head::Array(n) => {
                     depth += 1;
@@ -389,14 +494,16 @@ impl<'a> Reader<'a> {
                     continue;
                 }
             }
-            if self.close(&mut stack, &mut out, &mut bare_from) {
+            if self.close(&mut stack, out, &mut bare_from) {
                 break;
             }
         }
-        if out.len() > max {
+        self.stack = stack;
+        if out.len() - base > max {
             return self.refuse(Refusal::TooLarge, max, &[], 0);
         }
-        Ok(Ok(out))
+        self.hint = out.len() - base;
+        Ok(Ok(()))
     }
 
     /// A value has just been written: end a key being made a string, if this value was it.
@@ -421,7 +528,7 @@ impl<'a> Reader<'a> {
         max: usize,
         stack: &[Frame],
         unread: usize,
-    ) -> Result<Result<Vec<u8>, Rejected>, ChunkError> {
+    ) -> Result<Result<(), Rejected>, ChunkError> {
         let left: usize = stack
             .iter()
             .map(|f| match f {
@@ -450,26 +557,56 @@ impl<'a> Reader<'a> {
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            ' '..='~' => out.push(c as u8),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(Hex(out), "\\u{unit:04x}");
+    let bytes = s.as_bytes();
+    // Runs of characters written as they are go out in one copy.
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if AS_IS[b as usize] {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => b"",
+        };
+        if !short.is_empty() {
+            out.extend_from_slice(short);
+            i += 1;
+        } else {
+            let c = s[i..].chars().next().expect("a character starts here");
+            let mut units = [0u16; 2];
+            for &mut unit in c.encode_utf16(&mut units) {
+                out.extend_from_slice(b"\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(b"0123456789abcdef"[usize::from(unit >> shift & 0xf)]);
                 }
             }
+            i += c.len_utf8();
         }
+        run = i;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
+
+/// The bytes a JSON string holds as they are: printable ASCII but `"` and `\`.
+const AS_IS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        table[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    table
+};
 
 /// `fmt::Write` into a byte buffer.
 struct Hex<'a>(&'a mut Vec<u8>);

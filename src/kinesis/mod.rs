@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod code;
 pub mod limits;
 pub mod outcome;
+pub mod packed;
 pub mod region;
 pub mod service;
 pub mod wire;

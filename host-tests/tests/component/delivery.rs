@@ -491,3 +491,90 @@ async fn preserve_order_keeps_each_keys_records_in_order_under_throttling() {
         assert_eq!(in_order, preserve, "preserve_order {preserve}: {by_key:?}");
     }
 }
+
+/// `put-packed` is `put` with the chunk in one buffer: for the same events and the same faults,
+/// the same verdict for every event (only the delivered ones' shard and sequence number are
+/// left out), the same records stored, the same `stored` calls; an event whose bounds fall
+/// outside the buffer is rejected alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_packed_put_delivers_and_reports_as_a_put_does() {
+    let mut events = records(600);
+    events[3].record = b"not json".to_vec();
+    events[7].record = b"[1]".to_vec();
+    events[11].record = json!({"log": "no pod"}).to_string().into_bytes();
+    let cfg = config(json!({"retries_on_batch_request": 2}));
+    let faults = || RandomFaults {
+        throttle_records: 0.3,
+        fail_records: 0.05,
+        ..RandomFaults::default()
+    };
+    let run = |packed: bool| {
+        let (events, cfg) = (events.clone(), cfg.clone());
+        async move {
+            let fake = Arc::new(FakeKinesis::new(STREAM, KEY_ID, SECRET).with_random_faults(faults(), 42));
+            let mut inst = instance(&fake).await;
+            let sink = inst.open(&cfg).await.unwrap().unwrap();
+            let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let hook_calls = calls.clone();
+            inst.on_stored(Some(Box::new(move |stored: &[u32]| {
+                hook_calls.lock().unwrap().push(stored.to_vec())
+            })));
+            let report = if packed {
+                let mut p = host_tests::runtime::PackedEvents::new(&events[0].tag);
+                for e in &events {
+                    p.push(e.time.seconds, e.time.nanoseconds, &e.record);
+                }
+                inst.put_packed(sink, &p).await.unwrap()
+            } else {
+                kinesis_ship::sink::core_report(inst.put(sink, &events).await.unwrap())
+            };
+            let calls = calls.lock().unwrap().clone();
+            let stored: Vec<Vec<u8>> = fake.stored().into_iter().map(|s| s.data).collect();
+            (report, calls, stored)
+        }
+    };
+    let (typed, typed_calls, typed_stored) = run(false).await;
+    let (packed, packed_calls, packed_stored) = run(true).await;
+    let verdict = |o: &kinesis_output::Outcome| match o {
+        kinesis_output::Outcome::Delivered { .. } => "delivered".to_string(),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(typed.outcomes.len(), 600);
+    let typed_verdicts: Vec<String> = typed.outcomes.iter().map(verdict).collect();
+    let packed_verdicts: Vec<String> = packed.outcomes.iter().map(verdict).collect();
+    assert_eq!(typed_verdicts, packed_verdicts);
+    // The faults made every kind of outcome.
+    for kind in ["delivered", "Failed", "Rejected"] {
+        assert!(
+            typed_verdicts.iter().any(|v| v.starts_with(kind)),
+            "no {kind} outcome"
+        );
+    }
+    assert_eq!(typed.counters, packed.counters);
+    assert_eq!(typed_calls, packed_calls);
+    assert!(typed_calls.len() >= 2, "stored told per answer: {typed_calls:?}");
+    assert_eq!(typed_stored, packed_stored);
+
+    // Bounds outside the buffer, and a time missing: those events alone are rejected.
+    let fake = fake();
+    let mut inst = instance(&fake).await;
+    let sink = inst.open(&config(json!({}))).await.unwrap().unwrap();
+    let mut p = host_tests::runtime::PackedEvents::new("t");
+    for e in &events[..4] {
+        p.push(e.time.seconds, e.time.nanoseconds, &e.record);
+    }
+    p.ends[1] = u32::MAX;
+    p.times.pop();
+    let report = inst.put_packed(sink, &p).await.unwrap();
+    let verdicts: Vec<String> = report.outcomes.iter().map(verdict).collect();
+    // Record 1 ends, and so record 2 starts, past the buffer.
+    assert_eq!(verdicts[0], "delivered");
+    for v in &verdicts[1..3] {
+        assert!(
+            v.contains("outside the records given") && v.contains("NotJson"),
+            "{v}"
+        );
+    }
+    assert!(verdicts[3].contains("no time"), "{}", verdicts[3]);
+    assert_eq!(fake.stored().len(), 1);
+}

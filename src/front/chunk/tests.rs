@@ -272,7 +272,77 @@ fn a_broken_chunk_keeps_what_was_read_and_says_where_it_stopped() {
     assert_eq!(decode(&[], MIB), Decoded::default());
 }
 
+/// [`super::decode`], checked against [`decode_packed`] on the same chunk: every test here
+/// reads each chunk both ways.
+fn decode(chunk: &[u8], max_record: usize) -> Decoded {
+    let d = super::decode(chunk, max_record);
+    assert_eq!(
+        unpacked(decode_packed(chunk, max_record)),
+        d,
+        "packed and unpacked differ"
+    );
+    d
+}
+
+/// A packed chunk as [`decode`] gives it: each record its own buffer, where it must start
+/// where the record written before it ended.
+fn unpacked(p: PackedChunk) -> Decoded {
+    let mut next = 0;
+    let events = p
+        .events
+        .into_iter()
+        .map(|e| ChunkEvent {
+            seconds: e.seconds,
+            nanoseconds: e.nanoseconds,
+            record: e.record.map(|r| {
+                assert_eq!(r.start, next, "records back to back");
+                next = r.end;
+                p.records[r].to_vec()
+            }),
+        })
+        .collect();
+    assert_eq!(next, p.records.len(), "nothing but records in the buffer");
+    Decoded {
+        events,
+        markers: p.markers,
+        broken: p.broken,
+    }
+}
+
+/// Fluent Bit's escaping, one character at a time: what [`string`] must write, in runs.
+fn string_char_by_char(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 proptest! {
+    /// Any text, escaped in runs, as Fluent Bit escapes it character by character.
+    #[test]
+    fn strings_escape_in_runs_as_char_by_char(s in "(\\PC|[\\x00-\\x7f]|[\"\\\\])*") {
+        let mut out = Vec::new();
+        string(&mut out, &s);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), string_char_by_char(&s));
+    }
+
     /// Any bytes: no panic, every record written is JSON, and every event is read or the
     /// reading stops at a named offset.
     #[test]
