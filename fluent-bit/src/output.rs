@@ -675,7 +675,11 @@ impl Items {
 
     /// The records at `places` (all read), packed anew.
     fn subset(&self, places: &[u32]) -> PackedEvents {
-        let mut events = PackedEvents::new(&self.packed.tag);
+        let bytes = places
+            .iter()
+            .map(|&p| self.record(p).map_or(0, <[u8]>::len))
+            .sum();
+        let mut events = PackedEvents::with_capacity(&self.packed.tag, places.len(), bytes);
         for &place in places {
             if let (Some((seconds, nanoseconds)), Some(record)) = (self.time(place), self.record(place)) {
                 events.push(seconds, nanoseconds, record);

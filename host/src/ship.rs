@@ -377,7 +377,8 @@ impl Shipper {
                 attempt.lock().expect("not poisoned").next();
             }
             let places = attempt.lock().expect("not poisoned").to_send();
-            let mut events = PackedEvents::new(&self.tag);
+            let bytes = places.iter().map(|&p| reads[p as usize].line.record.len()).sum();
+            let mut events = PackedEvents::with_capacity(&self.tag, places.len(), bytes);
             for &p in &places {
                 let r = &reads[p as usize];
                 events.push(r.time.0, r.time.1, &r.line.record);

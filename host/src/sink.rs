@@ -43,11 +43,17 @@ pub use bindings::exports::kinesis::output::shipper::{
 impl PackedEvents {
     /// No events yet, all to be tagged `tag`.
     pub fn new(tag: &str) -> PackedEvents {
+        PackedEvents::with_capacity(tag, 0, 0)
+    }
+
+    /// No events yet, with room for `events` events of `bytes` bytes in all (a chunk's records
+    /// are copied in once, never moved as the buffer grows).
+    pub fn with_capacity(tag: &str, events: usize, bytes: usize) -> PackedEvents {
         PackedEvents {
             tag: tag.to_string(),
-            times: Vec::new(),
-            records: Vec::new(),
-            ends: Vec::new(),
+            times: Vec::with_capacity(events),
+            records: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
         }
     }
 

@@ -58,7 +58,12 @@ impl<R: BufRead> Iterator for Lines<R> {
                 Err(e) => return Some(Err(e)),
             }
             self.number += 1;
-            let text = String::from_utf8_lossy(&self.buf);
+            // Valid UTF-8 (nearly every line) is checked at the standard library's fast pace,
+            // and only other lines are walked for their invalid bytes.
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(&self.buf),
+            };
             let text = text.strip_suffix('\n').unwrap_or(&text);
             let text = text.strip_suffix('\r').unwrap_or(text);
             if text.trim().is_empty() {

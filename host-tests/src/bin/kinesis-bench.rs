@@ -936,7 +936,8 @@ async fn put_all_typed(instance: &mut Instance, sink: SinkHandle, data: &[Vec<u8
 
 /// `data` as one packed chunk.
 fn packed(data: &[Vec<u8>]) -> PackedEvents {
-    let mut p = PackedEvents::new("kube.var.log.containers.web");
+    let bytes = data.iter().map(Vec::len).sum();
+    let mut p = PackedEvents::with_capacity("kube.var.log.containers.web", data.len(), bytes);
     for (i, d) in data.iter().enumerate() {
         p.push(1_700_000_000 + i as i64, 0, d);
     }
