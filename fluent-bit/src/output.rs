@@ -713,7 +713,7 @@ impl Items {
 /// Hand the allocator's free memory back to the system. A flush allocates megabytes (the
 /// chunk, its records as JSON, the packed copy the component takes) on the runtime's threads,
 /// and glibc keeps what a thread's arena freed for that thread: without this, Fluent Bit's
-/// resident set stays at its largest flushes' (README "Performance": its peak RSS with and
+/// resident set stays at its largest flushes' (docs/performance.md: its peak RSS with and
 /// without).
 #[allow(unsafe_code)]
 fn release_free_memory() {

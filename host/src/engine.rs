@@ -46,7 +46,7 @@ pub(crate) fn new_engine() -> Result<Engine> {
         config.epoch_interruption(true);
     }
     // `KINESIS_WASM_PROFILE=perfmap` writes /tmp/perf-<pid>.map so `perf report` can name the
-    // component's functions (see README "Performance", profiling the guest).
+    // component's functions (see docs/performance.md, profiling the guest).
     if std::env::var_os("KINESIS_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
