@@ -21,6 +21,8 @@ use crate::fake_kinesis::{FakeKinesis, Reply};
 /// A listening fake, served on its own thread until dropped.
 pub struct Listener {
     pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -128,6 +130,8 @@ fn serve_with(
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +147,7 @@ fn serve_with(
                     a = listener.accept() => a,
                 };
                 let Ok((stream, _)) = accepted else { continue };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let fake = fake.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -167,6 +172,7 @@ fn serve_with(
     });
     Ok(Listener {
         addr,
+        connections,
         shutdown: Some(tx),
         thread: Some(thread),
     })

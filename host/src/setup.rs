@@ -60,7 +60,7 @@ impl Sandbox {
 
     /// The host's network settings from `--ca-file` and this process's environment
     /// (`SSL_CERT_FILE`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), set into `options`. Without
-    /// any, wasmtime-wasi-http's own client sends the component's requests.
+    /// any, the component's requests trust the public CAs and go out directly.
     pub fn network(&self, options: &mut InstanceOptions) -> Result<()> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut ca_files: Vec<PathBuf> = self.ca_file.iter().cloned().collect();

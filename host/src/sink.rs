@@ -173,7 +173,7 @@ pub struct InstanceOptions {
     pub env: Vec<(String, String)>,
     pub upstream: Upstream,
     /// Trust more than the public CAs (an extra CA file), or nothing (`verify` off): see
-    /// [`crate::transport`]. `None`: wasmtime-wasi-http's own client.
+    /// [`crate::transport`]. `None`: the public CAs.
     pub tls: Option<crate::transport::TlsConfig>,
     /// HTTP proxies (`HTTPS_PROXY`, …): see [`crate::network`]. `None`: direct connections.
     pub proxies: Option<Arc<crate::network::Proxies>>,
@@ -475,23 +475,17 @@ impl Hooks {
     }
 }
 
-/// Send `request` over the network: with the host's own client when it trusts more than the
-/// public CAs or goes through a proxy, else with wasmtime-wasi-http's.
+/// Send `request` over the network with the host's own client (`crate::transport`): the public
+/// CAs unless the host trusts more, through a proxy where one applies, on a kept connection
+/// where one is ready.
 async fn send_network(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     tls: Option<crate::transport::TlsConfig>,
     proxies: Option<Arc<crate::network::Proxies>>,
 ) -> Answered {
-    if tls.is_some() || proxies.is_some() {
-        let tls = tls.unwrap_or_else(crate::transport::public_tls);
-        return crate::transport::send(request, options, tls, proxies).await;
-    }
-    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-    Ok((
-        response.map(BodyExt::boxed_unsync),
-        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-    ))
+    let tls = tls.unwrap_or_else(crate::transport::public_tls);
+    crate::transport::send(request, options, tls, proxies).await
 }
 
 /// The base64 `Data` of each record of a PutRecords request `sent` that its `answer` says

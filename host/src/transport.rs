@@ -1,8 +1,9 @@
-//! Sending the component's requests over the network ourselves, when the host trusts more than
-//! the public CAs (an extra CA file: private CAs, VPC endpoints behind inspecting proxies; or no
-//! verification at all, `tls.verify off`, for tests) or reaches the network through an HTTP
-//! proxy ([`crate::network`]). Otherwise wasmtime-wasi-http's own client sends them. The egress
-//! policy has judged a request before it gets here.
+//! Sending the component's requests over the network: TLS with the public CAs, or with more
+//! when the host trusts more (an extra CA file: private CAs, VPC endpoints behind inspecting
+//! proxies; or no verification at all, `tls.verify off`, for tests), through an HTTP proxy where
+//! one applies ([`crate::network`]), on HTTP/1.1 connections kept open between requests (a
+//! pool; wasmtime-wasi-http's own client opens one a request). The egress policy has judged a
+//! request before it gets here.
 
 use std::future::Future;
 use std::path::Path;
@@ -86,7 +87,7 @@ pub fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<TlsConfig> {
     ))
 }
 
-/// The public CAs alone, for requests the host sends itself only to go through a proxy.
+/// The public CAs alone: what a host that was given no CA file trusts.
 pub fn public_tls() -> TlsConfig {
     static PUBLIC: OnceLock<TlsConfig> = OnceLock::new();
     PUBLIC
@@ -155,8 +156,148 @@ pub async fn send(
         .as_deref()
         .and_then(|p| p.for_request(https, &host, port))
         .cloned();
+    let key = PoolKey {
+        https,
+        host: host.clone(),
+        port,
+        proxy: proxy
+            .as_ref()
+            .map(|p| format!("{}{}", if p.tls { "https://" } else { "" }, p.shown())),
+        tls: Arc::as_ptr(&tls) as usize,
+    };
+    let (mut sender, mut reused) = match pool().take(&key) {
+        Some(sender) => (sender, true),
+        None => (
+            connect(&host, port, https, proxy.as_ref(), tls.clone(), connect_timeout).await?,
+            false,
+        ),
+    };
+
+    // The request line carries the path only (the whole URL to a proxy for plain http); the
+    // host header came from the guest's authority.
+    let (mut parts, body) = request.into_parts();
+    match &proxy {
+        Some(proxy) if !https => {
+            if let Some(auth) = &proxy.authorization {
+                parts.headers.insert(
+                    http::header::PROXY_AUTHORIZATION,
+                    http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?,
+                );
+            }
+        }
+        _ => {
+            parts.uri = http::Uri::builder()
+                .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+                .build()
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+        }
+    }
+    let mut request = http::Request::from_parts(parts, body);
+    let response = loop {
+        let sent = tokio::time::timeout(first_byte, sender.try_send_request(request))
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?;
+        match sent {
+            Ok(response) => break response,
+            Err(mut e) => match e.take_message() {
+                // The request never went out on the kept connection (the server had closed
+                // it meanwhile): nothing of it was read, so it goes once more, on a new one.
+                Some(unsent) if reused => {
+                    request = unsent;
+                    reused = false;
+                    sender =
+                        connect(&host, port, https, proxy.as_ref(), tls.clone(), connect_timeout).await?;
+                }
+                _ => return Err(e.into_error().into()),
+            },
+        }
+    };
+    // The connection goes back to the pool now; it is taken again only once this answer's
+    // body has been read to its end (hyper's sender is ready only then) and the server kept
+    // the connection open.
+    pool().give(key, sender);
+    let (parts, incoming) = response.into_parts();
+    let body = TimedBody {
+        incoming,
+        between_bytes,
+        sleep: Box::pin(tokio::time::sleep(between_bytes)),
+    };
+    Ok((
+        http::Response::from_parts(parts, body.boxed_unsync()),
+        // The connection runs as a task of its own, for as long as it is open.
+        Box::new(async { Ok(()) }) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ))
+}
+
+/// Idle connections to one place, reached one way, with one TLS configuration.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    https: bool,
+    host: String,
+    port: u16,
+    /// The proxy the connection goes through, as shown in logs (never its credentials).
+    proxy: Option<String>,
+    /// Which TLS configuration checked the server (its address: configurations are shared).
+    tls: usize,
+}
+
+/// A connection not taken for longer than this is closed rather than reused: servers close
+/// idle keep-alive connections on their own schedule, and a request sent as one does fails.
+/// Below Node's default keep-alive timeout (5 s), the shortest common among servers.
+const IDLE_LIMIT: Duration = Duration::from_secs(4);
+/// At most this many connections kept for one key.
+const POOL_PER_KEY: usize = 16;
+
+/// HTTP/1.1 connections kept open between requests, so that each PutRecords does not pay for
+/// a TCP and TLS handshake (measured: the handshakes' cryptography alone was 2.7% of Fluent
+/// Bit's CPU with the plugin; docs/performance.md).
+#[derive(Default)]
+struct Pool {
+    idle: std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<(Sender, std::time::Instant)>>>,
+}
+
+/// One connection's side that sends requests.
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(Pool::default)
+}
+
+impl Pool {
+    /// A connection for `key` ready for a request, if one is kept; closed and stale ones are
+    /// let go on the way.
+    fn take(&self, key: &PoolKey) -> Option<Sender> {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        let kept = idle.get_mut(key)?;
+        let now = std::time::Instant::now();
+        kept.retain(|(sender, since)| !sender.is_closed() && now.duration_since(*since) < IDLE_LIMIT);
+        let ready = kept.iter().position(|(sender, _)| sender.is_ready());
+        ready.map(|i| kept.swap_remove(i).0)
+    }
+
+    /// Keep `sender` for the next request to `key`.
+    fn give(&self, key: PoolKey, sender: Sender) {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        let kept = idle.entry(key).or_default();
+        if kept.len() < POOL_PER_KEY {
+            kept.push((sender, std::time::Instant::now()));
+        }
+    }
+}
+
+/// A new connection to `host:port` (through `proxy`, over TLS for https), its task spawned.
+async fn connect(
+    host: &str,
+    port: u16,
+    https: bool,
+    proxy: Option<&Proxy>,
+    tls: TlsConfig,
+    connect_timeout: Duration,
+) -> Result<Sender, wasmtime_wasi_http::Error> {
+    use wasmtime_wasi_http::Error;
     let connected = tokio::time::timeout(connect_timeout, async {
-        let stream: Box<dyn Io> = match &proxy {
+        let stream: Box<dyn Io> = match proxy {
             None => Box::new(
                 TcpStream::connect((host.trim_matches(['[', ']']), port))
                     .await
@@ -185,7 +326,7 @@ pub async fn send(
                         Box::new(tcp)
                     };
                     if https {
-                        tunnel(&mut stream, proxy, &host, port).await?;
+                        tunnel(&mut stream, proxy, host, port).await?;
                     }
                     Ok::<_, std::io::Error>(stream)
                 };
@@ -212,45 +353,10 @@ pub async fn send(
     })
     .await
     .map_err(|_| Error::ConnectionTimeout)?;
-    let (mut sender, connection) = connected?;
-    let connection = tokio::spawn(connection);
-
-    // The request line carries the path only (the whole URL to a proxy for plain http); the
-    // host header came from the guest's authority.
-    let (mut parts, body) = request.into_parts();
-    match &proxy {
-        Some(proxy) if !https => {
-            if let Some(auth) = &proxy.authorization {
-                parts.headers.insert(
-                    http::header::PROXY_AUTHORIZATION,
-                    http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?,
-                );
-            }
-        }
-        _ => {
-            parts.uri = http::Uri::builder()
-                .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-                .build()
-                .map_err(|_| Error::HttpRequestUriInvalid)?;
-        }
-    }
-    let response = tokio::time::timeout(
-        first_byte,
-        sender.send_request(http::Request::from_parts(parts, body)),
-    )
-    .await
-    .map_err(|_| Error::ConnectionReadTimeout)??;
-    let (parts, incoming) = response.into_parts();
-    let body = TimedBody {
-        incoming,
-        between_bytes,
-        sleep: Box::pin(tokio::time::sleep(between_bytes)),
-    };
-    Ok((
-        http::Response::from_parts(parts, body.boxed_unsync()),
-        Box::new(async move { connection.await.unwrap_or(Ok(())).map_err(Into::into) })
-            as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ))
+    let (sender, connection) = connected?;
+    // The connection's task ends when the server closes it or every sender is gone.
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Ask `proxy` (connected on `tcp`) for a tunnel to `host:port`; fails unless it answers 2xx.

@@ -795,3 +795,30 @@ fn ship_with_several_flush_threads_stores_every_record_once_and_reports_problems
     // Line numbers count the rejected lines too: the 501st line, the 1,002nd, …
     assert_eq!(problem_lines, vec![501, 1002, 1503, 2004, 2505, 3006]);
 }
+
+/// Connections are kept between PutRecords requests: 2,000 lines in 4 chunks of 5 requests each
+/// go over at most as many connections as are open at once, not one a request; every record
+/// stored once.
+#[test]
+fn requests_share_kept_connections() {
+    let fake = Arc::new(FakeKinesis::new("it-keepalive", KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir("keepalive");
+    let config = fake_config(
+        &dir,
+        "it-keepalive",
+        &format!("http://{}", upstream.addr),
+        json!({"batch_request_max_count": 100, "buffer": {"chunk_limit_records": 500}}),
+    );
+    let sent = lines(0, 2000);
+    let (code, out) = ship(&["--config", config.to_str().unwrap()], Some(&ndjson(&sent)));
+    assert_eq!(code, 0, "{out}");
+    stored_once(&fake, &sent);
+    let requests = fake.seen().len();
+    let connections = upstream.connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(requests, 20, "5 requests a chunk");
+    assert!(
+        connections <= 5,
+        "{connections} connections for {requests} requests: they were not kept"
+    );
+}
