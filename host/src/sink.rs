@@ -57,8 +57,8 @@ impl PackedEvents {
         }
     }
 
-    /// One more event. Records past 4 GiB in all cannot be told where they end: the component
-    /// rejects those (their end is outside the buffer) and ships the rest.
+    /// One more event. (Ends are 32-bit: a put's records stay far below 4 GiB, the most a
+    /// 32-bit component can take in at all.)
     pub fn push(&mut self, seconds: i64, nanoseconds: u32, record: &[u8]) {
         self.records.extend_from_slice(record);
         self.times.push(Timestamp { seconds, nanoseconds });
@@ -161,7 +161,7 @@ pub trait Transport: Send + Sync {
 /// Where the component's outgoing HTTP goes.
 #[derive(Clone)]
 pub enum Upstream {
-    /// The real network, through wasmtime-wasi-http's default client.
+    /// The real network, through the host's own client (`crate::transport`).
     Network,
     /// An embedder's transport.
     Custom(Arc<dyn Transport>),

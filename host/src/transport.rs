@@ -160,10 +160,15 @@ pub async fn send(
         https,
         host: host.clone(),
         port,
-        proxy: proxy
-            .as_ref()
-            .map(|p| format!("{}{}", if p.tls { "https://" } else { "" }, p.shown())),
-        tls: Arc::as_ptr(&tls) as usize,
+        proxy: proxy.as_ref().map(|p| {
+            (
+                p.tls,
+                p.host.clone(),
+                p.port,
+                p.authorization.clone().unwrap_or_default(),
+            )
+        }),
+        tls: SameConfig(tls.clone()),
     };
     let (mut sender, mut reused) = match pool().take(&key) {
         Some(sender) => (sender, true),
@@ -235,10 +240,30 @@ struct PoolKey {
     https: bool,
     host: String,
     port: u16,
-    /// The proxy the connection goes through, as shown in logs (never its credentials).
-    proxy: Option<String>,
-    /// Which TLS configuration checked the server (its address: configurations are shared).
-    tls: usize,
+    /// The proxy the connection goes through: over TLS or not, where, with which credentials
+    /// (a tunnel opened with one proxy login is not lent to another). Never shown.
+    proxy: Option<(bool, String, u16, String)>,
+    /// The TLS configuration that checked the server.
+    tls: SameConfig,
+}
+
+/// A TLS configuration compared by identity (configurations are made once and shared); kept
+/// alive by the key, so that no other configuration can take its place.
+#[derive(Clone)]
+struct SameConfig(TlsConfig);
+
+impl PartialEq for SameConfig {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SameConfig {}
+
+impl std::hash::Hash for SameConfig {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as usize).hash(state);
+    }
 }
 
 /// A connection not taken for longer than this is closed rather than reused: servers close
@@ -276,12 +301,18 @@ impl Pool {
         ready.map(|i| kept.swap_remove(i).0)
     }
 
-    /// Keep `sender` for the next request to `key`.
+    /// Keep `sender` for the next request to `key`; connections closed or idle too long are
+    /// let go, whatever their key (a key used once does not keep its entry).
     fn give(&self, key: PoolKey, sender: Sender) {
         let mut idle = self.idle.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        idle.retain(|_, kept| {
+            kept.retain(|(sender, since)| !sender.is_closed() && now.duration_since(*since) < IDLE_LIMIT);
+            !kept.is_empty()
+        });
         let kept = idle.entry(key).or_default();
         if kept.len() < POOL_PER_KEY {
-            kept.push((sender, std::time::Instant::now()));
+            kept.push((sender, now));
         }
     }
 }

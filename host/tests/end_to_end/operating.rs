@@ -796,29 +796,51 @@ fn ship_with_several_flush_threads_stores_every_record_once_and_reports_problems
     assert_eq!(problem_lines, vec![501, 1002, 1503, 2004, 2505, 3006]);
 }
 
-/// Connections are kept between PutRecords requests: 2,000 lines in 4 chunks of 5 requests each
-/// go over at most as many connections as are open at once, not one a request; every record
-/// stored once.
+/// Connections are kept between PutRecords requests, over plain HTTP and over TLS (a private
+/// CA): 2,000 lines in 4 chunks of 5 requests each go over at most as many connections as are
+/// open at once, not one a request; every record stored once.
 #[test]
 fn requests_share_kept_connections() {
-    let fake = Arc::new(FakeKinesis::new("it-keepalive", KEY_ID_VALUE, SECRET_VALUE));
-    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let ca = TestCa::new();
     let dir = temp_dir("keepalive");
-    let config = fake_config(
-        &dir,
-        "it-keepalive",
-        &format!("http://{}", upstream.addr),
-        json!({"batch_request_max_count": 100, "buffer": {"chunk_limit_records": 500}}),
-    );
-    let sent = lines(0, 2000);
-    let (code, out) = ship(&["--config", config.to_str().unwrap()], Some(&ndjson(&sent)));
-    assert_eq!(code, 0, "{out}");
-    stored_once(&fake, &sent);
-    let requests = fake.seen().len();
-    let connections = upstream.connections.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(requests, 20, "5 requests a chunk");
-    assert!(
-        connections <= 5,
-        "{connections} connections for {requests} requests: they were not kept"
-    );
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    for tls in [false, true] {
+        let fake = Arc::new(FakeKinesis::new("it-keepalive", KEY_ID_VALUE, SECRET_VALUE));
+        let upstream = if tls {
+            listener::serve_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), &ca).unwrap()
+        } else {
+            listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap()
+        };
+        let endpoint = if tls {
+            format!("https://127.0.0.1:{}", upstream.addr.port())
+        } else {
+            format!("http://{}", upstream.addr)
+        };
+        let config = fake_config(
+            &dir,
+            "it-keepalive",
+            &endpoint,
+            json!({"batch_request_max_count": 100, "buffer": {"chunk_limit_records": 500}}),
+        );
+        let sent = lines(0, 2000);
+        let (code, out) = ship(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--ca-file",
+                ca_file.to_str().unwrap(),
+            ],
+            Some(&ndjson(&sent)),
+        );
+        assert_eq!(code, 0, "{out}");
+        stored_once(&fake, &sent);
+        let requests = fake.seen().len();
+        let connections = upstream.connections.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(requests, 20, "5 requests a chunk");
+        assert!(
+            connections <= 5,
+            "tls {tls}: {connections} connections for {requests} requests: they were not kept"
+        );
+    }
 }
