@@ -795,12 +795,7 @@ fn native_run(w: &Workload, data: &[Vec<u8>]) -> Result<Duration> {
             })
             .collect();
         let report = sink.put(&events, &mut platform);
-        check_delivered(
-            report
-                .outcomes
-                .iter()
-                .all(|o| matches!(o, kinesis_output::Outcome::Delivered { .. })),
-        )?;
+        check_delivered(all_delivered(&report.outcomes))?;
     }
     let cpu = cpu_time(false) - started;
     if upstream.records.load(Ordering::Relaxed) != w.records as u64 {
@@ -837,6 +832,13 @@ fn zstd_alone(data: &[Vec<u8>]) -> f64 {
     }
     std::hint::black_box(bytes);
     (cpu_time(false) - started).as_secs_f64() / data.len() as f64 * 1e6
+}
+
+/// Whether every outcome of a put in the core's terms is `Delivered`.
+fn all_delivered(outcomes: &[kinesis_output::Outcome]) -> bool {
+    outcomes
+        .iter()
+        .all(|o| matches!(o, kinesis_output::Outcome::Delivered { .. }))
 }
 
 fn check_delivered(all: bool) -> Result<()> {
@@ -912,12 +914,7 @@ async fn put_all(instance: &mut Instance, sink: SinkHandle, data: &[Vec<u8>]) ->
     let started = cpu_time(false);
     for chunk in &chunks {
         let report = instance.put_packed(sink, chunk).await?;
-        check_delivered(
-            report
-                .outcomes
-                .iter()
-                .all(|o| matches!(o, kinesis_output::Outcome::Delivered { .. })),
-        )?;
+        check_delivered(all_delivered(&report.outcomes))?;
     }
     Ok(cpu_time(false) - started)
 }
@@ -1204,12 +1201,7 @@ async fn soak(runtime: &Runtime, total: usize) -> Result<(u64, u64, u64)> {
     let mut first = 0;
     for i in 0..total / CHUNK {
         let report = instance.put_packed(sink, &chunk).await?;
-        check_delivered(
-            report
-                .outcomes
-                .iter()
-                .all(|o| matches!(o, kinesis_output::Outcome::Delivered { .. })),
-        )?;
+        check_delivered(all_delivered(&report.outcomes))?;
         if i + 1 == total / CHUNK / 10 {
             first = rss_kib().0;
         }
