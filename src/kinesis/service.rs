@@ -7,7 +7,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::limits;
-use super::wire::{encode_put_records, parse_put_records_response, EntryResult, PreparedRecord};
+use super::wire::{
+    encode_put_records, parse_put_records_response, read_entries, EntryResult, PreparedRecord,
+};
 
 /// Which service records go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,33 +179,24 @@ struct BatchEntry {
 /// `RecordId` or an `ErrorCode`. A stored record's outcome carries its RecordId where a Kinesis
 /// record carries its sequence number (and no shard).
 pub fn parse_put_record_batch_response(body: &[u8], sent: usize) -> Result<Vec<EntryResult>, String> {
-    let parsed: BatchBody =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable PutRecordBatch response: {e}"))?;
-    if parsed.responses.len() != sent {
-        return Err(format!(
-            "PutRecordBatch response lists {} records for {} sent",
-            parsed.responses.len(),
-            sent
-        ));
-    }
-    parsed
-        .responses
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| match (e.error_code, e.record_id) {
-            (Some(code), _) => Ok(EntryResult::Error {
+    read_entries(
+        "PutRecordBatch",
+        body,
+        sent,
+        |b: BatchBody| b.responses,
+        "a record id",
+        |e| match (e.error_code, e.record_id) {
+            (Some(code), _) => Some(EntryResult::Error {
                 code,
                 message: e.error_message.unwrap_or_default(),
             }),
-            (None, Some(record_id)) => Ok(EntryResult::Stored {
+            (None, Some(record_id)) => Some(EntryResult::Stored {
                 shard_id: String::new(),
                 sequence_number: record_id,
             }),
-            (None, None) => Err(format!(
-                "PutRecordBatch response entry {i} has neither an error code nor a record id"
-            )),
-        })
-        .collect()
+            (None, None) => None,
+        },
+    )
 }
 
 #[cfg(test)]

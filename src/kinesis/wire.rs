@@ -100,31 +100,53 @@ struct ResponseEntry {
 /// Parse a 200 response to a request of `sent` records. The entries must match the records one
 /// for one; anything else is an error with a short reason.
 pub fn parse_put_records_response(body: &[u8], sent: usize) -> Result<Vec<EntryResult>, String> {
-    let parsed: ResponseBody =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable PutRecords response: {e}"))?;
-    if parsed.records.len() != sent {
-        return Err(format!(
-            "PutRecords response lists {} records for {} sent",
-            parsed.records.len(),
-            sent
-        ));
-    }
-    parsed
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| match (e.error_code, e.sequence_number, e.shard_id) {
-            (Some(code), _, _) => Ok(EntryResult::Error {
+    read_entries(
+        "PutRecords",
+        body,
+        sent,
+        |b: ResponseBody| b.records,
+        "a sequence number and shard id",
+        |e| match (e.error_code, e.sequence_number, e.shard_id) {
+            (Some(code), _, _) => Some(EntryResult::Error {
                 code,
                 message: e.error_message.unwrap_or_default(),
             }),
-            (None, Some(sequence_number), Some(shard_id)) => Ok(EntryResult::Stored {
+            (None, Some(sequence_number), Some(shard_id)) => Some(EntryResult::Stored {
                 shard_id,
                 sequence_number,
             }),
-            _ => Err(format!(
-                "PutRecords response entry {i} has neither an error code nor a sequence number and shard id"
-            )),
+            _ => None,
+        },
+    )
+}
+
+/// The entries of a 200 answer from `call` to `sent` records, one for each: `list` takes them
+/// out of the body, `entry` reads each (`None`: neither an error nor what a stored record
+/// carries, named by `stored_carries`). An unreadable body, a count that differs or an entry
+/// that says nothing is an error with a short reason.
+pub(super) fn read_entries<B: serde::de::DeserializeOwned, E>(
+    call: &str,
+    body: &[u8],
+    sent: usize,
+    list: impl FnOnce(B) -> Vec<E>,
+    stored_carries: &str,
+    entry: impl Fn(E) -> Option<EntryResult>,
+) -> Result<Vec<EntryResult>, String> {
+    let parsed: B = serde_json::from_slice(body).map_err(|e| format!("unreadable {call} response: {e}"))?;
+    let entries = list(parsed);
+    if entries.len() != sent {
+        return Err(format!(
+            "{call} response lists {} records for {sent} sent",
+            entries.len()
+        ));
+    }
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            entry(e).ok_or_else(|| {
+                format!("{call} response entry {i} has neither an error code nor {stored_carries}")
+            })
         })
         .collect()
 }
