@@ -386,27 +386,12 @@ impl FakeKinesis {
         if target != Some("Kinesis_20131202.PutRecords") {
             return error(400, "UnknownOperationException", "");
         }
-        let refusal = match fault {
-            Some(Fault::AccessDenied) => Some((
-                "AccessDeniedException",
-                "User: arn:aws:iam::111111111111:user/x is not authorized to perform: kinesis:PutRecords",
-            )),
-            Some(Fault::Throttled) => Some(("LimitExceededException", "Rate exceeded for stream")),
-            Some(Fault::ExpiredToken) => Some((
-                "ExpiredTokenException",
-                "The security token included in the request is expired",
-            )),
-            _ => None,
-        };
-        if let Some((code, message)) = refusal {
-            return error(400, code, message);
-        }
-        if let Some(Fault::MalformedBody) = fault {
-            return Processed::Answer {
-                status: 200,
-                body: b"<html>gateway says hello</html>".to_vec(),
-                records: 0,
-            };
+        if let Some(answer) = call_fault(
+            fault,
+            "kinesis:PutRecords",
+            ("LimitExceededException", "Rate exceeded for stream"),
+        ) {
+            return answer;
         }
 
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
@@ -551,30 +536,12 @@ impl FakeKinesis {
         body: &[u8],
         fault: Option<&Fault>,
     ) -> Processed {
-        let refusal = match fault {
-            Some(Fault::AccessDenied) => Some((
-                "AccessDeniedException",
-                "User: arn:aws:iam::111111111111:user/x is not authorized to perform: firehose:PutRecordBatch",
-            )),
-            Some(Fault::Throttled) => Some((
-                "ServiceUnavailableException",
-                "Slow down.",
-            )),
-            Some(Fault::ExpiredToken) => Some((
-                "ExpiredTokenException",
-                "The security token included in the request is expired",
-            )),
-            _ => None,
-        };
-        if let Some((code, message)) = refusal {
-            return error(400, code, message);
-        }
-        if let Some(Fault::MalformedBody) = fault {
-            return Processed::Answer {
-                status: 200,
-                body: b"<html>gateway says hello</html>".to_vec(),
-                records: 0,
-            };
+        if let Some(answer) = call_fault(
+            fault,
+            "firehose:PutRecordBatch",
+            ("ServiceUnavailableException", "Slow down."),
+        ) {
+            return answer;
         }
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
             return error(400, "SerializationException", "body is not JSON");
@@ -688,6 +655,31 @@ enum Processed {
         body: Vec<u8>,
         records: usize,
     },
+}
+
+/// What a call-wide fault answers, the same for both services but for the action a refusal
+/// names and how the service says it throttles the call; `None` for the faults that do not end
+/// the call here.
+fn call_fault(fault: Option<&Fault>, action: &str, throttled: (&str, &str)) -> Option<Processed> {
+    match fault? {
+        Fault::AccessDenied => Some(error(
+            400,
+            "AccessDeniedException",
+            &format!("User: arn:aws:iam::{ACCOUNT}:user/x is not authorized to perform: {action}"),
+        )),
+        Fault::Throttled => Some(error(400, throttled.0, throttled.1)),
+        Fault::ExpiredToken => Some(error(
+            400,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        )),
+        Fault::MalformedBody => Some(Processed::Answer {
+            status: 200,
+            body: b"<html>gateway says hello</html>".to_vec(),
+            records: 0,
+        }),
+        _ => None,
+    }
 }
 
 fn error(status: u16, code: &str, message: &str) -> Processed {
