@@ -368,7 +368,12 @@ async fn connect(
             }
         };
         let io: Box<dyn Io> = if https {
-            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())?;
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(|_| {
+                Error::DnsError {
+                    rcode: Some("invalid dns name".to_string()),
+                    info_code: None,
+                }
+            })?;
             let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, stream)
                 .await
