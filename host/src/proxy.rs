@@ -9,7 +9,7 @@ use bytes::Bytes;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::engine::compile;
+use crate::engine::{compile, ComponentSource};
 use crate::sink::{new_ctx, Ctx, InstanceOptions};
 
 /// The `proxy` world compiled and pre-linked: one fresh instance per request, as
@@ -25,12 +25,17 @@ pub type ProxyBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 impl ProxyRuntime {
     /// Compile the proxy component at `path` and link it against WASI and wasi:http.
     pub fn load(path: &Path) -> Result<ProxyRuntime> {
-        let (_, component, linker) = compile(path)?;
+        ProxyRuntime::load_from(&ComponentSource::File(path.to_path_buf()))
+    }
+
+    /// Compile the proxy component from `source` (a file or the copy built in) and link it.
+    pub fn load_from(source: &ComponentSource) -> Result<ProxyRuntime> {
+        let (_, component, linker) = compile(source)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("linking: {e}"))?;
         let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
-            .map_err(|e| anyhow!("{path:?} is not a wasi:http proxy component: {e}"))?;
+            .map_err(|e| anyhow!("{} is not a wasi:http proxy component: {e}", source.place()))?;
         Ok(ProxyRuntime { pre })
     }
 

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use wasmtime_wasi_http::io::TokioIo;
 
-use crate::engine::proxy_component_path;
+use crate::engine::{proxy_component, ComponentSource};
 use crate::listener_auth::{check_exposure, is_loopback, ListenerAuth};
 use crate::log::{self, Level};
 use crate::memory::{key_of, now, Memory};
@@ -141,8 +141,12 @@ pub async fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Resul
         Some(path) => Some(read_config(path).map_err(usage)?),
         None => None,
     };
-    let path = opts.component.clone().unwrap_or_else(proxy_component_path);
-    let runtime = ProxyRuntime::load(&path).map_err(usage)?;
+    let source = opts
+        .component
+        .clone()
+        .map(ComponentSource::File)
+        .unwrap_or_else(proxy_component);
+    let runtime = ProxyRuntime::load_from(&source).map_err(usage)?;
     let mut env = proxy_env(config.as_ref());
     // Options that are settings go as the settings' own variables, which the proxy world reads
     // over the file: `--secrets-dir` as `secrets_dir`, `--allow-stream` as `allowed_streams`.

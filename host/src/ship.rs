@@ -125,11 +125,12 @@ pub async fn run(opts: &ShipOptions) -> Result<Shipped> {
     let mut warnings = settings.warnings.clone();
     warnings.extend(plain_http_warning(&settings.sink.endpoint));
 
-    let path = opts
+    let source = opts
         .component
         .clone()
-        .unwrap_or_else(crate::engine::component_path);
-    let runtime = Runtime::load(&path).map_err(usage)?;
+        .map(crate::engine::ComponentSource::File)
+        .unwrap_or_else(crate::engine::sink_component);
+    let runtime = Runtime::load_from(&source).map_err(usage)?;
     let egress = egress_policy(Some(&settings.sink), &env);
     let mut options = opts.sandbox.options(env, &config, egress);
     opts.sandbox.network(&mut options).map_err(usage)?;

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use crate::engine::{compile, wasi_linker};
+use crate::engine::{compile, wasi_linker, ComponentSource};
 use kinesis_output::kinesis::Service;
 
 mod bindings {
@@ -541,7 +541,12 @@ pub struct Runtime {
 impl Runtime {
     /// Compile the component at `path` and link it against WASI and wasi:http.
     pub fn load(path: &Path) -> Result<Runtime> {
-        let (engine, component, _) = compile::<Ctx>(path)?;
+        Runtime::load_from(&ComponentSource::File(path.to_path_buf()))
+    }
+
+    /// Compile the component from `source` (a file or the copy built in) and link it.
+    pub fn load_from(source: &ComponentSource) -> Result<Runtime> {
+        let (engine, component, _) = compile::<Ctx>(source)?;
         Runtime::with_component(engine, &component)
     }
 

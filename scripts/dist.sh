@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make dist`: the release archive, from what `make component host plugin` left in dist/.
+#
+#   dist/kinesis-output-<version>-<target>.tar.gz       (and .sha256 beside it)
+#     kinesis-output-<version>-<target>/
+#       bin/kinesis-ship                          stripped, the components inside
+#       lib/fluent-bit/out_kinesis_wasm.so        stripped, the sink component inside
+#       share/kinesis-output/*.wasm               the three components (sink, proxy, command)
+#       share/kinesis-output/examples/            configurations
+#       share/kinesis-output/deploy/              Dockerfile, plugins file, Kubernetes, Helm
+#       share/doc/kinesis-output/                 README, docs, LICENSE, THIRD-PARTY-NOTICES
+#       SHA256SUMS                                every file above
+#   dist/kinesis-output-<version>-<target>-debug.tar.gz  the programs' symbols (*.debug),
+#                                                         named by each file's .gnu_debuglink
+#
+# The archive is reproducible: names sorted, owner root, times the last commit's.
+set -euo pipefail
+
+version=$1
+target=$2
+name="kinesis-output-$version-$target"
+stage="target/dist-stage/$name"
+debug="target/dist-stage/$name-debug"
+
+rm -rf target/dist-stage
+mkdir -p "$stage/bin" "$stage/lib/fluent-bit" "$stage/share/kinesis-output" \
+  "$stage/share/doc/kinesis-output/docs" "$debug"
+
+# Stripped, with the symbols in a separate file that the stripped one names.
+split_debug() {
+  local from=$1 to=$2 debug_file
+  debug_file="$debug/$(basename "$to").debug"
+  objcopy --only-keep-debug "$from" "$debug_file"
+  objcopy --strip-all --add-gnu-debuglink="$debug_file" "$from" "$to"
+}
+split_debug dist/kinesis-ship "$stage/bin/kinesis-ship"
+split_debug dist/out_kinesis_wasm.so "$stage/lib/fluent-bit/out_kinesis_wasm.so"
+
+cp dist/kinesis_output.wasm dist/kinesis_output_proxy.wasm dist/kinesis_output_command.wasm \
+  "$stage/share/kinesis-output/"
+# The examples and deployment recipes as the tree has them, without git-ignored files (the
+# generated log file of `make logs`).
+git ls-files -z --cached --others --exclude-standard examples deploy |
+  tar --null -T - -cf - | tar -C "$stage/share/kinesis-output" -xf -
+cp README.md LICENSE "$stage/share/doc/kinesis-output/"
+cp docs/*.md "$stage/share/doc/kinesis-output/docs/"
+python3 scripts/third-party-notices.py "$target" > "$stage/share/doc/kinesis-output/THIRD-PARTY-NOTICES"
+
+(cd "$stage" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
+
+epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+pack() {
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C target/dist-stage -cf - "$1" |
+    gzip -n -9 > "dist/$1.tar.gz"
+}
+pack "$name"
+pack "$name-debug"
+(cd dist && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
+
+echo "dist/$name.tar.gz: $(stat -c %s "dist/$name.tar.gz") bytes"
+echo "  bin/kinesis-ship $(stat -c %s "$stage/bin/kinesis-ship") bytes, lib/fluent-bit/out_kinesis_wasm.so $(stat -c %s "$stage/lib/fluent-bit/out_kinesis_wasm.so") bytes (stripped)"
+echo "dist/$name-debug.tar.gz: $(stat -c %s "dist/$name-debug.tar.gz") bytes"
