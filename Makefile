@@ -43,7 +43,8 @@ component: wasm-target $(JCO)
 	@set -e; for w in $(WORLDS); do \
 	  world=$${w%%:*}; name=$${w#*:}; features=$$([ $$world = sink ] || echo "--features $$world"); \
 	  $(CARGO) build --target wasm32-wasip2 --release --target-dir $(GUEST_TARGET_DIR) -p kinesis-output $$features; \
-	  .tools/node/node_modules/.bin/jco opt $(COMPONENT) -o dist/$$name.wasm -q -- $(WASM_OPT_ARGS); \
+	  .tools/node/node_modules/.bin/jco opt $(COMPONENT) -o dist/$$name.wasm.new -q -- $(WASM_OPT_ARGS); \
+	  if cmp -s dist/$$name.wasm.new dist/$$name.wasm; then rm dist/$$name.wasm.new; else mv dist/$$name.wasm.new dist/$$name.wasm; fi; \
 	  echo "component ($$world world): dist/$$name.wasm ($$(stat -c %s $(COMPONENT)) bytes from rustc, $$(stat -c %s dist/$$name.wasm) after wasm-opt)"; \
 	done
 
@@ -69,12 +70,16 @@ build: component host plugin
 dist: component host plugin
 	scripts/dist.sh $(VERSION) $(TARGET)
 
-# The archive's layout under PREFIX: bin/kinesis-ship, lib/fluent-bit/out_kinesis_wasm.so,
-# share/kinesis-output/, share/doc/kinesis-output/.
-install: dist
-	mkdir -p $(PREFIX)
-	tar -xzf $(ARCHIVE) -C $(PREFIX) --strip-components=1 --exclude='*/SHA256SUMS'
-	@echo "installed kinesis-output $(VERSION) under $(PREFIX)"
+# The archive's layout under $(DESTDIR)$(PREFIX): bin/kinesis-ship,
+# lib/fluent-bit/out_kinesis_wasm.so, share/kinesis-output/, share/doc/kinesis-output/. It
+# installs the archive `make dist` made (so `sudo make install` builds nothing) and leaves the
+# prefix's own folders as they are.
+install:
+	@[ -f $(ARCHIVE) ] || { echo "$(ARCHIVE) is missing: run make dist first"; exit 1; }
+	mkdir -p "$(DESTDIR)$(PREFIX)"
+	tar -xzf $(ARCHIVE) -C "$(DESTDIR)$(PREFIX)" --strip-components=1 --exclude='*/SHA256SUMS' \
+	  --no-overwrite-dir --no-same-owner
+	@echo "installed kinesis-output $(VERSION) under $(DESTDIR)$(PREFIX)"
 
 # The benchmark (not part of `make test`): the native core, the component, the floor, kinesis-ship
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".

@@ -1,5 +1,5 @@
 //! Puts the components into the program when `KINESIS_EMBED_COMPONENTS` names the folder that
-//! holds them (`make host`, `make plugin` and `make dist` name dist/): then kinesis-ship and the
+//! holds them, by its absolute path (`make host`, `make plugin` and `make dist` name dist/): then kinesis-ship and the
 //! Fluent Bit plugin are each one file. Without it (`cargo build`, the tests) nothing is built
 //! in and the components are found at run time (see `engine`). Also records the version of
 //! wasmtime that Cargo.lock resolved, for `--version` and the plugin's start-up line.
@@ -17,6 +17,14 @@ fn main() {
     let folder = std::env::var_os("KINESIS_EMBED_COMPONENTS")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
+    if let Some(folder) = folder.as_ref().filter(|f| f.is_relative()) {
+        // A build script runs in its package's folder, not where the build was started.
+        eprintln!(
+            "KINESIS_EMBED_COMPONENTS must be an absolute path, not {}",
+            folder.display()
+        );
+        std::process::exit(1);
+    }
     let mut code = String::new();
     for (world, file) in WORLDS {
         let Some(folder) = &folder else {

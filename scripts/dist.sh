@@ -13,7 +13,8 @@
 #   dist/kinesis-output-<version>-<target>-debug.tar.gz  the programs' symbols (*.debug),
 #                                                         named by each file's .gnu_debuglink
 #
-# The archive is reproducible: names sorted, owner root, times the last commit's.
+# The packing is reproducible (names sorted, owner root, modes normalised, times the last
+# commit's); the programs themselves carry the paths they were built at.
 set -euo pipefail
 
 version=$1
@@ -38,9 +39,8 @@ split_debug dist/out_kinesis_wasm.so "$stage/lib/fluent-bit/out_kinesis_wasm.so"
 
 cp dist/kinesis_output.wasm dist/kinesis_output_proxy.wasm dist/kinesis_output_command.wasm \
   "$stage/share/kinesis-output/"
-# The examples and deployment recipes as the tree has them, without git-ignored files (the
-# generated log file of `make logs`).
-git ls-files -z --cached --others --exclude-standard examples deploy |
+# The examples and deployment recipes as committed (not the generated log file of `make logs`).
+git ls-files -z examples deploy |
   tar --null -T - -cf - | tar -C "$stage/share/kinesis-output" -xf -
 cp README.md LICENSE "$stage/share/doc/kinesis-output/"
 cp docs/*.md "$stage/share/doc/kinesis-output/docs/"
@@ -50,7 +50,8 @@ python3 scripts/third-party-notices.py "$target" > "$stage/share/doc/kinesis-out
 
 epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 pack() {
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C target/dist-stage -cf - "$1" |
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mode='u+rwX,go=rX' --mtime="@$epoch" \
+    -C target/dist-stage -cf - "$1" |
     gzip -n -9 > "dist/$1.tar.gz"
 }
 pack "$name"

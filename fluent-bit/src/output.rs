@@ -776,7 +776,7 @@ async fn open_instance(
 /// names, else the one built into the plugin, else `kinesis_output.wasm` beside the plugin's
 /// own file, else where the embedding looks.
 fn default_component() -> ComponentSource {
-    if std::env::var_os("KINESIS_OUTPUT_WASM").is_none() {
+    if kinesis_ship::engine::named_file("KINESIS_OUTPUT_WASM").is_none() {
         if let Some(built_in) = kinesis_ship::engine::built_in_sink() {
             return built_in;
         }

@@ -280,6 +280,7 @@ fn kinesis_ship_alone_ships_to_kinesalite() {
     );
     assert!(out.contains("wasmtime 48."), "{out}");
 
+    host_tests::transcript::secret(SECRET);
     let k = Kinesalite::start("dist-ship");
     std::fs::write(alone.join("config.json"), ship_config(&k)).unwrap();
     let lines: String = (0..500)
@@ -486,6 +487,7 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
     )
     .unwrap();
 
+    host_tests::transcript::secret(SECRET);
     let k = Kinesalite::start("dist-agent");
     let files = config_map(&top);
     let conf_dir = image.join("fluent-bit/etc/conf");
@@ -663,20 +665,41 @@ fn the_helm_values_render_a_configuration_fluent_bit_accepts() {
         rendered = rendered.replace(&format!("{{{{ .Values.{key} }}}}"), &value);
     }
     assert!(!rendered.contains("{{"), "unrendered: {rendered}");
-    // The files the chart mounts, in the root: kinesis.json from extraFiles, custom parsers.
+    // The chart's ConfigMap, which it mounts at /fluent-bit/etc/conf itself (a `volumeMounts`
+    // value is not read by the chart): kinesis.json from extraFiles, the custom parsers.
+    assert!(
+        values.get("volumeMounts").is_none(),
+        "{:?}",
+        values.get("volumeMounts")
+    );
     let etc = image.join("fluent-bit/etc");
+    std::fs::create_dir_all(etc.join("conf")).unwrap();
     std::fs::write(
-        etc.join("kinesis.json"),
+        etc.join("conf/kinesis.json"),
         config["extraFiles"]["kinesis.json"].as_str().unwrap(),
     )
     .unwrap();
     std::fs::write(
-        etc.join("custom_parsers.conf"),
+        etc.join("conf/custom_parsers.conf"),
         config["customParsers"].as_str().unwrap(),
     )
     .unwrap();
     // The image's own parsers file, which this test's Fluent Bit does not have.
     std::fs::write(etc.join("parsers.conf"), "").unwrap();
+    // Every file the configuration names is in the image or the ConfigMap (a dry run reads
+    // the parsers and plugins files but not the plugin's `Config`).
+    for line in rendered.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(path)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if ["parsers_file", "plugins_file", "config"].contains(&key.to_ascii_lowercase().as_str()) {
+            assert!(
+                Path::new(&in_root(&image, path)).is_file(),
+                "{key} {path} is in neither"
+            );
+        }
+    }
     let rendered = rendered
         .replace("/var/fluent-bit/", &format!("{}/", var.display()))
         .replace("/fluent-bit/", &format!("{}/fluent-bit/", image.display()));
@@ -703,7 +726,7 @@ fn the_helm_values_render_a_configuration_fluent_bit_accepts() {
 fn make_install_puts_the_layout_under_the_prefix() {
     let prefix = temp_dir("prefix");
     let (ok, out) = run(Command::new("make")
-        .args(["-s", "-o", "dist", "install"])
+        .args(["-s", "install"])
         .arg(format!("PREFIX={}", prefix.display()))
         .current_dir(root()));
     assert!(ok, "{out}");

@@ -152,9 +152,12 @@ pub fn built_in_sink() -> Option<ComponentSource> {
 }
 
 fn world_source(variable: &str, built_in: Option<&'static [u8]>, file: &str) -> ComponentSource {
-    choose(std::env::var_os(variable), built_in, || {
-        world_path(variable, file)
-    })
+    choose(named_file(variable), built_in, || world_path(variable, file))
+}
+
+/// The file a variable names; an empty variable names none.
+pub fn named_file(variable: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(variable).filter(|v| !v.is_empty())
 }
 
 /// The order: the variable's file, the built-in copy, the file found beside.
@@ -188,7 +191,7 @@ pub fn command_component_path() -> PathBuf {
 }
 
 fn world_path(variable: &str, file: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(variable) {
+    if let Some(p) = named_file(variable) {
         return PathBuf::from(p);
     }
     if let Some(beside) = std::env::current_exe()
