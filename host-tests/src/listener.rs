@@ -336,3 +336,12 @@ pub fn exchange(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }
+
+/// A free port on 127.0.0.1 (released for the program under test to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -389,6 +389,33 @@ fn build_image_root(context: &Path, root: &Path) -> String {
     base
 }
 
+/// The archive unpacked (the folder, its top folder) and the Dockerfile's steps carried out on
+/// it into an image root (the third): one file in the image's plugin folder, and a plugins file
+/// naming it by the image's path, rewritten to the same path under the root for this test.
+fn image(name: &str) -> (Scratch, PathBuf, Scratch) {
+    let (unpacked, top) = unpacked(name);
+    let image = temp_dir(&format!("{name}-root"));
+    build_image_root(&top, &image);
+    let in_lib: Vec<_> = std::fs::read_dir(image.join("fluent-bit/lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        in_lib,
+        vec![std::ffi::OsString::from("out_kinesis_wasm.so")],
+        "one file"
+    );
+    let plugins_file = image.join("fluent-bit/etc/plugins.conf");
+    let plugins = std::fs::read_to_string(&plugins_file).unwrap();
+    assert!(
+        plugins.contains("Path /fluent-bit/lib/out_kinesis_wasm.so"),
+        "{plugins}"
+    );
+    let rooted = plugins.replace("/fluent-bit/", &format!("{}/fluent-bit/", image.display()));
+    std::fs::write(&plugins_file, rooted).unwrap();
+    (unpacked, top, image)
+}
+
 /// A path of the image, inside `root`.
 fn in_root(root: &Path, path: &str) -> String {
     root.join(path.trim_start_matches('/')).display().to_string()
@@ -462,30 +489,7 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
         println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
-    let (_unpacked, top) = unpacked("image");
-    let image = temp_dir("image-root");
-    build_image_root(&top, &image);
-    let lib = image.join("fluent-bit/lib");
-    let in_lib: Vec<_> = std::fs::read_dir(&lib)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        in_lib,
-        vec![std::ffi::OsString::from("out_kinesis_wasm.so")],
-        "one file"
-    );
-    // The plugins file names the image's path; inside the test the same path under the root.
-    let plugins = std::fs::read_to_string(image.join("fluent-bit/etc/plugins.conf")).unwrap();
-    assert!(
-        plugins.contains("Path /fluent-bit/lib/out_kinesis_wasm.so"),
-        "{plugins}"
-    );
-    std::fs::write(
-        image.join("fluent-bit/etc/plugins.conf"),
-        plugins.replace("/fluent-bit/", &format!("{}/fluent-bit/", image.display())),
-    )
-    .unwrap();
+    let (_unpacked, top, image) = image("image");
 
     host_tests::transcript::secret(SECRET);
     let k = Kinesalite::start("dist-agent");
@@ -509,7 +513,7 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
     std::fs::write(&input, lines).unwrap();
     let mut config: Yaml = serde_yaml::from_str(&files["fluent-bit.yaml"]).unwrap();
     let rooted = |v: &Yaml| -> Yaml { in_root_or_var(&image, &var, v.as_str().unwrap()).into() };
-    let port = free_port();
+    let port = host_tests::listener::free_port();
     let service = config["service"].as_mapping_mut().unwrap();
     // The image's parsers file belongs to the image, not to this test's Fluent Bit.
     service.remove("parsers_file");
@@ -594,14 +598,6 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The body of a plain HTTP GET to 127.0.0.1:`port` (bounded to 5 s).
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read as _, Write as _};
@@ -632,16 +628,7 @@ fn the_helm_values_render_a_configuration_fluent_bit_accepts() {
         println!("{}", host_tests::fluent_bit::NOT_FOUND);
         return;
     };
-    let (_unpacked, top) = unpacked("helm");
-    let image = temp_dir("helm-root");
-    build_image_root(&top, &image);
-    let plugins = image.join("fluent-bit/etc/plugins.conf");
-    let text = std::fs::read_to_string(&plugins).unwrap();
-    std::fs::write(
-        &plugins,
-        text.replace("/fluent-bit/", &format!("{}/fluent-bit/", image.display())),
-    )
-    .unwrap();
+    let (_unpacked, top, image) = image("helm");
 
     let values: Yaml = serde_yaml::from_str(
         &std::fs::read_to_string(top.join("share/kinesis-output/deploy/helm/fluent-bit-values.yaml"))

@@ -219,14 +219,7 @@ fn processes_matching(pattern: &str) -> Vec<u32> {
         .collect()
 }
 
-/// A free port on 127.0.0.1 (released for the host to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use host_tests::listener::free_port;
 
 /// One HTTP/1.1 request; the status and the body as text.
 fn http(
