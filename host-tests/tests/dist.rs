@@ -206,6 +206,27 @@ fn the_programs_are_small_stripped_and_need_only_glibc() {
             "{debug_name} is not in the debug archive"
         );
 
+        // The newest glibc symbol version asked for: what docs/install.md says it needs.
+        let (ok, dynamic) = run(Command::new("objdump").arg("-T").arg(&path));
+        assert!(ok, "{dynamic}");
+        let newest = dynamic
+            .split("GLIBC_")
+            .skip(1)
+            .filter_map(|rest| {
+                let version: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+                Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+            })
+            .max()
+            .unwrap();
+        assert!(
+            newest <= (2, 34),
+            "{file} needs glibc {newest:?}, the docs say 2.34"
+        );
+
         let (ok, libraries) = run(Command::new("ldd").arg(&path));
         assert!(ok, "ldd {file}: {libraries}");
         for line in libraries.lines() {
