@@ -1,6 +1,6 @@
 //! Puts the components into the program when `KINESIS_EMBED_COMPONENTS` names the folder that
-//! holds them, by its absolute path (`make host`, `make plugin` and `make dist` name dist/): then kinesis-ship and the
-//! Fluent Bit plugin are each one file. Without it (`cargo build`, the tests) nothing is built
+//! holds them, by its absolute path (`make host`, `make plugin` and `make dist` name dist/):
+//! then kinesis-ship and the Fluent Bit plugin are each one file. Without it (`cargo build`, the tests) nothing is built
 //! in and the components are found at run time (see `engine`). Also records the version of
 //! wasmtime that Cargo.lock resolved, for `--version` and the plugin's start-up line.
 
