@@ -150,8 +150,9 @@ impl Output {
             .clone()
             .map(ComponentSource::File)
             .unwrap_or_else(default_component);
-        log(Level::Info, &version_line(&source));
-        let runtime = Runtime::load_from(&source).map_err(|e| format!("{e:#}"))?;
+        let bytes = source.bytes().map_err(|e| format!("{e:#}"))?;
+        log(Level::Info, &version_line(&source, &bytes));
+        let runtime = Runtime::load_bytes(&bytes).map_err(|e| format!("{e:#}"))?;
         let egress = egress_policy(Some(&native.sink), &env);
         let mut options = settings_.sandbox.options(env, &settings_.config, egress);
         options.track_accepted = true;
@@ -776,27 +777,17 @@ async fn open_instance(
 /// names, else the one built into the plugin, else `kinesis_output.wasm` beside the plugin's
 /// own file, else where the embedding looks.
 fn default_component() -> ComponentSource {
-    if kinesis_ship::engine::named_file("KINESIS_OUTPUT_WASM").is_none() {
-        if let Some(built_in) = kinesis_ship::engine::built_in_sink() {
-            return built_in;
-        }
-        if let Some(beside) = crate::abi::plugin_path()
-            .and_then(|p| p.parent().map(|d| d.join("kinesis_output.wasm")))
-            .filter(|p| Path::new(p).is_file())
-        {
-            return ComponentSource::File(beside);
-        }
-    }
-    kinesis_ship::engine::sink_component()
+    let folder = crate::abi::plugin_path().and_then(|p| p.parent().map(Path::to_path_buf));
+    kinesis_ship::engine::sink_component_beside(folder.as_deref())
 }
 
 /// The start-up line naming what runs: the plugin's version, the component (where from, its
 /// digest) and wasmtime's version.
-fn version_line(source: &ComponentSource) -> String {
+fn version_line(source: &ComponentSource, bytes: &[u8]) -> String {
     format!(
         "kinesis_wasm {}: component {}; wasmtime {}",
         env!("CARGO_PKG_VERSION"),
-        source.describe(),
+        source.describe_bytes(bytes),
         kinesis_ship::engine::WASMTIME_VERSION
     )
 }

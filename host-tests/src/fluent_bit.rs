@@ -42,3 +42,32 @@ pub fn command(
         .stderr(err);
     Ok(cmd)
 }
+
+/// Fluent Bit's Prometheus metrics from its HTTP server on 127.0.0.1:`port`, asked again every
+/// half second (it serves a snapshot taken every second or so) until they show `wanted` or 20 s
+/// have passed; the last text.
+pub fn metrics_showing(port: u16, wanted: &str) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut metrics = prometheus(port);
+    while std::time::Instant::now() < until && !metrics.contains(wanted) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        metrics = prometheus(port);
+    }
+    metrics
+}
+
+/// Fluent Bit's Prometheus metrics, from its HTTP server on `port`.
+pub fn prometheus(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("Fluent Bit's HTTP server");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET /api/v2/metrics/prometheus HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}

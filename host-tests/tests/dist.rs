@@ -574,14 +574,9 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    // The metrics the pod annotations point Prometheus at (a snapshot taken every second or so).
+    // The metrics the pod annotations point Prometheus at.
     let wanted = "kinesis_output_records_total{outcome=\"delivered\"} 2000";
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut metrics = http_get(port, "/api/v2/metrics/prometheus");
-    while Instant::now() < until && !metrics.contains(wanted) {
-        std::thread::sleep(Duration::from_millis(500));
-        metrics = http_get(port, "/api/v2/metrics/prometheus");
-    }
+    let metrics = host_tests::fluent_bit::metrics_showing(port, wanted);
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -617,19 +612,6 @@ fn the_image_steps_and_the_configmap_run_the_plugin_alone_in_fluent_bit() {
         metrics.contains(wanted),
         "the plugin's metrics are served: {metrics}"
     );
-}
-
-/// The body of a plain HTTP GET to 127.0.0.1:`port` (bounded to 5 s).
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body
 }
 
 /// `/fluent-bit/…` in the image root, `/var/fluent-bit/…` (the node's hostPath) in `var`.

@@ -56,14 +56,12 @@ pub(crate) fn new_engine() -> Result<Engine> {
     Engine::new(&config).map_err(|e| anyhow!("{e}"))
 }
 
-/// Compile the component from `source` in a new engine, with a linker holding WASI and
-/// wasi:http.
+/// Compile the component `bytes` in a new engine, with a linker holding WASI and wasi:http.
 pub(crate) fn compile<T: WasiView + WasiHttpView + 'static>(
-    source: &ComponentSource,
+    bytes: &[u8],
 ) -> Result<(Engine, Component, Linker<T>)> {
     let engine = new_engine()?;
-    let bytes = source.bytes()?;
-    let component = Component::new(&engine, &bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
+    let component = Component::new(&engine, bytes).map_err(|e| anyhow!("compiling the component: {e}"))?;
     let linker = wasi_linker(&engine)?;
     Ok((engine, component, linker))
 }
@@ -116,25 +114,36 @@ impl ComponentSource {
 
     /// Where it is and the SHA-256 of its bytes: `built in, sha256:…`.
     pub fn describe(&self) -> String {
-        let place = self.place();
         match self.bytes() {
-            Ok(bytes) => format!(
-                "{place}, sha256:{}",
-                hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())
-            ),
-            Err(_) => format!("{place} (not found)"),
+            Ok(bytes) => self.describe_bytes(&bytes),
+            Err(_) => format!("{} (not found)", self.place()),
         }
     }
-}
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// [`describe`](Self::describe) for bytes already read from this source.
+    pub fn describe_bytes(&self, bytes: &[u8]) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}, sha256:{hex}", self.place())
+    }
 }
 
 /// The `sink` world's component: the file `$KINESIS_OUTPUT_WASM` names, else the one built in,
 /// else `kinesis_output.wasm` beside the running executable or in the workspace's `dist/`.
 pub fn sink_component() -> ComponentSource {
-    world_source("KINESIS_OUTPUT_WASM", built_in::SINK, "kinesis_output.wasm")
+    sink_component_beside(None)
+}
+
+/// [`sink_component`], looking for `kinesis_output.wasm` in `folder` (a plugin's own folder)
+/// first among the files found beside.
+pub fn sink_component_beside(folder: Option<&Path>) -> ComponentSource {
+    let (variable, file) = ("KINESIS_OUTPUT_WASM", "kinesis_output.wasm");
+    choose(named_file(variable), built_in::SINK, || {
+        folder
+            .map(|d| d.join(file))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| world_path(variable, file))
+    })
 }
 
 /// The `proxy` world's component, found like the sink's (`$KINESIS_OUTPUT_PROXY_WASM`).
@@ -146,17 +155,12 @@ pub fn proxy_component() -> ComponentSource {
     )
 }
 
-/// The sink's component built into this program, if it was.
-pub fn built_in_sink() -> Option<ComponentSource> {
-    built_in::SINK.map(ComponentSource::BuiltIn)
-}
-
 fn world_source(variable: &str, built_in: Option<&'static [u8]>, file: &str) -> ComponentSource {
     choose(named_file(variable), built_in, || world_path(variable, file))
 }
 
 /// The file a variable names; an empty variable names none.
-pub fn named_file(variable: &str) -> Option<std::ffi::OsString> {
+fn named_file(variable: &str) -> Option<std::ffi::OsString> {
     std::env::var_os(variable).filter(|v| !v.is_empty())
 }
 

@@ -30,7 +30,7 @@ impl ProxyRuntime {
 
     /// Compile the proxy component from `source` (a file or the copy built in) and link it.
     pub fn load_from(source: &ComponentSource) -> Result<ProxyRuntime> {
-        let (_, component, linker) = compile(source)?;
+        let (_, component, linker) = compile(&source.bytes()?)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("linking: {e}"))?;

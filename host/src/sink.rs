@@ -546,7 +546,12 @@ impl Runtime {
 
     /// Compile the component from `source` (a file or the copy built in) and link it.
     pub fn load_from(source: &ComponentSource) -> Result<Runtime> {
-        let (engine, component, _) = compile::<Ctx>(source)?;
+        Runtime::load_bytes(&source.bytes()?)
+    }
+
+    /// Compile the component `bytes` and link it.
+    pub fn load_bytes(bytes: &[u8]) -> Result<Runtime> {
+        let (engine, component, _) = compile::<Ctx>(bytes)?;
         Runtime::with_component(engine, &component)
     }
 

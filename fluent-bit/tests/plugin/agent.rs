@@ -309,14 +309,8 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     while Instant::now() < until && k.read().len() < 25 {
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Fluent Bit serves a snapshot of its metrics, taken every second or so.
     let wanted = "kinesis_output_records_total{outcome=\"delivered\"} 25";
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut metrics = prometheus(metrics_port);
-    while Instant::now() < until && !metrics.contains(wanted) {
-        std::thread::sleep(Duration::from_millis(500));
-        metrics = prometheus(metrics_port);
-    }
+    let metrics = host_tests::fluent_bit::metrics_showing(metrics_port, wanted);
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -335,21 +329,6 @@ fn a_yaml_configuration_loads_the_plugin_and_its_config_file() {
     }
     assert!(!metrics.contains("outcome=\"failed\""), "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Fluent Bit's Prometheus metrics, from its HTTP server on `port`.
-fn prometheus(port: u16) -> String {
-    use std::io::Read as _;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("Fluent Bit's HTTP server");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /api/v2/metrics/prometheus HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text
 }
 
 /// The real Fluent Bit with `workers 2` against the fake Kinesis on a real port, throttling 30%
