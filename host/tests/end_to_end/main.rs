@@ -4,6 +4,7 @@
 
 mod delivery;
 mod doors;
+mod edge;
 mod firehose;
 mod guard;
 mod operating;

@@ -1,0 +1,248 @@
+// The edge runtimes' host for the proxy world (Cloudflare Workers / workerd, Deno): a fetch
+// handler that runs each request in a fresh instance of the component, transpiled by jco with
+// JSPI and fed the browser build of the WASI shim (outgoing HTTP through `fetch`).
+//
+// It plays the part `kinesis-ship serve` plays for the delivery rule: a body answered 503 (records
+// not yet stored) is remembered here, keyed by its sender, tag, type, encoding and bytes, and its
+// entry is handed to the component with the re-post (the `kinesis-output-ledger` header), which
+// then ships only the records not settled. A re-post arriving while the same body is shipped
+// waits for it and gets its answer when that one settled the body. The memory is this
+// isolate's: a re-post that reaches another isolate ships the whole body again (at worst a
+// second copy, never a loss).
+
+import { instantiate } from "./kinesis.js";
+import { cli, clocks, filesystem, http, io, random } from "@bytecodealliance/preview2-shim";
+
+const LEDGER_HEADER = "kinesis-output-ledger";
+// What the agent gets of the problems unless it asks for all (`?problems=all`); the
+// component's front::reply::trim_for_agent, word for word.
+const PROBLEMS_SHOWN = 5;
+const CODE_SHOWN = 64;
+const MESSAGE_SHOWN = 200;
+// Bodies remembered at most, and the bytes their entries may take (the component's own).
+const MEMORY_CAPACITY = 10_000;
+const MEMORY_BYTES = 8 << 20;
+// Problems logged per answer.
+const PROBLEMS_LOGGED = 20;
+
+/// The environment the component sees: the string bindings (Workers' vars and secrets, Deno's
+/// environment), other values as JSON (a wrangler `[vars]` table becomes an object).
+export function environmentOf(bindings) {
+  const out = {};
+  for (const [name, value] of Object.entries(bindings ?? {})) {
+    if (typeof value === "string") out[name] = value;
+    else if (value !== null && typeof value === "object" && value.constructor === Object) out[name] = JSON.stringify(value);
+    else if (typeof value === "number" || typeof value === "boolean") out[name] = String(value);
+  }
+  return out;
+}
+
+/// The header naming a body's tag, as the configuration sets it (`tag_header`, default `x-tag`).
+function tagHeaderOf(environment) {
+  const direct = environment.KINESIS_OUTPUT_TAG_HEADER;
+  if (typeof direct === "string" && direct.trim()) return direct.trim().toLowerCase();
+  try {
+    const doc = JSON.parse(environment.KINESIS_OUTPUT_CONFIG ?? "{}");
+    if (typeof doc.tag_header === "string" && doc.tag_header.trim()) return doc.tag_header.trim().toLowerCase();
+  } catch {
+    // The component names a configuration that does not parse in its own answer.
+  }
+  return "x-tag";
+}
+
+function importsFor(environment) {
+  const own = cli.createCli({ environment });
+  return {
+    "wasi:cli/environment": own.environment,
+    "wasi:cli/exit": own.exit,
+    "wasi:cli/stderr": own.stderr,
+    "wasi:cli/stdin": own.stdin,
+    "wasi:cli/stdout": own.stdout,
+    "wasi:cli/terminal-input": own.terminalInput,
+    "wasi:cli/terminal-output": own.terminalOutput,
+    "wasi:cli/terminal-stderr": own.terminalStderr,
+    "wasi:cli/terminal-stdin": own.terminalStdin,
+    "wasi:cli/terminal-stdout": own.terminalStdout,
+    "wasi:clocks/monotonic-clock": clocks.monotonicClock,
+    "wasi:clocks/wall-clock": clocks.wallClock,
+    "wasi:filesystem/preopens": filesystem.preopens,
+    "wasi:filesystem/types": filesystem.types,
+    "wasi:http/outgoing-handler": http.outgoingHandler,
+    "wasi:http/types": http.types,
+    "wasi:io/error": io.error,
+    "wasi:io/poll": io.poll,
+    "wasi:io/streams": io.streams,
+    "wasi:random/insecure-seed": random.insecureSeed,
+    "wasi:random/random": random.random,
+  };
+}
+
+function cut(text, chars) {
+  const points = Array.from(text);
+  return points.length > chars ? points.slice(0, chars).join("") + "…" : text;
+}
+
+/// The component's answer as an agent gets it: the ledger taken out (and returned), the
+/// problems cut short unless all were asked for.
+function trimForAgent(fields, allProblems) {
+  const ledger = typeof fields.ledger === "string" ? fields.ledger : undefined;
+  delete fields.ledger;
+  if (!allProblems && Array.isArray(fields.problems)) {
+    const total = fields.problems.length;
+    fields.problems = fields.problems.slice(0, PROBLEMS_SHOWN);
+    for (const p of fields.problems) {
+      if (typeof p.code === "string") p.code = cut(p.code, CODE_SHOWN);
+      if (typeof p.message === "string") p.message = cut(p.message, MESSAGE_SHOWN);
+    }
+    if (total > PROBLEMS_SHOWN) fields.problems_total = total;
+  }
+  return ledger;
+}
+
+/// Entries of bodies with records not yet stored, oldest forgotten first past the bounds.
+class Memory {
+  #entries = new Map();
+  #bytes = 0;
+  recall(key) {
+    return this.#entries.get(key);
+  }
+  keep(key, entry) {
+    this.forget(key);
+    this.#entries.set(key, entry);
+    this.#bytes += entry.length + key.length;
+    for (const [oldest, text] of this.#entries) {
+      if (this.#entries.size <= MEMORY_CAPACITY && this.#bytes <= MEMORY_BYTES) break;
+      this.#entries.delete(oldest);
+      this.#bytes -= text.length + oldest.length;
+    }
+  }
+  forget(key) {
+    const text = this.#entries.get(key);
+    if (text !== undefined) {
+      this.#entries.delete(key);
+      this.#bytes -= text.length + key.length;
+    }
+  }
+}
+
+async function keyOf(parts) {
+  const encoder = new TextEncoder();
+  const chunks = [];
+  for (const part of parts) {
+    const bytes = typeof part === "string" ? encoder.encode(part) : part;
+    const length = new Uint8Array(8);
+    new DataView(length.buffer).setBigUint64(0, BigInt(bytes.byteLength));
+    chunks.push(length, bytes);
+  }
+  const digest = await crypto.subtle.digest("SHA-256", await new Blob(chunks).arrayBuffer());
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function jsonResponse(status, value, headers = {}) {
+  return new Response(JSON.stringify(value) + "\n", {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/// A fetch handler for the proxy world. `modules` maps the core modules' names (as jco wrote
+/// them) to compiled `WebAssembly.Module`s; `bindings` is the configuration and credentials
+/// (strings); `log` takes one line.
+export function createHandler({ modules, bindings, log = (line) => console.error(line) }) {
+  const environment = environmentOf(bindings);
+  const tagHeader = tagHeaderOf(environment);
+  const memory = new Memory();
+  // A body's turn: the answer it ended with when that settled it, and the tail of the queue.
+  const turns = new Map();
+
+  // One fresh instance answers `request` (its body given as bytes).
+  async function run(request, body) {
+    const instance = await instantiate((name) => {
+      const module = modules[name];
+      if (!module) throw new Error(`core module ${name} is missing from the bundle`);
+      return module;
+    }, importsFor(environment));
+    const inner = new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: body && body.byteLength > 0 ? body : undefined,
+    });
+    return http.handleIncomingRequest(inner, instance.incomingHandler.handle);
+  }
+
+  async function ship(request, url) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    const header = (name) => request.headers.get(name) ?? "";
+    const key = await keyOf([header("authorization"), header(tagHeader), header("content-type"), header("content-encoding"), body]);
+    let turn = turns.get(key);
+    if (!turn) {
+      turn = { tail: Promise.resolve(), finished: undefined, waiting: 0 };
+      turns.set(key, turn);
+    }
+    turn.waiting += 1;
+    const before = turn.tail;
+    let release;
+    turn.tail = new Promise((resolve) => (release = resolve));
+    try {
+      await before;
+      if (turn.finished) return new Response(turn.finished.body, turn.finished.init);
+      const headers = new Headers(request.headers);
+      headers.set(LEDGER_HEADER, memory.recall(key) ?? "");
+      const inner = new Request(request.url, { method: "POST", headers });
+      let answer;
+      try {
+        answer = await run(inner, body);
+      } catch (e) {
+        // The instance failed (a trap): what it sent may be stored; the entry stays as it was,
+        // so the re-post ships at worst a second copy of those records, never fewer.
+        log(`kinesis-output: the component failed: ${e?.message ?? e}`);
+        return jsonResponse(503, { error: "the component failed; re-send the body", message: String(e?.message ?? e) }, { "retry-after": "5" });
+      }
+      const status = answer.status;
+      let text = await answer.text();
+      let fields;
+      try {
+        fields = JSON.parse(text);
+      } catch {
+        fields = undefined;
+      }
+      if (fields && typeof fields === "object" && !Array.isArray(fields)) {
+        const problems = Array.isArray(fields.problems) ? fields.problems : [];
+        for (const p of problems.slice(0, PROBLEMS_LOGGED)) {
+          log(`kinesis-output: answered ${status}: line ${p.line}: ${p.outcome} ${p.code}: ${cut(String(p.message ?? ""), 300)}${p.records !== undefined ? ` (${p.records} records)` : ""}`);
+        }
+        if (problems.length > PROBLEMS_LOGGED) log(`kinesis-output: … and ${problems.length - PROBLEMS_LOGGED} more problems in that answer`);
+        const allProblems = url.searchParams.getAll("problems").includes("all");
+        const entry = trimForAgent(fields, allProblems);
+        if (entry !== undefined) {
+          if (status === 503) memory.keep(key, entry);
+          else memory.forget(key);
+        }
+        text = JSON.stringify(fields) + "\n";
+      }
+      const responseHeaders = new Headers(answer.headers);
+      responseHeaders.delete("content-length");
+      const init = { status, headers: responseHeaders };
+      if (status !== 503) turn.finished = { body: text, init: { status, headers: [...responseHeaders] } };
+      return new Response(text, init);
+    } finally {
+      release();
+      turn.waiting -= 1;
+      if (turn.waiting === 0) turns.delete(key);
+    }
+  }
+
+  return async function handle(request) {
+    const url = new URL(request.url);
+    try {
+      if (request.method === "POST" && url.pathname === "/") return await ship(request, url);
+      const body = request.body ? new Uint8Array(await request.arrayBuffer()) : undefined;
+      const headers = new Headers(request.headers);
+      headers.delete(LEDGER_HEADER);
+      return await run(new Request(request.url, { method: request.method, headers }), body);
+    } catch (e) {
+      log(`kinesis-output: ${request.method} ${url.pathname}: ${e?.message ?? e}`);
+      return jsonResponse(503, { error: "the request could not be handled; re-send it", message: String(e?.message ?? e) }, { "retry-after": "5" });
+    }
+  };
+}

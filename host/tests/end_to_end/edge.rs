@@ -1,0 +1,465 @@
+//! The edge bundle (`make edge`, dist/edge/) on both edge runtimes, the open-source Workers
+//! runtime workerd and Deno (from npm), started by `dist/edge/serve` as a user would: records
+//! through the real bundle to kinesalite, signatures checked by the harness's fake, throttling,
+//! a hung endpoint, a bad configuration, and the answers every other door gives.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use host_tests::fake_kinesis::{FakeKinesis, Fault, RandomFaults};
+use host_tests::listener;
+
+use super::*;
+
+const RUNTIMES: [&str; 2] = ["workerd", "deno"];
+
+fn edge_serve_path() -> PathBuf {
+    let path = root().join("dist/edge/serve");
+    assert!(path.is_file(), "the edge bundle is not built: run `make edge`");
+    path
+}
+
+/// `dist/edge/serve RUNTIME --config CONFIG --port N`, its output in `log`; waits for
+/// `/health` to answer 200 when `healthy`, else for any answer.
+fn edge_serve(runtime: &str, config: &Path, env: &[(&str, &str)], log: &Path, healthy: bool) -> Server {
+    use std::os::unix::process::CommandExt;
+    let port = free_port();
+    let child = Command::new(edge_serve_path())
+        .args([
+            runtime,
+            "--config",
+            config.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ])
+        .envs(env.iter().copied())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .expect("dist/edge/serve starts");
+    let mut server = Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        group: true,
+        also_stop: None,
+    };
+    if healthy {
+        server.wait_healthy();
+    } else {
+        for _ in 0..240 {
+            if http(&server.addr, "GET", "/health", &[], b"").is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    server
+}
+
+/// What the runtime and the component wrote, kept for the secret scan.
+fn edge_log(runtime: &str, log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default()
+        + &std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
+    host_tests::transcript::record(&format!("dist/edge/serve {runtime}"), &text);
+    assert!(
+        !text.contains(SECRET_VALUE),
+        "secret in {runtime}'s output: {text}"
+    );
+    text
+}
+
+/// NDJSON, Fluent Bit's gzipped json_lines and ten concurrent posts through each runtime to
+/// kinesalite: every record stored once; the routes and codes of the proxy world.
+#[test]
+fn edge_runtimes_ship_every_record_once_to_kinesalite() {
+    for runtime in RUNTIMES {
+        let k = Kinesalite::start(&format!("it-edge-{runtime}"));
+        let dir = temp_dir(&format!("edge-{runtime}"));
+        std::fs::write(dir.join("config.json"), site_config(&k).to_string()).unwrap();
+        let log = dir.join("serve.log");
+        let server = edge_serve(
+            runtime,
+            &dir.join("config.json"),
+            &[("KINESIS_SECRET", SECRET_VALUE)],
+            &log,
+            true,
+        );
+
+        let first = lines(0, 300);
+        let (status, body) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-ndjson")],
+            &ndjson(&first),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{runtime}: {body}");
+        assert!(body.contains("\"delivered\":300"), "{runtime}: {body}");
+
+        // Fluent Bit's framing: json_lines under application/json, gzipped.
+        let second = lines(300, 200);
+        let (status, body) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "gzip"),
+                ("User-Agent", "Fluent-Bit"),
+            ],
+            &gzip(&ndjson(&second)),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{runtime}: {body}");
+
+        // Ten posts at once, each answered in full.
+        let addr = server.addr.clone();
+        let posts: Vec<_> = (0..10)
+            .map(|i| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    let batch = lines(500 + i * 50, 50);
+                    let answer = http(
+                        &addr,
+                        "POST",
+                        "/",
+                        &[("Content-Type", "application/x-ndjson")],
+                        &ndjson(&batch),
+                    );
+                    (batch, answer)
+                })
+            })
+            .collect();
+        let mut concurrent = Vec::new();
+        for post in posts {
+            let (batch, answer) = post.join().unwrap();
+            let (status, body) = answer.unwrap();
+            assert_eq!(status, 200, "{runtime}: {body}");
+            assert!(body.contains("\"delivered\":50"), "{runtime}: {body}");
+            concurrent.extend(batch);
+        }
+
+        let (status, _) = http(&server.addr, "DELETE", "/", &[], b"").unwrap();
+        assert_eq!(status, 405, "{runtime}");
+        let (status, _) = http(&server.addr, "GET", "/nowhere", &[], b"").unwrap();
+        assert_eq!(status, 404, "{runtime}");
+        drop(server);
+        edge_log(runtime, &log);
+
+        let sent = first.iter().chain(&second).chain(&concurrent);
+        assert_eq!(
+            multiset(k.read()),
+            multiset(sent.map(|l| expected(l))),
+            "{runtime}"
+        );
+    }
+}
+
+/// A fake on a real port (it checks every signature) and a configuration file for it.
+fn fake_edge(
+    runtime: &str,
+    name: &str,
+    extra: Value,
+) -> (Arc<FakeKinesis>, listener::Listener, PathBuf, Server) {
+    let fake = Arc::new(FakeKinesis::new(name, KEY_ID_VALUE, SECRET_VALUE));
+    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = temp_dir(&format!("{name}-{runtime}"));
+    let mut config = json!({
+        "stream_name": name, "region": "us-east-1",
+        "endpoint": format!("http://{}", upstream.addr),
+        "partition_key": "pod",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+    ];
+    let server = edge_serve(
+        runtime,
+        &dir.join("config.json"),
+        &env,
+        &dir.join("serve.log"),
+        true,
+    );
+    (fake, upstream, dir, server)
+}
+
+/// Throttled calls are retried inside a post; records still throttled at `put_deadline` are
+/// answered 503 and remembered, and each re-post of the same body ships only those: every line
+/// stored once, every call signed as the fake expects (credentials as secrets from the
+/// environment).
+#[test]
+fn edge_runtimes_retry_throttling_and_resend_only_what_was_not_stored() {
+    for runtime in RUNTIMES {
+        let (fake, _upstream, dir, server) =
+            fake_edge(runtime, "it-edge-throttle", json!({"put_deadline": 2}));
+        // Two whole calls throttled: retried within the post.
+        fake.script([Fault::Throttled, Fault::Throttled]);
+        let first = lines(0, 100);
+        let (status, body) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-ndjson")],
+            &ndjson(&first),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{runtime}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        // Three calls: two throttled whole (each of the 100 records counted), one stored.
+        assert_eq!(answer["counters"]["requests"], 3, "{runtime}: {body}");
+        assert_eq!(answer["counters"]["throttled_records"], 200, "{runtime}: {body}");
+
+        // Most records throttled for a while: 503s until every record is stored.
+        fake.set_random_faults(RandomFaults {
+            throttle_records: 0.8,
+            ..RandomFaults::default()
+        });
+        let second = lines(100, 400);
+        let body_bytes = gzip(&ndjson(&second));
+        let headers = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")];
+        let mut answers = Vec::new();
+        for attempt in 0..40 {
+            if attempt == 3 {
+                fake.set_random_faults(RandomFaults::default());
+            }
+            let (status, body) = http(&server.addr, "POST", "/", &headers, &body_bytes).unwrap();
+            answers.push(status);
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 503, "{runtime}: {body}");
+            assert!(
+                body.len() < 4096,
+                "{runtime}: an answer Fluent Bit can read: {body}"
+            );
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert!(
+                answer.get("ledger").is_none(),
+                "{runtime}: the ledger stays inside: {body}"
+            );
+        }
+        assert_eq!(
+            answers.first(),
+            Some(&503),
+            "{runtime}: the storm reached the sender"
+        );
+        assert_eq!(answers.last(), Some(&200), "{runtime}: {answers:?}");
+        drop(server);
+        edge_log(runtime, &dir.join("serve.log"));
+
+        let stored: Vec<(Vec<u8>, String)> = fake
+            .stored()
+            .into_iter()
+            .map(|s| (s.data, s.partition_key))
+            .collect();
+        let sent = first.iter().chain(&second);
+        assert_eq!(
+            multiset(stored),
+            multiset(sent.map(|l| expected(l))),
+            "{runtime}: every line once"
+        );
+        let seen = fake.seen();
+        assert!(
+            seen.iter().all(|s| s.status == 200 || s.fault.is_some()),
+            "{runtime}: signatures valid: {seen:?}"
+        );
+        assert!(seen.iter().all(|s| s
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v.contains(KEY_ID_VALUE))));
+    }
+}
+
+/// An endpoint that never answers: the post is answered 503 at `put_deadline` and `/health`
+/// answers meanwhile; the same body posted again while the first is shipped waits for its turn,
+/// then ships what is left: stored once.
+#[test]
+fn edge_runtimes_cut_a_hung_endpoint_at_put_deadline() {
+    for runtime in RUNTIMES {
+        let (fake, _upstream, dir, server) = fake_edge(runtime, "it-edge-hang", json!({"put_deadline": 3}));
+        fake.script([Fault::Hang]);
+        let sent = lines(0, 20);
+        let body = ndjson(&sent);
+        let post = |delay: u64| {
+            let (addr, body) = (server.addr.clone(), body.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay));
+                let started = Instant::now();
+                let answer = http(
+                    &addr,
+                    "POST",
+                    "/",
+                    &[("Content-Type", "application/x-ndjson")],
+                    &body,
+                );
+                (answer.unwrap(), started.elapsed())
+            })
+        };
+        let (first, again) = (post(0), post(300));
+        std::thread::sleep(Duration::from_millis(800));
+        let asked = Instant::now();
+        let (status, health) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
+        assert_eq!(status, 200, "{runtime}: {health}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{runtime}: /health waited {:?}",
+            asked.elapsed()
+        );
+        let ((status, answer), took) = first.join().unwrap();
+        assert_eq!(status, 503, "{runtime}: {answer}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+            "{runtime}: answered after {took:?}"
+        );
+        let ((status, answer), took) = again.join().unwrap();
+        assert_eq!(status, 200, "{runtime}: {answer}");
+        assert!(
+            took >= Duration::from_secs(2),
+            "{runtime}: the re-post waited for its turn ({took:?})"
+        );
+        drop(server);
+        edge_log(runtime, &dir.join("serve.log"));
+        let stored: Vec<(Vec<u8>, String)> = fake
+            .stored()
+            .into_iter()
+            .map(|s| (s.data, s.partition_key))
+            .collect();
+        assert_eq!(
+            multiset(stored),
+            multiset(sent.iter().map(|l| expected(l))),
+            "{runtime}"
+        );
+    }
+}
+
+/// A configuration the component refuses: every post answered 500 naming the field (and
+/// `/health` 503), as on every door; nothing shipped. A file serve cannot read as a
+/// configuration is refused before any runtime starts, naming the line.
+#[test]
+fn edge_runtimes_answer_a_bad_configuration() {
+    for runtime in RUNTIMES {
+        let dir = temp_dir(&format!("edge-bad-{runtime}"));
+        std::fs::write(
+            dir.join("config.json"),
+            json!({"stream_name": "s", "region": "us-east-1", "retries_on_batch_request": "many"})
+                .to_string(),
+        )
+        .unwrap();
+        let log = dir.join("serve.log");
+        let server = edge_serve(runtime, &dir.join("config.json"), &[], &log, false);
+        let (status, answer) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
+        assert_eq!(status, 503, "{runtime}: {answer}");
+        let (status, answer) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-ndjson")],
+            b"{\"a\":1}\n",
+        )
+        .unwrap();
+        assert_eq!(status, 500, "{runtime}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["field"], "retries_on_batch_request", "{runtime}: {answer}");
+        drop(server);
+        edge_log(runtime, &log);
+
+        std::fs::write(
+            dir.join("bad.yaml"),
+            "spec:\n  kinesisStream:\n    stream_name: s\n",
+        )
+        .unwrap();
+        let out = Command::new(edge_serve_path())
+            .args([
+                runtime,
+                "--config",
+                dir.join("bad.yaml").to_str().unwrap(),
+                "--port",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("line 1 is neither JSON nor NAME=VALUE") && stderr.contains("kinesis-ship env"),
+            "{stderr}"
+        );
+    }
+    let out = Command::new(edge_serve_path())
+        .args(["bun", "--config", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workerd or deno"));
+}
+
+/// The same body with bad records through `kinesis-ship serve` and both runtimes: the same
+/// status and the same answer (problems cut for the agent, with their total), or all of them
+/// with `?problems=all`.
+#[test]
+fn edge_runtimes_answer_as_kinesis_ship_serve_does() {
+    let k = Kinesalite::start("it-edge-same");
+    let dir = temp_dir("edge-same");
+    let config = json!({
+        "stream_name": "it-edge-same",
+        "region": "us-east-1",
+        "endpoint": format!("http://127.0.0.1:{}", k.port),
+        "partition_key": "pod",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+    ];
+    // Eight lines without a partition key, one too large, two good ones.
+    let mut body = String::new();
+    body.push_str(&format!("{}\n", json!({"pod": "a", "log": "ok"})));
+    for i in 0..8 {
+        body.push_str(&format!(
+            "{}\n",
+            json!({"log": format!("no key {i} {}", "é".repeat(300))})
+        ));
+    }
+    body.push_str(&format!(
+        "{}\n",
+        json!({"pod": "c", "log": "x".repeat(1_100_000)})
+    ));
+    body.push_str(&format!("{}\n", json!({"pod": "d", "log": "ok too"})));
+    let ndjson_type = [("Content-Type", "application/x-ndjson")];
+
+    let answers = |addr: &str| {
+        let (status, short) = http(addr, "POST", "/", &ndjson_type, body.as_bytes()).unwrap();
+        let (all_status, all) = http(addr, "POST", "/?problems=all", &ndjson_type, body.as_bytes()).unwrap();
+        assert_eq!(status, all_status);
+        let short: Value = serde_json::from_str(&short).unwrap();
+        let all: Value = serde_json::from_str(&all).unwrap();
+        (status, short, all)
+    };
+    let server = kinesis_ship_serve_env(&dir.join("config.json"), &[], &keys);
+    let (status, short, all) = answers(&server.addr);
+    drop(server);
+    assert_eq!(status, 202, "{short}");
+    assert_eq!(short["problems"].as_array().unwrap().len(), 5, "{short}");
+    assert_eq!(short["problems_total"], 9, "{short}");
+    assert_eq!(all["problems"].as_array().unwrap().len(), 9, "{all}");
+
+    for runtime in RUNTIMES {
+        let log = dir.join(format!("{runtime}.log"));
+        let server = edge_serve(runtime, &dir.join("config.json"), &keys, &log, true);
+        let (edge_status, edge_short, edge_all) = answers(&server.addr);
+        drop(server);
+        edge_log(runtime, &log);
+        assert_eq!(edge_status, status, "{runtime}");
+        assert_eq!(edge_short, short, "{runtime}");
+        assert_eq!(edge_all, all, "{runtime}");
+    }
+    // Three hosts, two posts each, two good records a post.
+    assert_eq!(k.read().len(), 3 * 2 * 2);
+}
