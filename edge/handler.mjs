@@ -22,6 +22,8 @@ const MESSAGE_SHOWN = 200;
 // Bodies remembered at most, and the bytes their entries may take (the component's own).
 const MEMORY_CAPACITY = 10_000;
 const MEMORY_BYTES = 8 << 20;
+// The proxy's own default for `proxy.max_body_size`.
+const DEFAULT_MAX_BODY_SIZE = 16 << 20;
 // Problems logged per answer.
 const PROBLEMS_LOGGED = 20;
 
@@ -37,6 +39,30 @@ export function environmentOf(bindings) {
   return out;
 }
 
+/// `environment` with `defaults` for the `proxy` section's settings the configuration leaves
+/// unset (the Worker's limits are not a server's): into the JSON document, or as the `proxy`
+/// variable when the configuration is given one variable per setting. A configuration that does
+/// not parse is left for the component to name.
+export function withProxyDefaults(environment, defaults) {
+  if (!defaults || Object.keys(defaults).length === 0 || "KINESIS_OUTPUT_PROXY" in environment) return environment;
+  const out = { ...environment };
+  if (typeof out.KINESIS_OUTPUT_CONFIG === "string") {
+    let doc;
+    try {
+      doc = JSON.parse(out.KINESIS_OUTPUT_CONFIG);
+    } catch {
+      return out;
+    }
+    if (doc === null || typeof doc !== "object" || Array.isArray(doc)) return out;
+    if (doc.proxy !== undefined && (doc.proxy === null || typeof doc.proxy !== "object" || Array.isArray(doc.proxy))) return out;
+    doc.proxy = { ...defaults, ...(doc.proxy ?? {}) };
+    out.KINESIS_OUTPUT_CONFIG = JSON.stringify(doc);
+  } else if (Object.keys(out).some((name) => name.startsWith("KINESIS_OUTPUT_"))) {
+    out.KINESIS_OUTPUT_PROXY = JSON.stringify(defaults);
+  }
+  return out;
+}
+
 /// The header naming a body's tag, as the configuration sets it (`tag_header`, default `x-tag`).
 function tagHeaderOf(environment) {
   const direct = environment.KINESIS_OUTPUT_TAG_HEADER;
@@ -48,6 +74,46 @@ function tagHeaderOf(environment) {
     // The component names a configuration that does not parse in its own answer.
   }
   return "x-tag";
+}
+
+/// The largest body the configuration takes (`proxy.max_body_size`, 16 MiB by default): the
+/// entry reads no further than one byte past it, and the component answers 413.
+function maxBodyOf(environment) {
+  let proxy;
+  try {
+    proxy = environment.KINESIS_OUTPUT_PROXY !== undefined
+      ? JSON.parse(environment.KINESIS_OUTPUT_PROXY)
+      : JSON.parse(environment.KINESIS_OUTPUT_CONFIG ?? "{}").proxy;
+  } catch {
+    proxy = undefined;
+  }
+  const value = Number(proxy?.max_body_size);
+  return Number.isSafeInteger(value) && value > 0 ? value : DEFAULT_MAX_BODY_SIZE;
+}
+
+/// The body's bytes, read up to one byte past `limit` (the rest is not read).
+async function readBounded(request, limit) {
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.byteLength;
+    if (length > limit) {
+      await reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
 }
 
 function importsFor(environment) {
@@ -147,10 +213,12 @@ function jsonResponse(status, value, headers = {}) {
 
 /// A fetch handler for the proxy world. `modules` maps the core modules' names (as jco wrote
 /// them) to compiled `WebAssembly.Module`s; `bindings` is the configuration and credentials
-/// (strings); `log` takes one line.
-export function createHandler({ modules, bindings, log = (line) => console.error(line) }) {
-  const environment = environmentOf(bindings);
+/// (strings); `proxyDefaults` are `proxy` settings used where the configuration sets none;
+/// `log` takes one line.
+export function createHandler({ modules, bindings, proxyDefaults, log = (line) => console.error(line) }) {
+  const environment = withProxyDefaults(environmentOf(bindings), proxyDefaults);
   const tagHeader = tagHeaderOf(environment);
+  const maxBody = maxBodyOf(environment);
   const memory = new Memory();
   // A body's turn: the answer it ended with when that settled it, and the tail of the queue.
   const turns = new Map();
@@ -171,7 +239,7 @@ export function createHandler({ modules, bindings, log = (line) => console.error
   }
 
   async function ship(request, url) {
-    const body = new Uint8Array(await request.arrayBuffer());
+    const body = await readBounded(request, maxBody);
     const header = (name) => request.headers.get(name) ?? "";
     const key = await keyOf([header("authorization"), header(tagHeader), header("content-type"), header("content-encoding"), body]);
     let turn = turns.get(key);
@@ -236,7 +304,7 @@ export function createHandler({ modules, bindings, log = (line) => console.error
     const url = new URL(request.url);
     try {
       if (request.method === "POST" && url.pathname === "/") return await ship(request, url);
-      const body = request.body ? new Uint8Array(await request.arrayBuffer()) : undefined;
+      const body = await readBounded(request, maxBody);
       const headers = new Headers(request.headers);
       headers.delete(LEDGER_HEADER);
       return await run(new Request(request.url, { method: request.method, headers }), body);

@@ -7,11 +7,16 @@
 import modules from "./core-modules.mjs";
 import { createHandler } from "./handler.mjs";
 
+// An isolate has 128 MB, and a body is held several times over (the request, the component's
+// copy, its records and calls): the Worker takes bodies up to 8 MiB unless the configuration's
+// `proxy.max_body_size` says otherwise (a server's default is 16 MiB).
+const PROXY_DEFAULTS = { max_body_size: 8 << 20 };
+
 let handler;
 
 export default {
   async fetch(request, env) {
-    handler ??= createHandler({ modules, bindings: env });
+    handler ??= createHandler({ modules, bindings: env, proxyDefaults: PROXY_DEFAULTS });
     return handler(request);
   },
 };

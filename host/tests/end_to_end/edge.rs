@@ -22,9 +22,21 @@ fn edge_serve_path() -> PathBuf {
 /// `dist/edge/serve RUNTIME --config CONFIG --port N`, its output in `log`; waits for
 /// `/health` to answer 200 when `healthy`, else for any answer.
 fn edge_serve(runtime: &str, config: &Path, env: &[(&str, &str)], log: &Path, healthy: bool) -> Server {
+    edge_serve_at(&edge_serve_path(), runtime, config, env, log, healthy)
+}
+
+/// [`edge_serve`] with the `serve` of another bundle.
+fn edge_serve_at(
+    serve: &Path,
+    runtime: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+    log: &Path,
+    healthy: bool,
+) -> Server {
     use std::os::unix::process::CommandExt;
     let port = free_port();
-    let child = Command::new(edge_serve_path())
+    let child = Command::new(serve)
         .args([
             runtime,
             "--config",
@@ -462,4 +474,142 @@ fn edge_runtimes_answer_as_kinesis_ship_serve_does() {
     }
     // Three hosts, two posts each, two good records a post.
     assert_eq!(k.read().len(), 3 * 2 * 2);
+}
+
+/// The Worker takes bodies up to 8 MiB unless `proxy.max_body_size` says otherwise (an isolate
+/// has 128 MB); Deno keeps the proxy's 16 MiB. Past the limit: 413 from the component, the rest
+/// of the body not read.
+#[test]
+fn edge_runtimes_refuse_a_body_past_max_body_size() {
+    let dir = temp_dir("edge-limit");
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+    ];
+    // Nothing is shipped: the endpoint is never reached.
+    let base = json!({"stream_name": "s", "region": "us-east-1", "endpoint": "http://127.0.0.1:9"});
+    std::fs::write(dir.join("default.json"), base.to_string()).unwrap();
+    let mut small = base.clone();
+    small["proxy"] = json!({"max_body_size": 1000});
+    std::fs::write(dir.join("small.json"), small.to_string()).unwrap();
+    let post = |addr: &str, size: usize| {
+        let body = "a".repeat(size);
+        http(
+            addr,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-ndjson")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    for (runtime, limit) in [("workerd", 8 << 20), ("deno", 16 << 20)] {
+        let log = dir.join(format!("{runtime}-default.log"));
+        let server = edge_serve(runtime, &dir.join("default.json"), &keys, &log, true);
+        let (status, answer) = post(&server.addr, limit + 1);
+        assert_eq!(status, 413, "{runtime}: {answer}");
+        assert!(
+            answer.contains(&format!("the body exceeds {limit} bytes")),
+            "{runtime}: {answer}"
+        );
+        drop(server);
+        edge_log(runtime, &log);
+
+        let log = dir.join(format!("{runtime}-small.log"));
+        let server = edge_serve(runtime, &dir.join("small.json"), &keys, &log, true);
+        let (status, answer) = post(&server.addr, 1001);
+        assert_eq!(status, 413, "{runtime}: {answer}");
+        assert!(
+            answer.contains("the body exceeds 1000 bytes"),
+            "{runtime}: {answer}"
+        );
+        drop(server);
+        edge_log(runtime, &log);
+    }
+}
+
+/// What `wrangler deploy` would upload: wrangler (pinned, on Deno: it needs a newer Node than
+/// this machine's) packs dist/edge/ by its wrangler.toml with `--dry-run`, names the
+/// configuration binding, and the Worker it packed (its own module names) ships records through
+/// workerd.
+#[test]
+fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
+    let wrangler = root().join(".tools/wrangler/node_modules/wrangler/bin/wrangler.js");
+    assert!(
+        wrangler.is_file(),
+        "wrangler is not installed: run `make test`'s tools"
+    );
+    let deno = root().join(".tools/node/node_modules/.bin/deno");
+    let dir = temp_dir("edge-wrangler");
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), project.join(entry.file_name())).unwrap();
+    }
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(deno);
+    cmd.args(["run", "--quiet", "-A"])
+        .arg(&wrangler)
+        .args(["deploy", "--dry-run", "--outdir", "packed"])
+        .current_dir(&project)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CI", "1")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("DENO_DIR", dir.join("deno"));
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("env.KINESIS_OUTPUT_CONFIG"), "{said}");
+    let packed = project.join("packed");
+    let wasm: Vec<String> = std::fs::read_dir(&packed)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".wasm"))
+        .collect();
+    assert_eq!(wasm.len(), 3, "{wasm:?}");
+    let source = std::fs::read_to_string(packed.join("worker.js")).unwrap();
+    for name in &wasm {
+        assert!(source.contains(name.as_str()), "worker.js imports {name}");
+    }
+    // serve runs the Worker of its own folder: give it wrangler's.
+    std::fs::copy(project.join("serve"), packed.join("serve")).unwrap();
+    std::fs::write(
+        packed.join("core-modules.json"),
+        serde_json::to_string(&wasm).unwrap(),
+    )
+    .unwrap();
+
+    let k = Kinesalite::start("it-edge-wrangler");
+    std::fs::write(dir.join("config.json"), site_config(&k).to_string()).unwrap();
+    let log = dir.join("serve.log");
+    let workerd = root().join(".tools/node/node_modules/.bin/workerd");
+    let env = [
+        ("KINESIS_SECRET", SECRET_VALUE),
+        ("WORKERD", workerd.to_str().unwrap()),
+    ];
+    let server = edge_serve_at(
+        &packed.join("serve"),
+        "workerd",
+        &dir.join("config.json"),
+        &env,
+        &log,
+        true,
+    );
+    let sent = lines(0, 50);
+    let (status, answer) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-ndjson")],
+        &ndjson(&sent),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    drop(server);
+    edge_log("workerd", &log);
+    assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
 }
