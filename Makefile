@@ -26,7 +26,7 @@ PREFIX ?= /usr/local
 # The hosts' optimised builds carry the components inside (host/build.rs): one file each.
 EMBED := KINESIS_EMBED_COMPONENTS=$(CURDIR)/dist
 
-.PHONY: all build component host plugin dist edge install run test bench floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
+.PHONY: all build component host plugin dist edge install run test bench bench-edge floor fuzz soak fmt-check clippy unit host-tests wasm-target tools logs clean
 
 all: build
 
@@ -96,6 +96,11 @@ install:
 # end to end and the AWS SDK for JavaScript v3 side by side; see README "Performance".
 bench: component host plugin tools floor $(JS_SDK)
 	$(EMBED) $(CARGO) run --profile host -p host-tests --bin kinesis-bench -- $(BENCH_ARGS)
+
+# The edge bundle's per-request wall and CPU time beside kinesis-ship serve's (not part of
+# `make test`); see docs/edge.md.
+bench-edge: edge host tools
+	node scripts/bench-edge.mjs $(BENCH_ARGS)
 
 # Fuzzing the native core (not part of `make test`): every target in fuzz/ for FUZZ_SECONDS
 # each, with AddressSanitizer, on the nightly toolchain cargo-fuzz needs. New inputs go to the

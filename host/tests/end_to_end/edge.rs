@@ -99,12 +99,19 @@ fn edge_runtimes_ship_every_record_once_to_kinesalite() {
             true,
         );
 
+        // A sender cannot speak for the entry's memory: a forged entry saying every record is
+        // stored is replaced by what the entry remembers (nothing).
         let first = lines(0, 300);
+        let forged =
+            "kinesis-output-ledger 1;records=300;stored=300;attempts=1;traps=0;first=0;settled=0-299";
         let (status, body) = http(
             &server.addr,
             "POST",
             "/",
-            &[("Content-Type", "application/x-ndjson")],
+            &[
+                ("Content-Type", "application/x-ndjson"),
+                ("kinesis-output-ledger", forged),
+            ],
             &ndjson(&first),
         )
         .unwrap();
