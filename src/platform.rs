@@ -149,11 +149,18 @@ pub trait Platform: Environment {
 /// to the time left, every sleep too, and once the deadline has passed a request is not sent at
 /// all (`PutDeadlineReached`: certainly not stored). Whatever is asked of it, no call outlasts
 /// the deadline by more than the time to return.
+///
+/// A request cut by the deadline after it was sent may have been stored by the service, and its
+/// records are then sent again: a second copy. So a request is not started either when the time
+/// left is shorter than the slowest exchange of this bound so far (on a starved machine, the
+/// calls just before the deadline would be cut half-way): not sent is certainly not stored.
 pub struct Bounded<'a> {
     platform: &'a mut dyn Platform,
     deadline: Duration,
     /// What the deadline is, for messages (`put_deadline of 50s`).
     what: String,
+    /// The longest a `send_all` took so far.
+    slowest: Duration,
 }
 
 /// The transport code of a request not sent because the deadline had passed.
@@ -165,6 +172,7 @@ impl<'a> Bounded<'a> {
             platform,
             deadline,
             what,
+            slowest: Duration::ZERO,
         }
     }
 
@@ -199,8 +207,17 @@ impl Platform for Bounded<'_> {
     }
     fn send_all(&mut self, mut requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         let left = self.left();
-        if left.is_zero() {
-            let why = format!("not sent: the {} has passed", self.what);
+        let why = if left.is_zero() {
+            Some(format!("not sent: the {} has passed", self.what))
+        } else if left < self.slowest {
+            Some(format!(
+                "not sent: {left:?} were left of the {}, less than the slowest exchange so far ({:?})",
+                self.what, self.slowest
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return requests
                 .iter()
                 .map(|_| Err(TransportError::new(DEADLINE_REACHED, why.clone())))
@@ -210,7 +227,12 @@ impl Platform for Bounded<'_> {
             r.timeout = r.timeout.min(left);
             r.within = r.within.min(left);
         }
-        self.platform.send_all(requests)
+        let started = self.platform.monotonic();
+        let answers = self.platform.send_all(requests);
+        self.slowest = self
+            .slowest
+            .max(self.platform.monotonic().saturating_sub(started));
+        answers
     }
     fn run_process(&mut self, command: &str) -> Result<String, String> {
         self.platform.run_process(command)

@@ -31,6 +31,9 @@ struct Fake {
     batch_sizes: Vec<usize>,
     /// What the sink told the platform it had stored, call by call.
     told_stored: Vec<Vec<u32>>,
+    /// How long each PutRecords exchange takes, by request number (none: no time). One that
+    /// takes longer than its `within` is processed (its records stored) and its answer lost.
+    latency: Vec<Duration>,
 }
 
 impl Fake {
@@ -47,6 +50,7 @@ impl Fake {
             stored: Vec::new(),
             batch_sizes: Vec::new(),
             told_stored: Vec::new(),
+            latency: Vec::new(),
         }
     }
 }
@@ -131,7 +135,18 @@ impl Platform for Fake {
                     }
                 }
             }
-            let response = self.hang_out(&r, response, &mut longest);
+            let mut response = self.hang_out(&r, response, &mut longest);
+            if let Some(&took) = self.latency.get(n) {
+                if took > r.within {
+                    longest = longest.max(r.within);
+                    response = Err(TransportError::new(
+                        "ConnectionReadTimeout",
+                        "the answer came too late",
+                    ));
+                } else {
+                    longest = longest.max(took);
+                }
+            }
             self.requests.push(r);
             out.push(response);
         }
@@ -1001,6 +1016,47 @@ fn put_deadline_bounds_every_wait_and_request_inside_a_put() {
     within_deadline(&fake, "STS hanging");
     let (code, _, _) = failed(&report.outcomes[0]);
     assert_eq!(code, "CredentialsUnavailable");
+}
+
+/// Exchanges that take 4 s each: once less than that is left of `put_deadline`, no call
+/// starts. Started, it would be cut by the deadline after the service stored its records, which
+/// would then be sent again by the next put (a re-post): a second copy.
+#[test]
+fn no_call_starts_when_less_is_left_of_put_deadline_than_the_slowest_exchange() {
+    let recs = records(3);
+    // The first two calls are answered with every record throttled.
+    let mut fake = Fake::new(|n, body| {
+        if n < 2 {
+            Ok(respond(body, |_, _| {
+                Some("ProvisionedThroughputExceededException")
+            }))
+        } else {
+            ok(body)
+        }
+    });
+    fake.latency = vec![Duration::from_secs(4); 8];
+    let settings =
+        r#","put_deadline":10,"retry_base_delay":0.3,"retry_max_delay":0.5,"retries_on_batch_request":20"#;
+    let report = sink(settings).put(&events(&recs), &mut fake);
+    assert!(fake.now <= Duration::from_secs(10), "{:?}", fake.now);
+    assert_eq!(fake.requests.len(), 2, "a third call would have been cut");
+    assert!(fake.stored.is_empty(), "nothing stored behind the sink's back");
+    for o in &report.outcomes {
+        assert!(matches!(o, Outcome::Failed { .. }), "{o:?}");
+    }
+    // The re-post's put stores each record once.
+    let mut sink = sink(settings);
+    fake.now = Duration::ZERO;
+    let report = sink.put(&events(&recs), &mut fake);
+    assert!(report
+        .outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Delivered { .. })));
+    let mut stored = fake.stored.clone();
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored.len(), fake.stored.len(), "no record twice");
+    assert_eq!(fake.stored.len(), 3);
 }
 
 /// IMDS retries wait `retry_base_delay × 2^(n-1)`, at most `retry_max_delay` each.
