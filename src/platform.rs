@@ -200,6 +200,10 @@ impl Platform for Bounded<'_> {
     }
     fn sleep(&mut self, duration: Duration) {
         let left = self.left();
+        // Once less is left than the slowest exchange, nothing more is sent: a wait leads nowhere.
+        if left < self.slowest {
+            return;
+        }
         self.platform.sleep(duration.min(left));
     }
     fn fill_random(&mut self, buf: &mut [u8]) {

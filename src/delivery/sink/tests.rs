@@ -1040,6 +1040,9 @@ fn no_call_starts_when_less_is_left_of_put_deadline_than_the_slowest_exchange() 
     let report = sink(settings).put(&events(&recs), &mut fake);
     assert!(fake.now <= Duration::from_secs(10), "{:?}", fake.now);
     assert_eq!(fake.requests.len(), 2, "a third call would have been cut");
+    // One wait, after the first call: after the second less is left than a call takes, and
+    // nothing more can be sent, so waiting leads nowhere.
+    assert_eq!(fake.sleeps.len(), 1, "{:?}", fake.sleeps);
     assert!(fake.stored.is_empty(), "nothing stored behind the sink's back");
     for o in &report.outcomes {
         assert!(matches!(o, Outcome::Failed { .. }), "{o:?}");
