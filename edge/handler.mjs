@@ -22,8 +22,16 @@ const MESSAGE_SHOWN = 200;
 // Bodies remembered at most, and the bytes their entries may take (the component's own).
 const MEMORY_CAPACITY = 10_000;
 const MEMORY_BYTES = 8 << 20;
-// The proxy's own default for `proxy.max_body_size`.
+// The proxy's own defaults for `proxy.max_body_size` and `put_deadline` (seconds).
 const DEFAULT_MAX_BODY_SIZE = 16 << 20;
+const DEFAULT_PUT_DEADLINE = 50;
+// A re-post waits for its body's turn at most the put's deadline and this: past it the turn is
+// taken as abandoned (a runtime that cancelled the request holding it).
+const TURN_GRACE_MS = 15_000;
+// Traps in a row on one body after which it is given up, as kinesis-ship serve does.
+const TRAPS_GIVEN_UP = 2;
+// The request headers that describe the body as it came, not the bytes handed on.
+const BODY_HEADERS = ["content-length", "transfer-encoding", "connection", "keep-alive", "expect", "upgrade"];
 // Problems logged per answer.
 const PROBLEMS_LOGGED = 20;
 
@@ -39,23 +47,33 @@ export function environmentOf(bindings) {
   return out;
 }
 
+/// A JSON object's text as an object, or `undefined` (not JSON, or not an object).
+function objectOf(text) {
+  try {
+    const value = JSON.parse(text);
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /// `environment` with `defaults` for the `proxy` section's settings the configuration leaves
-/// unset (the Worker's limits are not a server's): into the JSON document, or as the `proxy`
+/// unset (the Worker's limits are not a server's): into `KINESIS_OUTPUT_PROXY` when the section
+/// is given that way (it replaces the document's), else into the JSON document, else as that
 /// variable when the configuration is given one variable per setting. A configuration that does
 /// not parse is left for the component to name.
 export function withProxyDefaults(environment, defaults) {
-  if (!defaults || Object.keys(defaults).length === 0 || "KINESIS_OUTPUT_PROXY" in environment) return environment;
+  if (!defaults || Object.keys(defaults).length === 0) return environment;
   const out = { ...environment };
-  if (typeof out.KINESIS_OUTPUT_CONFIG === "string") {
-    let doc;
-    try {
-      doc = JSON.parse(out.KINESIS_OUTPUT_CONFIG);
-    } catch {
-      return out;
-    }
-    if (doc === null || typeof doc !== "object" || Array.isArray(doc)) return out;
-    if (doc.proxy !== undefined && (doc.proxy === null || typeof doc.proxy !== "object" || Array.isArray(doc.proxy))) return out;
-    doc.proxy = { ...defaults, ...(doc.proxy ?? {}) };
+  if (out.KINESIS_OUTPUT_PROXY !== undefined) {
+    const section = objectOf(out.KINESIS_OUTPUT_PROXY);
+    if (section) out.KINESIS_OUTPUT_PROXY = JSON.stringify({ ...defaults, ...section });
+  } else if (out.KINESIS_OUTPUT_CONFIG !== undefined) {
+    const doc = objectOf(out.KINESIS_OUTPUT_CONFIG);
+    if (!doc) return out;
+    if (doc.proxy === undefined) doc.proxy = { ...defaults };
+    else if (doc.proxy !== null && typeof doc.proxy === "object" && !Array.isArray(doc.proxy)) doc.proxy = { ...defaults, ...doc.proxy };
+    else return out;
     out.KINESIS_OUTPUT_CONFIG = JSON.stringify(doc);
   } else if (Object.keys(out).some((name) => name.startsWith("KINESIS_OUTPUT_"))) {
     out.KINESIS_OUTPUT_PROXY = JSON.stringify(defaults);
@@ -63,32 +81,38 @@ export function withProxyDefaults(environment, defaults) {
   return out;
 }
 
-/// The header naming a body's tag, as the configuration sets it (`tag_header`, default `x-tag`).
-function tagHeaderOf(environment) {
-  const direct = environment.KINESIS_OUTPUT_TAG_HEADER;
-  if (typeof direct === "string" && direct.trim()) return direct.trim().toLowerCase();
-  try {
-    const doc = JSON.parse(environment.KINESIS_OUTPUT_CONFIG ?? "{}");
-    if (typeof doc.tag_header === "string" && doc.tag_header.trim()) return doc.tag_header.trim().toLowerCase();
-  } catch {
-    // The component names a configuration that does not parse in its own answer.
+/// A setting as the component reads it: its own variable (`KINESIS_OUTPUT_<NAME>`) over the JSON
+/// document's. `section` names the section it sits in (`proxy`), whose variable replaces the
+/// document's section.
+function settingOf(environment, name, section) {
+  if (section) {
+    const variable = environment[`KINESIS_OUTPUT_${section.toUpperCase()}`];
+    const holder = variable !== undefined ? objectOf(variable) : objectOf(environment.KINESIS_OUTPUT_CONFIG ?? "{}")?.[section];
+    return holder !== null && typeof holder === "object" ? holder[name] : undefined;
   }
-  return "x-tag";
+  const variable = environment[`KINESIS_OUTPUT_${name.toUpperCase()}`];
+  return variable !== undefined ? variable : objectOf(environment.KINESIS_OUTPUT_CONFIG ?? "{}")?.[name];
+}
+
+/// The header naming a body's tag (`proxy.tag_header`, `x-tag` by default): part of a body's key.
+function tagHeaderOf(environment) {
+  const value = settingOf(environment, "tag_header", "proxy");
+  return typeof value === "string" && value.trim() ? value.trim().toLowerCase() : "x-tag";
 }
 
 /// The largest body the configuration takes (`proxy.max_body_size`, 16 MiB by default): the
-/// entry reads no further than one byte past it, and the component answers 413.
+/// entry reads no further than the read that passes it, and the component answers 413.
 function maxBodyOf(environment) {
-  let proxy;
-  try {
-    proxy = environment.KINESIS_OUTPUT_PROXY !== undefined
-      ? JSON.parse(environment.KINESIS_OUTPUT_PROXY)
-      : JSON.parse(environment.KINESIS_OUTPUT_CONFIG ?? "{}").proxy;
-  } catch {
-    proxy = undefined;
-  }
-  const value = Number(proxy?.max_body_size);
+  const value = Number(settingOf(environment, "max_body_size", "proxy"));
   return Number.isSafeInteger(value) && value > 0 ? value : DEFAULT_MAX_BODY_SIZE;
+}
+
+/// How long a put may take (`put_deadline`, 50 s in the proxy world), in milliseconds.
+function putDeadlineOf(environment) {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(settingOf(environment, "put_deadline") ?? ""));
+  if (!match) return DEFAULT_PUT_DEADLINE * 1000;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"];
+  return Number(match[1]) * unit;
 }
 
 /// The body's bytes, read up to one byte past `limit` (the rest is not read).
@@ -223,19 +247,61 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
   // A body's turn: the answer it ended with when that settled it, and the tail of the queue.
   const turns = new Map();
 
-  // One fresh instance answers `request` (its body given as bytes).
+  const putDeadline = putDeadlineOf(environment);
+  // Traps in a row, by body.
+  const traps = new Map();
+
+  // One fresh instance answers `request` with `body` (bytes; none for GET and HEAD).
   async function run(request, body) {
     const instance = await instantiate((name) => {
       const module = modules[name];
       if (!module) throw new Error(`core module ${name} is missing from the bundle`);
       return module;
     }, importsFor(environment));
+    const headers = new Headers(request.headers);
+    for (const name of BODY_HEADERS) headers.delete(name);
+    const bodyless = request.method === "GET" || request.method === "HEAD";
     const inner = new Request(request.url, {
       method: request.method,
-      headers: request.headers,
-      body: body && body.byteLength > 0 ? body : undefined,
+      headers,
+      body: !bodyless && body && body.byteLength > 0 ? body : undefined,
     });
     return http.handleIncomingRequest(inner, instance.incomingHandler.handle);
+  }
+
+  // Wait for `before`, at most the put's deadline and a grace: a turn is never held longer
+  // by a put that runs, so past that its holder is gone (a cancelled request).
+  async function awaitTurn(before) {
+    let timer;
+    const abandoned = new Promise((resolve) => (timer = setTimeout(resolve, putDeadline + TURN_GRACE_MS)));
+    try {
+      await Promise.race([before, abandoned]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // The component failed on this body (a trap: nothing in it traps on input). The first time,
+  // 503: what the attempt sent may be stored, so the re-post may store a second copy of it. Twice
+  // in a row, the body is given up (ComponentTrap), as kinesis-ship serve gives it up.
+  function failed(key, error) {
+    const message = String(error?.message ?? error);
+    log(`kinesis-output: the component failed: ${message}`);
+    const count = (traps.get(key) ?? 0) + 1;
+    if (count < TRAPS_GIVEN_UP) {
+      traps.set(key, count);
+      if (traps.size > MEMORY_CAPACITY) traps.delete(traps.keys().next().value);
+      return jsonResponse(503, { error: "the component failed; re-send the body", code: "ComponentTrap", message }, { "retry-after": "5" });
+    }
+    traps.delete(key);
+    const stored = memory.recall(key) !== undefined;
+    memory.forget(key);
+    log(`kinesis-output: a body failed the component ${count} times in a row: given up`);
+    return jsonResponse(stored ? 202 : 422, {
+      error: `the component failed on this body ${count} times in a row: given up`,
+      code: "ComponentTrap",
+      message,
+    });
   }
 
   async function ship(request, url) {
@@ -252,29 +318,21 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
     let release;
     turn.tail = new Promise((resolve) => (release = resolve));
     try {
-      await before;
+      await awaitTurn(before);
       if (turn.finished) return new Response(turn.finished.body, turn.finished.init);
       const headers = new Headers(request.headers);
       headers.set(LEDGER_HEADER, memory.recall(key) ?? "");
-      const inner = new Request(request.url, { method: "POST", headers });
       let answer;
       try {
-        answer = await run(inner, body);
+        answer = await run(new Request(request.url, { method: "POST", headers }), body);
       } catch (e) {
-        // The instance failed (a trap): what it sent may be stored; the entry stays as it was,
-        // so the re-post ships at worst a second copy of those records, never fewer.
-        log(`kinesis-output: the component failed: ${e?.message ?? e}`);
-        return jsonResponse(503, { error: "the component failed; re-send the body", message: String(e?.message ?? e) }, { "retry-after": "5" });
+        return failed(key, e);
       }
+      traps.delete(key);
       const status = answer.status;
       let text = await answer.text();
-      let fields;
-      try {
-        fields = JSON.parse(text);
-      } catch {
-        fields = undefined;
-      }
-      if (fields && typeof fields === "object" && !Array.isArray(fields)) {
+      const fields = objectOf(text);
+      if (fields) {
         const problems = Array.isArray(fields.problems) ? fields.problems : [];
         for (const p of problems.slice(0, PROBLEMS_LOGGED)) {
           log(`kinesis-output: answered ${status}: line ${p.line}: ${p.outcome} ${p.code}: ${cut(String(p.message ?? ""), 300)}${p.records !== undefined ? ` (${p.records} records)` : ""}`);
@@ -283,8 +341,12 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
         const allProblems = url.searchParams.getAll("problems").includes("all");
         const entry = trimForAgent(fields, allProblems);
         if (entry !== undefined) {
-          if (status === 503) memory.keep(key, entry);
-          else memory.forget(key);
+          // An entry goes back as a header: printable ASCII only.
+          if (status === 503 && /^[\x20-\x7e]*$/.test(entry)) memory.keep(key, entry);
+          else {
+            if (status === 503) log("kinesis-output: the component's ledger is not readable; the body is not remembered");
+            memory.forget(key);
+          }
         }
         text = JSON.stringify(fields) + "\n";
       }
@@ -296,7 +358,7 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
     } finally {
       release();
       turn.waiting -= 1;
-      if (turn.waiting === 0) turns.delete(key);
+      if (turn.waiting === 0 && turns.get(key) === turn) turns.delete(key);
     }
   }
 

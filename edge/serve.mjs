@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-// dist/edge/serve: run the edge bundle locally, on 127.0.0.1, with a configuration file.
+// dist/edge/serve (a shell wrapper running this file with node): run the edge bundle locally,
+// on 127.0.0.1, with a configuration file.
 //
 //   serve workerd|deno --config FILE --port N [--host ADDRESS]
 //
@@ -8,6 +8,8 @@
 // Worker's text bindings / Deno's environment. Secrets are never written anywhere: the AWS_*
 // credential variables and every variable the configuration names with {"env": NAME} are taken
 // from this process's environment (workerd's `fromEnvironment` bindings, Deno's environment).
+// Settings given in the file itself (a secret written there too) go into workerd's configuration,
+// a file of this user's only (0600), removed as soon as workerd listens.
 //
 // workerd and deno are found in $WORKERD / $DENO, next to this bundle's build tools
 // (.tools/node/node_modules/.bin of the source tree), or on the PATH (`npm install workerd deno`).
@@ -15,6 +17,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { delimiter, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -46,6 +49,7 @@ function parseArgs(argv) {
   }
   if (!options.config) fail(`--config is required\n${USAGE}`);
   if (!/^\d+$/.test(options.port ?? "") || Number(options.port) > 65535) fail(`--port must be a port number (0 to 65535)\n${USAGE}`);
+  options.host = options.host.replace(/^\[(.*)\]$/, "$1");
   if (!/^[0-9A-Za-z.:\-]+$/.test(options.host)) fail(`--host must be an address, such as 127.0.0.1`);
   return options;
 }
@@ -79,7 +83,7 @@ function readConfig(path) {
     collect(doc);
     vars.KINESIS_OUTPUT_CONFIG = JSON.stringify(doc);
   } else {
-    for (const [n, line] of text.split("\n").entries()) {
+    for (const [n, line] of text.split(/\r?\n/).entries()) {
       if (!line.trim() || line.trimStart().startsWith("#")) continue;
       const at = line.indexOf("=");
       const name = at > 0 ? line.slice(0, at).trim() : "";
@@ -110,8 +114,15 @@ function findTool(name, variable) {
   fail(`${name} is not installed: npm install ${name} (or name it in $${variable})`, 1);
 }
 
-// A Cap'n Proto text literal.
-const capnpText = (s) => JSON.stringify(s);
+// A Cap'n Proto text literal: quotes and backslashes escaped, control characters as \xHH,
+// everything else as UTF-8.
+const capnpText = (s) =>
+  '"' +
+  s.replace(/[\\"\x00-\x1f\x7f]/g, (c) => (c === "\\" || c === '"' ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)) +
+  '"';
+
+// An address and port as workerd and Deno write them ([::1]:8080).
+const hostPort = (host, port) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
 
 function workerdConfig({ host, port }, vars, secrets, folder) {
   // workerd reads embedded files relative to its configuration file.
@@ -124,7 +135,7 @@ function workerdConfig({ host, port }, vars, secrets, folder) {
     '    (name = "kinesis-output", worker = .worker),',
     '    (name = "outbound", network = (allow = ["public", "local"])),',
     "  ],",
-    `  sockets = [(name = "http", address = ${capnpText(`${host}:${port}`)}, http = (), service = "kinesis-output")],`,
+    `  sockets = [(name = "http", address = ${capnpText(hostPort(host, port))}, http = (), service = "kinesis-output")],`,
     ");",
     "const worker :Workerd.Worker = (",
     "  modules = [",
@@ -142,10 +153,31 @@ function workerdConfig({ host, port }, vars, secrets, folder) {
   return lines.join("\n") + "\n";
 }
 
+// Try to connect until something listens on host:port (at most `ms`); whether it did.
+async function listening(host, port, ms) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const up = await new Promise((resolve) => {
+      const socket = connect({ host, port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (up) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
 const options = parseArgs(process.argv.slice(2));
 const { vars, secrets } = readConfig(options.config);
 let child;
 let scratch;
+const removeScratch = () => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  scratch = undefined;
+};
 if (options.runtime === "workerd") {
   const workerd = findTool("workerd", "WORKERD");
   scratch = mkdtempSync(join(tmpdir(), "kinesis-edge-"));
@@ -153,8 +185,10 @@ if (options.runtime === "workerd") {
   writeFileSync(file, workerdConfig(options, vars, secrets, scratch), { mode: 0o600 });
   const env = { PATH: process.env.PATH ?? "" };
   for (const name of secrets) env[name] = process.env[name];
-  child = spawn(workerd, ["serve", file, "--verbose"], { stdio: ["ignore", "inherit", "inherit"], env });
-  console.error(`serve: workerd on http://${options.host}:${options.port} (${secrets.length} secrets from the environment)`);
+  child = spawn(workerd, ["serve", file], { stdio: ["ignore", "inherit", "inherit"], env });
+  console.error(`serve: workerd on http://${hostPort(options.host, options.port)} (${secrets.length} secrets from the environment)`);
+  // workerd has read its configuration once it listens.
+  listening(options.host, Number(options.port), 60_000).then(removeScratch);
 } else {
   const deno = findTool("deno", "DENO");
   const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...vars };
@@ -165,11 +199,20 @@ if (options.runtime === "workerd") {
     env,
   });
 }
-const stop = (signal) => child.kill(signal);
+let stopping = false;
+const stop = (signal) => {
+  stopping = true;
+  child.kill(signal);
+};
 process.on("SIGTERM", () => stop("SIGTERM"));
 process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGHUP", () => stop("SIGTERM"));
 child.on("exit", (code, signal) => {
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-  process.exit(code ?? (signal ? 0 : 1));
+  removeScratch();
+  // Stopped by us: done. Killed by anything else: a failure.
+  process.exit(code ?? (stopping ? 0 : 1));
 });
-child.on("error", (e) => fail(`${options.runtime} did not start: ${e.message}`, 1));
+child.on("error", (e) => {
+  removeScratch();
+  fail(`${options.runtime} did not start: ${e.message}`, 1);
+});

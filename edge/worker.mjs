@@ -15,8 +15,12 @@ const PROXY_DEFAULTS = { max_body_size: 8 << 20 };
 let handler;
 
 export default {
-  async fetch(request, env) {
+  fetch(request, env, ctx) {
     handler ??= createHandler({ modules, bindings: env, proxyDefaults: PROXY_DEFAULTS });
-    return handler(request);
+    const answered = handler(request);
+    // A client that goes away does not stop a put half-way (what it stored would not be
+    // remembered): the Worker runs on until the answer is made.
+    ctx?.waitUntil?.(answered.catch(() => {}));
+    return answered;
   },
 };

@@ -7,7 +7,7 @@
 //
 //   node scripts/bench-edge.mjs [--small N] [--large N]
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync, mkdtempSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync, mkdtempSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -110,10 +110,14 @@ async function measure(port, pids, posts, records) {
 }
 
 const kinesalite = spawn("node", [join(root, "scripts/kinesalite.mjs"), "serve", "--port", "0", "--stream", "bench-edge"], { stdio: ["pipe", "pipe", "inherit"] });
-const kport = await new Promise((resolve) => {
+const kport = await new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error("kinesalite did not start within 60 s")), 60_000);
   kinesalite.stdout.on("data", (d) => {
     const m = String(d).match(/ready (\d+)/);
-    if (m) resolve(Number(m[1]));
+    if (m) {
+      clearTimeout(timer);
+      resolve(Number(m[1]));
+    }
   });
 });
 const dir = mkdtempSync(join(tmpdir(), "bench-edge-"));
@@ -143,7 +147,8 @@ for (const [name, command] of hosts) {
       process.kill(-child.pid, "SIGTERM");
     } catch {}
   }
-  await sleep(500);
+  // The next host starts once this one is gone (at most 10 s).
+  for (let i = 0; i < 100 && family(child.pid).some((pid) => existsSync(`/proc/${pid}`)); i++) await sleep(100);
 }
 kinesalite.stdin.end();
 

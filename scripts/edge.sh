@@ -37,7 +37,9 @@ done
 cp "${cores[@]/#/$work/}" "$out/"
 printf '%s\n' "${cores[@]}" | node -e 'console.log(JSON.stringify(require("fs").readFileSync(0, "utf8").trim().split("\n")))' > "$out/core-modules.json"
 cp edge/wrangler.toml "$out/wrangler.toml"
-{ echo '#!/usr/bin/env node'; tail -n +2 edge/serve.mjs; } > "$out/serve"
+cp edge/serve.mjs "$out/serve.mjs"
+# `serve` runs serve.mjs with the node on the PATH (an .mjs file is a module on every Node).
+printf '#!/bin/sh\n# Run the edge bundle locally: serve workerd|deno --config FILE --port N (see serve.mjs).\nexec node "$(dirname "$0")/serve.mjs" "$@"\n' > "$out/serve"
 chmod 755 "$out/serve"
 # The workerd configuration a user edits: the modules, the bindings to fill in.
 {

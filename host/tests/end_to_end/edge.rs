@@ -217,7 +217,7 @@ fn fake_edge(
 fn edge_runtimes_retry_throttling_and_resend_only_what_was_not_stored() {
     for runtime in RUNTIMES {
         let (fake, _upstream, dir, server) =
-            fake_edge(runtime, "it-edge-throttle", json!({"put_deadline": 2}));
+            fake_edge(runtime, "it-edge-throttle", json!({"put_deadline": 10}));
         // Two whole calls throttled: retried within the post.
         fake.script([Fault::Throttled, Fault::Throttled]);
         let first = lines(0, 100);
@@ -302,7 +302,7 @@ fn edge_runtimes_retry_throttling_and_resend_only_what_was_not_stored() {
 #[test]
 fn edge_runtimes_cut_a_hung_endpoint_at_put_deadline() {
     for runtime in RUNTIMES {
-        let (fake, _upstream, dir, server) = fake_edge(runtime, "it-edge-hang", json!({"put_deadline": 3}));
+        let (fake, _upstream, dir, server) = fake_edge(runtime, "it-edge-hang", json!({"put_deadline": 5}));
         fake.script([Fault::Hang]);
         let sent = lines(0, 20);
         let body = ndjson(&sent);
@@ -321,8 +321,21 @@ fn edge_runtimes_cut_a_hung_endpoint_at_put_deadline() {
                 (answer.unwrap(), started.elapsed())
             })
         };
-        let (first, again) = (post(0), post(300));
-        std::thread::sleep(Duration::from_millis(800));
+        // The second post goes once the first has reached the endpoint.
+        let first = post(0);
+        for _ in 0..100 {
+            if !fake.seen().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            fake.seen().len(),
+            1,
+            "{runtime}: the first post reached the endpoint"
+        );
+        let again = post(0);
+        std::thread::sleep(Duration::from_millis(300));
         let asked = Instant::now();
         let (status, health) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
         assert_eq!(status, 200, "{runtime}: {health}");
@@ -334,7 +347,7 @@ fn edge_runtimes_cut_a_hung_endpoint_at_put_deadline() {
         let ((status, answer), took) = first.join().unwrap();
         assert_eq!(status, 503, "{runtime}: {answer}");
         assert!(
-            took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+            took >= Duration::from_secs(4) && took < Duration::from_secs(15),
             "{runtime}: answered after {took:?}"
         );
         let ((status, answer), took) = again.join().unwrap();
@@ -577,13 +590,25 @@ fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".wasm"))
         .collect();
-    assert_eq!(wasm.len(), 3, "{wasm:?}");
+    let built = std::fs::read_dir(root().join("dist/edge"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".wasm")
+        })
+        .count();
+    assert_eq!(wasm.len(), built, "{wasm:?}");
     let source = std::fs::read_to_string(packed.join("worker.js")).unwrap();
     for name in &wasm {
         assert!(source.contains(name.as_str()), "worker.js imports {name}");
     }
     // serve runs the Worker of its own folder: give it wrangler's.
-    std::fs::copy(project.join("serve"), packed.join("serve")).unwrap();
+    for file in ["serve", "serve.mjs"] {
+        std::fs::copy(project.join(file), packed.join(file)).unwrap();
+    }
     std::fs::write(
         packed.join("core-modules.json"),
         serde_json::to_string(&wasm).unwrap(),
@@ -619,4 +644,200 @@ fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
     drop(server);
     edge_log("workerd", &log);
     assert_eq!(multiset(k.read()), multiset(sent.iter().map(|l| expected(l))));
+}
+
+/// The same bytes under two tags (`proxy.tag_header`) are two bodies: what one stored says
+/// nothing of the other, which ships every record.
+#[test]
+fn edge_runtimes_tell_bodies_apart_by_their_tag() {
+    for runtime in RUNTIMES {
+        let (fake, _upstream, dir, server) = fake_edge(
+            runtime,
+            "it-edge-tags",
+            json!({"retries_on_batch_request": 0, "proxy": {"tag_header": "X-Log-Tag"}}),
+        );
+        fake.set_random_faults(RandomFaults {
+            throttle_records: 0.5,
+            ..RandomFaults::default()
+        });
+        let sent = lines(0, 100);
+        let body = ndjson(&sent);
+        let post = |tag: &str| {
+            let (status, answer) = http(
+                &server.addr,
+                "POST",
+                "/",
+                &[("Content-Type", "application/x-ndjson"), ("X-Log-Tag", tag)],
+                &body,
+            )
+            .unwrap();
+            (status, serde_json::from_str::<Value>(&answer).unwrap())
+        };
+        let (status, answer) = post("app.one");
+        assert_eq!(status, 503, "{runtime}: {answer}");
+        let stored_first = fake.stored().len();
+        assert!(
+            stored_first > 0 && stored_first < 100,
+            "{runtime}: {stored_first}"
+        );
+        fake.set_random_faults(RandomFaults::default());
+        let (status, answer) = post("app.two");
+        assert_eq!(status, 200, "{runtime}: {answer}");
+        assert_eq!(answer["delivered"], 100, "{runtime}: {answer}");
+        assert!(answer.get("stored_before").is_none(), "{runtime}: {answer}");
+        // The first tag's re-post ships only what it has left.
+        let (status, answer) = post("app.one");
+        assert_eq!(status, 200, "{runtime}: {answer}");
+        assert_eq!(answer["stored_before"], stored_first, "{runtime}: {answer}");
+        drop(server);
+        edge_log(runtime, &dir.join("serve.log"));
+        assert_eq!(fake.stored().len(), 200, "{runtime}");
+    }
+}
+
+/// A component that fails (here: a bundle whose core modules do not link) is answered 503 with
+/// `ComponentTrap`, then, the second time in a row for the same body, given up (422), as
+/// kinesis-ship serve gives it up; `/health` says 503. The runtime keeps serving.
+#[test]
+fn edge_runtimes_give_a_body_up_after_two_failures_in_a_row() {
+    let dir = temp_dir("edge-broken");
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bundle.join(entry.file_name())).unwrap();
+    }
+    // The smallest core module in place of the other small one: valid wasm, wrong imports.
+    std::fs::copy(
+        bundle.join("kinesis.core2.wasm"),
+        bundle.join("kinesis.core3.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        json!({"stream_name": "s", "region": "us-east-1", "endpoint": "http://127.0.0.1:9"}).to_string(),
+    )
+    .unwrap();
+    let tools = root().join(".tools/node/node_modules/.bin");
+    let (workerd, deno) = (tools.join("workerd"), tools.join("deno"));
+    let env = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+        ("WORKERD", workerd.to_str().unwrap()),
+        ("DENO", deno.to_str().unwrap()),
+    ];
+    for runtime in RUNTIMES {
+        let log = dir.join(format!("{runtime}.log"));
+        let server = edge_serve_at(
+            &bundle.join("serve"),
+            runtime,
+            &dir.join("config.json"),
+            &env,
+            &log,
+            false,
+        );
+        let body = b"{\"pod\":\"a\"}\n";
+        let post = || {
+            let (status, answer) = http(
+                &server.addr,
+                "POST",
+                "/",
+                &[("Content-Type", "application/x-ndjson")],
+                body,
+            )
+            .unwrap();
+            (status, serde_json::from_str::<Value>(&answer).unwrap())
+        };
+        let (status, answer) = post();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (503, Some("ComponentTrap")),
+            "{runtime}: {answer}"
+        );
+        let (status, answer) = post();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (422, Some("ComponentTrap")),
+            "{runtime}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().contains("2 times in a row"),
+            "{runtime}: {answer}"
+        );
+        // A new run of failures starts again from the first.
+        let (status, _) = post();
+        assert_eq!(status, 503, "{runtime}");
+        let (status, _) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
+        assert_eq!(status, 503, "{runtime}");
+        drop(server);
+        let said = edge_log(runtime, &log);
+        assert!(said.contains("the component failed"), "{runtime}: {said}");
+    }
+}
+
+/// Past `proxy.max_body_size`, a body announced larger and a chunked one that goes on are
+/// answered 413 once the limit is passed, not read to their end.
+#[test]
+fn edge_runtimes_stop_reading_a_body_past_the_limit() {
+    use std::io::{Read as _, Write as _};
+    let dir = temp_dir("edge-limit-stream");
+    std::fs::write(
+        dir.join("config.json"),
+        json!({"stream_name": "s", "region": "us-east-1", "endpoint": "http://127.0.0.1:9", "proxy": {"max_body_size": 1000}})
+            .to_string(),
+    )
+    .unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
+    ];
+    // Writes `head` and then `piece` up to `times` times, until the server stops reading;
+    // returns the answer's first bytes.
+    let exchange = |addr: &str, head: String, piece: Vec<u8>, times: usize| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let writer = {
+            let mut s = s.try_clone().unwrap();
+            std::thread::spawn(move || {
+                for _ in 0..times {
+                    if s.write_all(&piece).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut answer = vec![0u8; 4096];
+        let n = s.read(&mut answer).unwrap_or(0);
+        drop(s);
+        let _ = writer.join();
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    };
+    for runtime in RUNTIMES {
+        let log = dir.join(format!("{runtime}.log"));
+        let server = edge_serve(runtime, &dir.join("config.json"), &keys, &log, true);
+        // Announced as 1 MiB, sent in 4 KiB pieces.
+        let answer = exchange(
+            &server.addr,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1048576\r\n\r\n".into(),
+            vec![b'a'; 4096],
+            256,
+        );
+        assert!(answer.starts_with("HTTP/1.1 413"), "{runtime}: {answer}");
+        assert!(
+            answer.contains("the body exceeds 1000 bytes"),
+            "{runtime}: {answer}"
+        );
+        // Chunked, up to 64 MiB.
+        let line = format!("{}\n", json!({"pod": "p", "filler": "y".repeat(1000)}));
+        let answer = exchange(
+            &server.addr,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+            format!("{:x}\r\n{line}\r\n", line.len()).into_bytes(),
+            64 * 1024,
+        );
+        assert!(answer.starts_with("HTTP/1.1 413"), "{runtime}: {answer}");
+        drop(server);
+        edge_log(runtime, &log);
+    }
 }
