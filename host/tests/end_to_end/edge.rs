@@ -841,3 +841,68 @@ fn edge_runtimes_stop_reading_a_body_past_the_limit() {
         edge_log(runtime, &log);
     }
 }
+
+/// A client that goes away while its body is shipped does not stop the put: what it stored is
+/// remembered, and the re-post ships only the rest. (Local workerd goes on without the Worker's
+/// `ctx.waitUntil` too: this does not prove that call, which is for Cloudflare's own runtime.)
+#[test]
+fn edge_runtimes_finish_a_put_whose_client_went_away() {
+    use std::io::Write as _;
+    for runtime in RUNTIMES {
+        let (fake, _upstream, dir, server) = fake_edge(
+            runtime,
+            "it-edge-gone",
+            json!({"put_deadline": 10, "retries_on_batch_request": 0}),
+        );
+        // One slow call, half its records throttled: the body ends 503 with half stored.
+        fake.script([Fault::Slow(Duration::from_secs(2))]);
+        fake.set_random_faults(RandomFaults {
+            throttle_records: 0.5,
+            ..RandomFaults::default()
+        });
+        let sent = lines(0, 40);
+        let body = ndjson(&sent);
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.write_all(
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(s);
+        for _ in 0..100 {
+            if !fake.stored().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let stored_first = fake.stored().len();
+        assert!(
+            stored_first > 0 && stored_first < sent.len(),
+            "{runtime}: {stored_first}"
+        );
+        fake.set_random_faults(RandomFaults::default());
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, answer) = http(
+            &server.addr,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-ndjson")],
+            &body,
+        )
+        .unwrap();
+        drop(server);
+        edge_log(runtime, &dir.join("serve.log"));
+        assert_eq!(status, 200, "{runtime}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            answer["stored_before"], stored_first,
+            "{runtime}: the put went on and was remembered: {answer}"
+        );
+        assert_eq!(fake.stored().len(), sent.len(), "{runtime}: nothing twice");
+    }
+}
