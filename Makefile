@@ -72,7 +72,7 @@ build: component host plugin
 # The release archive (scripts/dist.sh says what it holds): the programs stripped, their
 # symbols in a -debug archive beside it, the components, examples, deployment recipes,
 # licences and SHA256SUMS.
-dist: component host plugin
+dist: component host plugin edge
 	scripts/dist.sh $(VERSION) $(TARGET)
 
 # The proxy world for edge runtimes (scripts/edge.sh, docs/edge.md): dist/edge/ holds a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make dist`: the release archive, from what `make component host plugin` left in dist/.
+# `make dist`: the release archive, from what `make component host plugin edge` left in dist/.
 #
 #   dist/kinesis-output-<version>-<target>.tar.gz       (and .sha256 beside it)
 #     kinesis-output-<version>-<target>/
@@ -8,6 +8,7 @@
 #       share/kinesis-output/*.wasm               the three components (sink, proxy, command)
 #       share/kinesis-output/examples/            configurations
 #       share/kinesis-output/deploy/              Dockerfile, plugins file, Kubernetes, Helm
+#       share/kinesis-output/edge/                the edge bundle (Workers, Deno) and its serve
 #       share/doc/kinesis-output/                 README, docs, LICENSE, THIRD-PARTY-NOTICES
 #       SHA256SUMS                                every file above
 #   dist/kinesis-output-<version>-<target>-debug.tar.gz  the programs' symbols (*.debug),
@@ -39,6 +40,9 @@ split_debug dist/out_kinesis_wasm.so "$stage/lib/fluent-bit/out_kinesis_wasm.so"
 
 cp dist/kinesis_output.wasm dist/kinesis_output_proxy.wasm dist/kinesis_output_command.wasm \
   "$stage/share/kinesis-output/"
+# The edge bundle (`make edge`): the Worker, the Deno entry and their serve.
+[ -f dist/edge/worker.js ] || { echo "dist/edge is missing: run make edge"; exit 1; }
+cp -r dist/edge "$stage/share/kinesis-output/edge"
 # The examples and deployment recipes as committed (not the generated log file of `make logs`).
 git ls-files -z examples deploy |
   tar --null -T - -cf - | tar -C "$stage/share/kinesis-output" -xf -

@@ -4,7 +4,7 @@
 //! archive and the real Fluent Bit loading the plugin alone through the plugins file, with the
 //! Kubernetes ConfigMap's configuration, shipping to kinesalite; the Helm values' Fluent Bit
 //! configuration checked by Fluent Bit itself; the manifests validated against the Kubernetes
-//! schemas; sizes and linked libraries; `make install`.
+//! schemas; sizes and linked libraries; `make install`; the edge bundle served from the archive.
 //!
 //! The Makefile names the archive in `KINESIS_DIST_ARCHIVE` (`make test` builds it first).
 
@@ -127,6 +127,14 @@ fn the_archive_unpacks_to_the_layout_with_matching_checksums() {
         "share/kinesis-output/deploy/plugins.conf",
         "share/kinesis-output/deploy/kubernetes/fluent-bit-kinesis.yaml",
         "share/kinesis-output/deploy/helm/fluent-bit-values.yaml",
+        "share/kinesis-output/edge/worker.js",
+        "share/kinesis-output/edge/kinesis.core.wasm",
+        "share/kinesis-output/edge/wrangler.toml",
+        "share/kinesis-output/edge/workerd.capnp",
+        "share/kinesis-output/edge/deno.js",
+        "share/kinesis-output/edge/serve",
+        "share/kinesis-output/edge/serve.mjs",
+        "share/kinesis-output/edge/NOTICES",
         "share/doc/kinesis-output/README.md",
         "share/doc/kinesis-output/LICENSE",
         "share/doc/kinesis-output/THIRD-PARTY-NOTICES",
@@ -246,6 +254,96 @@ fn the_programs_are_small_stripped_and_need_only_glibc() {
                 "{file} needs {line}"
             );
         }
+    }
+}
+
+/// The archive's edge bundle as a user runs it: its `serve` starts Deno and workerd on the
+/// unpacked folder, and each ships every line to kinesalite; its NOTICES name the bundled shim.
+#[test]
+fn the_archives_edge_bundle_serves_on_deno_and_workerd() {
+    let (_unpacked, top) = unpacked("edge");
+    let edge = top.join("share/kinesis-output/edge");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(edge.join("serve")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o111, 0o111, "serve is executable: {mode:o}");
+    let notices = std::fs::read_to_string(edge.join("NOTICES")).unwrap();
+    assert!(
+        notices.contains("@bytecodealliance/preview2-shim") && notices.contains("Apache"),
+        "{notices}"
+    );
+
+    let k = Kinesalite::start("it-dist-edge");
+    let dir = temp_dir("edge-config");
+    std::fs::write(dir.join("config.json"), ship_config(&k)).unwrap();
+    let tools = root().join(".tools/node/node_modules/.bin");
+    let mut expected = 0;
+    for runtime in ["deno", "workerd"] {
+        let port = host_tests::listener::free_port();
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(edge.join("serve"))
+                .args([
+                    runtime,
+                    "--config",
+                    dir.join("config.json").to_str().unwrap(),
+                    "--port",
+                    &port.to_string(),
+                ])
+                .env("WORKERD", tools.join("workerd"))
+                .env("DENO", tools.join("deno"))
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut healthy = false;
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                if let Ok((200, _, _)) =
+                    host_tests::listener::exchange(&mut s, &addr, "GET", "/health", &[], b"")
+                {
+                    healthy = true;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let body: String = (0..30)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"pod": format!("p{i}"), "runtime": runtime})
+                )
+            })
+            .collect();
+        let answer = healthy.then(|| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            host_tests::listener::exchange(
+                &mut s,
+                &addr,
+                "POST",
+                "/",
+                &[("Content-Type", "application/x-ndjson")],
+                body.as_bytes(),
+            )
+        });
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+        assert!(healthy, "{runtime}: /health did not answer 200 within 60 s");
+        let (status, _, answer) = answer.unwrap().unwrap();
+        assert_eq!(status, 200, "{runtime}: {answer}");
+        expected += 30;
+        assert_eq!(k.read().len(), expected, "{runtime}");
     }
 }
 
