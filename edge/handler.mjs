@@ -115,7 +115,8 @@ function putDeadlineOf(environment) {
   return Number(match[1]) * unit;
 }
 
-/// The body's bytes, read up to one byte past `limit` (the rest is not read).
+/// The body's bytes, read until they pass `limit` (then the rest is not read: the component,
+/// handed more than its limit, answers 413).
 async function readBounded(request, limit) {
   if (!request.body) return new Uint8Array();
   const reader = request.body.getReader();

@@ -906,3 +906,47 @@ fn edge_runtimes_finish_a_put_whose_client_went_away() {
         assert_eq!(fake.stored().len(), sent.len(), "{runtime}: nothing twice");
     }
 }
+
+/// The sample `workerd.capnp` in dist/edge/ (what a user edits) runs the Worker under workerd:
+/// its credentials from the environment, as it says.
+#[test]
+fn the_sample_workerd_configuration_runs_the_worker() {
+    let dir = temp_dir("edge-sample");
+    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let port = free_port();
+    let sample = std::fs::read_to_string(dir.join("workerd.capnp")).unwrap();
+    assert!(sample.contains("127.0.0.1:8080"), "{sample}");
+    std::fs::write(
+        dir.join("workerd.capnp"),
+        sample.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(root().join(".tools/node/node_modules/.bin/workerd"))
+            .args(["serve", "workerd.capnp"])
+            .current_dir(&dir)
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        group: true,
+        also_stop: None,
+    };
+    server.wait_healthy();
+    let (status, health) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("environment (AWS_ACCESS_KEY_ID)"), "{health}");
+}
