@@ -17,17 +17,8 @@ fn fake_serve(
     extra: Value,
     args: &[&str],
 ) -> (Arc<FakeKinesis>, listener::Listener, PathBuf, Server) {
-    let fake = Arc::new(FakeKinesis::new(name, KEY_ID_VALUE, SECRET_VALUE));
-    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (fake, upstream, config) = fake_on_a_port(name, extra);
     let dir = temp_dir(name);
-    let mut config = json!({
-        "stream_name": name, "region": "us-east-1",
-        "endpoint": format!("http://{}", upstream.addr),
-        "partition_key": "pod",
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let log = std::fs::File::create(dir.join("serve.log")).unwrap();
     let server = kinesis_ship_serve_to(&dir.join("config.json"), args, &[], Stdio::from(log));

@@ -70,6 +70,18 @@ fn edge_serve_at(
     server
 }
 
+/// `POST /` of `body` as NDJSON: the status and the answer.
+fn post_ndjson(addr: &str, body: &[u8]) -> (u16, String) {
+    http(
+        addr,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-ndjson")],
+        body,
+    )
+    .unwrap()
+}
+
 /// What the runtime and the component wrote, kept for the secret scan.
 fn edge_log(runtime: &str, log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default()
@@ -183,17 +195,8 @@ fn fake_edge(
     name: &str,
     extra: Value,
 ) -> (Arc<FakeKinesis>, listener::Listener, PathBuf, Server) {
-    let fake = Arc::new(FakeKinesis::new(name, KEY_ID_VALUE, SECRET_VALUE));
-    let upstream = listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (fake, upstream, config) = fake_on_a_port(name, extra);
     let dir = temp_dir(&format!("{name}-{runtime}"));
-    let mut config = json!({
-        "stream_name": name, "region": "us-east-1",
-        "endpoint": format!("http://{}", upstream.addr),
-        "partition_key": "pod",
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let env = [
         ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
@@ -221,14 +224,7 @@ fn edge_runtimes_retry_throttling_and_resend_only_what_was_not_stored() {
         // Two whole calls throttled: retried within the post.
         fake.script([Fault::Throttled, Fault::Throttled]);
         let first = lines(0, 100);
-        let (status, body) = http(
-            &server.addr,
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-ndjson")],
-            &ndjson(&first),
-        )
-        .unwrap();
+        let (status, body) = post_ndjson(&server.addr, &ndjson(&first));
         assert_eq!(status, 200, "{runtime}: {body}");
         let answer: Value = serde_json::from_str(&body).unwrap();
         // Three calls: two throttled whole (each of the 100 records counted), one stored.
@@ -388,14 +384,7 @@ fn edge_runtimes_answer_a_bad_configuration() {
         let server = edge_serve(runtime, &dir.join("config.json"), &[], &log, false);
         let (status, answer) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
         assert_eq!(status, 503, "{runtime}: {answer}");
-        let (status, answer) = http(
-            &server.addr,
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-ndjson")],
-            b"{\"a\":1}\n",
-        )
-        .unwrap();
+        let (status, answer) = post_ndjson(&server.addr, b"{\"a\":1}\n");
         assert_eq!(status, 500, "{runtime}: {answer}");
         let answer: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(answer["field"], "retries_on_batch_request", "{runtime}: {answer}");
@@ -514,14 +503,7 @@ fn edge_runtimes_refuse_a_body_past_max_body_size() {
     std::fs::write(dir.join("small.json"), small.to_string()).unwrap();
     let post = |addr: &str, size: usize| {
         let body = "a".repeat(size);
-        http(
-            addr,
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-ndjson")],
-            body.as_bytes(),
-        )
-        .unwrap()
+        post_ndjson(addr, body.as_bytes())
     };
     for (runtime, limit) in [("workerd", 8 << 20), ("deno", 16 << 20)] {
         let log = dir.join(format!("{runtime}-default.log"));
@@ -632,14 +614,7 @@ fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
         true,
     );
     let sent = lines(0, 50);
-    let (status, answer) = http(
-        &server.addr,
-        "POST",
-        "/",
-        &[("Content-Type", "application/x-ndjson")],
-        &ndjson(&sent),
-    )
-    .unwrap();
+    let (status, answer) = post_ndjson(&server.addr, &ndjson(&sent));
     assert_eq!(status, 200, "{answer}");
     drop(server);
     edge_log("workerd", &log);
@@ -738,14 +713,7 @@ fn edge_runtimes_give_a_body_up_after_two_failures_in_a_row() {
         );
         let body = b"{\"pod\":\"a\"}\n";
         let post = || {
-            let (status, answer) = http(
-                &server.addr,
-                "POST",
-                "/",
-                &[("Content-Type", "application/x-ndjson")],
-                body,
-            )
-            .unwrap();
+            let (status, answer) = post_ndjson(&server.addr, body);
             (status, serde_json::from_str::<Value>(&answer).unwrap())
         };
         let (status, answer) = post();
@@ -887,14 +855,7 @@ fn edge_runtimes_finish_a_put_whose_client_went_away() {
         );
         fake.set_random_faults(RandomFaults::default());
         std::thread::sleep(Duration::from_secs(1));
-        let (status, answer) = http(
-            &server.addr,
-            "POST",
-            "/",
-            &[("Content-Type", "application/x-ndjson")],
-            &body,
-        )
-        .unwrap();
+        let (status, answer) = post_ndjson(&server.addr, &body);
         drop(server);
         edge_log(runtime, &dir.join("serve.log"));
         assert_eq!(status, 200, "{runtime}: {answer}");

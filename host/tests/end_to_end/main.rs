@@ -330,6 +330,33 @@ fn site_config(k: &Kinesalite) -> Value {
     })
 }
 
+/// A fake Kinesis on a real port (it checks every signature) and a configuration for it: the
+/// stream `name`, the fake as its endpoint, `pod` as the partition key, `extra`'s settings on top.
+fn fake_on_a_port(
+    name: &str,
+    extra: Value,
+) -> (
+    std::sync::Arc<host_tests::fake_kinesis::FakeKinesis>,
+    host_tests::listener::Listener,
+    Value,
+) {
+    let fake = std::sync::Arc::new(host_tests::fake_kinesis::FakeKinesis::new(
+        name,
+        KEY_ID_VALUE,
+        SECRET_VALUE,
+    ));
+    let upstream = host_tests::listener::serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut config = json!({
+        "stream_name": name, "region": "us-east-1",
+        "endpoint": format!("http://{}", upstream.addr),
+        "partition_key": "pod",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    (fake, upstream, config)
+}
+
 /// `(line, code)` of every problem listed in a report or an answer.
 fn problems(answer: &Value) -> Vec<(u64, String)> {
     answer["problems"]
