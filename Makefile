@@ -10,8 +10,9 @@ WASMTIME_CLI := .tools/wasmtime/wasmtime_cli/wasmtime
 MOTO := .tools/moto/moto/__init__.py
 LOGS := examples/logs/kubernetes.ndjson
 
-# The edge runtimes and the bundler for dist/edge/ (npm, pinned).
-EDGE_TOOLS := .tools/node/node_modules/workerd/package.json
+# The bundler for dist/edge/, and the edge runtimes its tests run (npm, pinned).
+ESBUILD := .tools/node/node_modules/esbuild/package.json
+EDGE_RUNTIMES := .tools/node/node_modules/workerd/package.json
 # Cloudflare's wrangler, for the test that it packs dist/edge/ (its own folder: it pins a
 # workerd of its own). It needs Node 22; the tests run it on Deno.
 WRANGLER := .tools/wrangler/node_modules/wrangler/package.json
@@ -78,7 +79,7 @@ dist: component host plugin edge
 # The proxy world for edge runtimes (scripts/edge.sh, docs/edge.md): dist/edge/ holds a
 # Cloudflare Worker (worker.js, the core wasm modules, wrangler.toml, workerd.capnp), a Deno
 # entry (deno.js) and `serve workerd|deno --config FILE --port N` to run either locally.
-edge: component $(JCO) $(EDGE_TOOLS)
+edge: component $(JCO) $(ESBUILD)
 	scripts/edge.sh
 
 # The archive's layout under $(DESTDIR)$(PREFIX): bin/kinesis-ship,
@@ -99,7 +100,7 @@ bench: component host plugin tools floor $(JS_SDK)
 
 # The edge bundle's per-request wall and CPU time beside kinesis-ship serve's (not part of
 # `make test`); see docs/edge.md.
-bench-edge: edge host tools
+bench-edge: edge host tools $(EDGE_RUNTIMES)
 	node scripts/bench-edge.mjs $(BENCH_ARGS)
 
 # Fuzzing the native core (not part of `make test`): every target in fuzz/ for FUZZ_SECONDS
@@ -147,8 +148,10 @@ $(TOOLS):
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3
 $(JCO): $(TOOLS)
 	cd .tools/node && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/jco@1.35.0 @bytecodealliance/preview2-shim@0.26.1
-$(EDGE_TOOLS): $(TOOLS)
-	cd .tools/node && npm install --no-audit --no-fund --loglevel=error workerd@1.20261123.1 deno@2.9.6 esbuild@0.28.2
+$(ESBUILD): $(TOOLS)
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error esbuild@0.28.2
+$(EDGE_RUNTIMES): $(TOOLS)
+	cd .tools/node && npm install --no-audit --no-fund --loglevel=error workerd@1.20261123.1 deno@2.9.6
 $(WRANGLER):
 	@mkdir -p .tools/wrangler
 	@[ -f .tools/wrangler/package.json ] || echo '{"name":"kinesis-output-wrangler","private":true}' > .tools/wrangler/package.json
@@ -193,7 +196,7 @@ unit:
 # made. Everything the component and our programs say
 # during them is kept in target/transcripts, then scanned for every secret value the tests
 # used (host-tests/src/transcript.rs).
-host-tests: component tools dist edge $(WRANGLER)
+host-tests: component tools dist edge $(EDGE_RUNTIMES) $(WRANGLER)
 	rm -rf target/transcripts
 	KINESIS_DIST_ARCHIVE=$(CURDIR)/$(ARCHIVE) KINESIS_TEST_TRANSCRIPTS=$(CURDIR)/target/transcripts $(CARGO) test -p host-tests -p kinesis-ship -p flb-out-kinesis-wasm
 	$(CARGO) run -q -p host-tests --bin secret-scan -- target/transcripts
