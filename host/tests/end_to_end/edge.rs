@@ -34,29 +34,19 @@ fn edge_serve_at(
     log: &Path,
     healthy: bool,
 ) -> Server {
-    use std::os::unix::process::CommandExt;
     let port = free_port();
-    let child = Command::new(serve)
-        .args([
-            runtime,
-            "--config",
-            config.to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-        ])
-        .envs(env.iter().copied())
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-        .spawn()
-        .expect("dist/edge/serve starts");
-    let mut server = Server {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        group: true,
-        also_stop: None,
-    };
+    let mut cmd = Command::new(serve);
+    cmd.args([
+        runtime,
+        "--config",
+        config.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ])
+    .envs(env.iter().copied())
+    .stdout(std::fs::File::create(log).unwrap())
+    .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+    let mut server = Server::spawn(cmd, format!("127.0.0.1:{port}"));
     if healthy {
         server.wait_healthy();
     } else {
@@ -68,6 +58,15 @@ fn edge_serve_at(
         }
     }
     server
+}
+
+/// A copy of dist/edge/'s files in `to` (made if missing): a bundle a test may change.
+fn copy_bundle(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 /// `POST /` of `body` as NDJSON: the status and the answer.
@@ -132,18 +131,7 @@ fn edge_runtimes_ship_every_record_once_to_kinesalite() {
 
         // Fluent Bit's framing: json_lines under application/json, gzipped.
         let second = lines(300, 200);
-        let (status, body) = http(
-            &server.addr,
-            "POST",
-            "/",
-            &[
-                ("Content-Type", "application/json"),
-                ("Content-Encoding", "gzip"),
-                ("User-Agent", "Fluent-Bit"),
-            ],
-            &gzip(&ndjson(&second)),
-        )
-        .unwrap();
+        let (status, body) = post_as_fluent_bit(&server.addr, &second);
         assert_eq!(status, 200, "{runtime}: {body}");
 
         // Ten posts at once, each answered in full.
@@ -541,14 +529,10 @@ fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
         wrangler.is_file(),
         "wrangler is not installed: run `make test`'s tools"
     );
-    let deno = root().join(".tools/node/node_modules/.bin/deno");
+    let deno = node_tool("deno");
     let dir = temp_dir("edge-wrangler");
     let project = dir.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), project.join(entry.file_name())).unwrap();
-    }
+    copy_bundle(&project);
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(deno);
@@ -600,7 +584,7 @@ fn wrangler_packs_the_worker_and_workerd_runs_what_it_packed() {
     let k = Kinesalite::start("it-edge-wrangler");
     std::fs::write(dir.join("config.json"), site_config(&k).to_string()).unwrap();
     let log = dir.join("serve.log");
-    let workerd = root().join(".tools/node/node_modules/.bin/workerd");
+    let workerd = node_tool("workerd");
     let env = [
         ("KINESIS_SECRET", SECRET_VALUE),
         ("WORKERD", workerd.to_str().unwrap()),
@@ -677,11 +661,7 @@ fn edge_runtimes_tell_bodies_apart_by_their_tag() {
 fn edge_runtimes_give_a_body_up_after_two_failures_in_a_row() {
     let dir = temp_dir("edge-broken");
     let bundle = dir.join("bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), bundle.join(entry.file_name())).unwrap();
-    }
+    copy_bundle(&bundle);
     // The smallest core module in place of the other small one: valid wasm, wrong imports.
     std::fs::copy(
         bundle.join("kinesis.core2.wasm"),
@@ -693,8 +673,7 @@ fn edge_runtimes_give_a_body_up_after_two_failures_in_a_row() {
         json!({"stream_name": "s", "region": "us-east-1", "endpoint": "http://127.0.0.1:9"}).to_string(),
     )
     .unwrap();
-    let tools = root().join(".tools/node/node_modules/.bin");
-    let (workerd, deno) = (tools.join("workerd"), tools.join("deno"));
+    let (workerd, deno) = (node_tool("workerd"), node_tool("deno"));
     let env = [
         ("AWS_ACCESS_KEY_ID", KEY_ID_VALUE),
         ("AWS_SECRET_ACCESS_KEY", SECRET_VALUE),
@@ -873,10 +852,7 @@ fn edge_runtimes_finish_a_put_whose_client_went_away() {
 #[test]
 fn the_sample_workerd_configuration_runs_the_worker() {
     let dir = temp_dir("edge-sample");
-    for entry in std::fs::read_dir(root().join("dist/edge")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    copy_bundle(&dir);
     let port = free_port();
     let sample = std::fs::read_to_string(dir.join("workerd.capnp")).unwrap();
     assert!(sample.contains("127.0.0.1:8080"), "{sample}");
@@ -885,28 +861,13 @@ fn the_sample_workerd_configuration_runs_the_worker() {
         sample.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")),
     )
     .unwrap();
-    let child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(root().join(".tools/node/node_modules/.bin/workerd"))
-            .args(["serve", "workerd.capnp"])
-            .current_dir(&dir)
-            .env_clear()
-            .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut server = Server {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        group: true,
-        also_stop: None,
-    };
-    server.wait_healthy();
+    let mut cmd = Command::new(node_tool("workerd"));
+    cmd.args(["serve", "workerd.capnp"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", KEY_ID_VALUE)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_VALUE);
+    let server = Server::start(cmd, format!("127.0.0.1:{port}"));
     let (status, health) = http(&server.addr, "GET", "/health", &[], b"").unwrap();
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("environment (AWS_ACCESS_KEY_ID)"), "{health}");

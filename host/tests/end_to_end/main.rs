@@ -141,22 +141,26 @@ struct Server {
 impl Server {
     /// Start `cmd` in its own process group and wait (bounded) until `GET /health` answers 200.
     fn start(mut cmd: Command, addr: String) -> Server {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut server = Server::spawn(cmd, addr);
+        server.wait_healthy();
+        server
+    }
+
+    /// Start `cmd` in its own process group, its output where `cmd` sends it, without waiting.
+    fn spawn(mut cmd: Command, addr: String) -> Server {
         use std::os::unix::process::CommandExt;
         let child = cmd
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("the host starts");
-        let mut server = Server {
+        Server {
             child,
             addr,
             group: true,
             also_stop: None,
-        };
-        server.wait_healthy();
-        server
+        }
     }
 
     fn wait_healthy(&mut self) {
@@ -299,8 +303,13 @@ fn wasmtime_cli() -> PathBuf {
 }
 
 fn jco() -> PathBuf {
-    let path = root().join(".tools/node/node_modules/.bin/jco");
-    assert!(path.is_file(), "jco is not installed: run `make tools`");
+    node_tool("jco")
+}
+
+/// A program the npm packages in `.tools/node` provide (jco, workerd, deno).
+fn node_tool(name: &str) -> PathBuf {
+    let path = root().join(".tools/node/node_modules/.bin").join(name);
+    assert!(path.is_file(), "{name} is not installed: run `make test`'s tools");
     path
 }
 
@@ -313,6 +322,23 @@ fn lines(from: usize, n: usize) -> Vec<String> {
             .to_string()
         })
         .collect()
+}
+
+/// `POST /` of `lines` as Fluent Bit's `http` output sends them (`json_lines` under
+/// application/json, gzipped): the status and the answer.
+fn post_as_fluent_bit(addr: &str, lines: &[String]) -> (u16, String) {
+    http(
+        addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+            ("User-Agent", "Fluent-Bit"),
+        ],
+        &gzip(&ndjson(lines)),
+    )
+    .unwrap()
 }
 
 fn ndjson(lines: &[String]) -> Vec<u8> {

@@ -121,18 +121,7 @@ fn jco_serves_the_proxy_world_and_runs_the_command_world() {
     server.also_stop = Some(jco_dir.clone());
     let sent = lines(0, 200);
     // Fluent Bit's framing: json_lines under application/json.
-    let (status, body) = http(
-        &server.addr,
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/json"),
-            ("Content-Encoding", "gzip"),
-            ("User-Agent", "Fluent-Bit"),
-        ],
-        &gzip(&ndjson(&sent)),
-    )
-    .unwrap();
+    let (status, body) = post_as_fluent_bit(&server.addr, &sent);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"delivered\":200"), "{body}");
     drop(server);
