@@ -252,20 +252,20 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
   // Traps in a row, by body.
   const traps = new Map();
 
-  // One fresh instance answers `request` with `body` (bytes; none for GET and HEAD).
-  async function run(request, body) {
+  // One fresh instance answers a request for `url` with `headers` (the caller's own copy) and
+  // `body` (bytes; none for GET and HEAD).
+  async function run(url, method, headers, body) {
     const instance = await instantiate((name) => {
       const module = modules[name];
       if (!module) throw new Error(`core module ${name} is missing from the bundle`);
       return module;
     }, importsFor(environment));
-    const headers = new Headers(request.headers);
     for (const name of BODY_HEADERS) headers.delete(name);
-    const bodyless = request.method === "GET" || request.method === "HEAD";
-    const inner = new Request(request.url, {
-      method: request.method,
+    const bodyless = method === "GET" || method === "HEAD";
+    const inner = new Request(url, {
+      method,
       headers,
-      body: !bodyless && body && body.byteLength > 0 ? body : undefined,
+      body: !bodyless && body.byteLength > 0 ? body : undefined,
     });
     return http.handleIncomingRequest(inner, instance.incomingHandler.handle);
   }
@@ -325,7 +325,7 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
       headers.set(LEDGER_HEADER, memory.recall(key) ?? "");
       let answer;
       try {
-        answer = await run(new Request(request.url, { method: "POST", headers }), body);
+        answer = await run(request.url, "POST", headers, body);
       } catch (e) {
         return failed(key, e);
       }
@@ -370,7 +370,7 @@ export function createHandler({ modules, bindings, proxyDefaults, log = (line) =
       const body = await readBounded(request, maxBody);
       const headers = new Headers(request.headers);
       headers.delete(LEDGER_HEADER);
-      return await run(new Request(request.url, { method: request.method, headers }), body);
+      return await run(request.url, request.method, headers, body);
     } catch (e) {
       log(`kinesis-output: ${request.method} ${url.pathname}: ${e?.message ?? e}`);
       return jsonResponse(503, { error: "the request could not be handled; re-send it", message: String(e?.message ?? e) }, { "retry-after": "5" });
